@@ -1,0 +1,96 @@
+"""Convert the original AttnGAN's checkpoints into attngan modules and inference folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from . import legacy
+from .config import ModelConfig
+from .hub import ModelBundle, save_pretrained
+from .models.discriminator import Discriminator
+from .models.generator import Generator
+from .models.image_encoder import InceptionImageEncoder
+from .models.text_encoder import TextEncoder
+from .text import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    state = legacy.fill_num_batches_tracked(state, module.state_dict())
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{what}: weights do not fit the inferred architecture: {str(exc)[:300]}") from None
+    module.eval()
+
+
+def text_encoder_from_legacy(state: dict[str, torch.Tensor], max_words: int = 18, what: str = "text encoder") -> TextEncoder:
+    """An original ``RNN_ENCODER`` state_dict -> :class:`TextEncoder` (eval mode)."""
+    module = TextEncoder(legacy.infer_text_encoder_config(state, max_words))
+    _load_into(module, legacy.from_legacy(state, legacy.TEXT_ENCODER_RULES, what), what)
+    return module
+
+
+def generator_from_legacy(state: dict[str, torch.Tensor], what: str = "generator") -> Generator:
+    """An original ``G_NET`` / ``G_DCGAN`` state_dict -> :class:`Generator` (eval mode)."""
+    module = Generator(legacy.infer_generator_config(state))
+    _load_into(module, legacy.from_legacy(state, legacy.generator_rules(state), what), what)
+    return module
+
+
+def discriminator_from_legacy(state: dict[str, torch.Tensor], what: str = "discriminator") -> Discriminator:
+    """An original ``D_NET64/128/256`` state_dict -> :class:`Discriminator` (eval mode)."""
+    config = legacy.infer_discriminator_config(state)
+    module = Discriminator(config)
+    _load_into(module, legacy.from_legacy(state, legacy.discriminator_rules(config.image_size), what), what)
+    return module
+
+
+def image_encoder_from_legacy(state: dict[str, torch.Tensor], what: str = "image encoder") -> InceptionImageEncoder:
+    """An original ``CNN_ENCODER`` state_dict -> :class:`InceptionImageEncoder` (eval mode)."""
+    module = InceptionImageEncoder(legacy.infer_image_encoder_config(state))
+    _load_into(module, legacy.from_legacy(state, legacy.IMAGE_ENCODER_RULES, what), what)
+    return module
+
+
+def convert_original(
+    generator_path: str | os.PathLike[str],
+    text_encoder_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    captions_pickle: str | os.PathLike[str] | None = None,
+    vocab: Vocabulary | None = None,
+    image_encoder_path: str | os.PathLike[str] | None = None,
+    max_words: int = 18,
+    name: str = "attngan-converted",
+) -> Path:
+    """Original ``netG_epoch_*.pth`` + ``text_encoder*.pth`` (+ ``image_encoder*.pth``) and the
+    vocabulary of ``captions.pickle`` -> an inference folder at ``out_dir``."""
+    if vocab is None:
+        if captions_pickle is None:
+            raise ValueError("a vocabulary is needed: pass captions.pickle (or a vocab.json)")
+        _, _, ixtoword, _ = legacy.load_captions_pickle(captions_pickle)
+        vocab = Vocabulary.from_index_to_word(ixtoword)
+    text_encoder = text_encoder_from_legacy(legacy.load_state_dict_file(text_encoder_path), max_words,
+                                            str(text_encoder_path))
+    if len(vocab) != text_encoder.config.vocab_size:
+        raise ValueError(f"vocabulary has {len(vocab)} words but {text_encoder_path} embeds "
+                         f"{text_encoder.config.vocab_size}: they come from different data sets")
+    generator = generator_from_legacy(legacy.load_state_dict_file(generator_path), str(generator_path))
+    if generator.config.text_dim != text_encoder.config.hidden_dim:
+        raise ValueError(f"{generator_path} expects text features of {generator.config.text_dim} but "
+                         f"{text_encoder_path} gives {text_encoder.config.hidden_dim}")
+    image_encoder = None
+    if image_encoder_path is not None:
+        image_encoder = image_encoder_from_legacy(legacy.load_state_dict_file(image_encoder_path), str(image_encoder_path))
+    config = ModelConfig(text_encoder=text_encoder.config, generator=generator.config,
+                         image_encoder=image_encoder.config if image_encoder is not None else None, name=name)
+    meta = {"source": "converted from the original AttnGAN",
+            "files": [Path(p).name for p in (generator_path, text_encoder_path, image_encoder_path) if p]}
+    bundle = ModelBundle(config, vocab, text_encoder, generator, image_encoder, meta)
+    log.info("writing %s", out_dir)
+    return save_pretrained(bundle, out_dir)

@@ -1,0 +1,150 @@
+"""Inference folders: ``config.json`` + ``model.safetensors`` + ``vocab.json``.
+
+Written atomically (a temporary sibling folder renamed into place); read with
+safetensors and JSON only, so loading a folder can never execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig, to_dict
+from .models.generator import Generator
+from .models.image_encoder import build_image_encoder
+from .models.text_encoder import TextEncoder
+from .text import Vocabulary
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+VOCAB_NAME = "vocab.json"
+
+
+@dataclass
+class ModelBundle:
+    """The modules of an inference folder, in eval mode on the CPU."""
+
+    config: ModelConfig
+    vocab: Vocabulary
+    text_encoder: TextEncoder
+    generator: Generator
+    image_encoder: torch.nn.Module | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        out: dict[str, torch.nn.Module] = {"text_encoder": self.text_encoder, "generator": self.generator}
+        if self.image_encoder is not None:
+            out["image_encoder"] = self.image_encoder
+        return out
+
+
+def build_bundle(config: ModelConfig, vocab: Vocabulary, metadata: dict[str, Any] | None = None) -> ModelBundle:
+    """Fresh (randomly initialised) modules for ``config``."""
+    if len(vocab) != config.text_encoder.vocab_size:
+        raise ConfigError(
+            f"vocabulary has {len(vocab)} words but text_encoder.vocab_size is {config.text_encoder.vocab_size}"
+        )
+    image_encoder = build_image_encoder(config.image_encoder) if config.image_encoder is not None else None
+    bundle = ModelBundle(config, vocab, TextEncoder(config.text_encoder), Generator(config.generator),
+                         image_encoder, dict(metadata or {}))
+    for m in bundle.modules().values():
+        m.eval()
+    return bundle
+
+
+def state_dict_of(bundle: ModelBundle) -> dict[str, torch.Tensor]:
+    """All weights with ``text_encoder.``/``generator.``/``image_encoder.`` prefixes."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, module in bundle.modules().items():
+        for k, v in module.state_dict().items():
+            out[f"{prefix}.{k}"] = v.detach().cpu().contiguous()
+    return out
+
+
+def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
+    """Write the folder atomically; an existing folder at ``path`` is replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
+                  "metadata": bundle.metadata}
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
+        save_file(state_dict_of(bundle), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        bundle.vocab.save(tmp / VOCAB_NAME)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """``(ModelConfig, metadata)`` from a folder's ``config.json``; errors name the file."""
+    file = Path(path) / CONFIG_NAME
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} not found: is {path} an attngan model folder?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "attngan" or "model" not in data:
+        raise ValueError(f"{file} is not an attngan model config (no 'format': 'attngan' / 'model')")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{file} has format_version {data['format_version']}; this attngan reads up to {FORMAT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(data["model"])
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    return config, dict(data.get("metadata") or {})
+
+
+def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
+    """Load an inference folder into a :class:`ModelBundle` (CPU, eval mode)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder not found: {path}")
+    config, metadata = read_config(path)
+    vocab = Vocabulary.load(path / VOCAB_NAME)
+    bundle = build_bundle(config, vocab, metadata)
+    weights = path / WEIGHTS_NAME
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{weights} not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights} is truncated or corrupt ({exc})") from None
+    for prefix, module in bundle.modules().items():
+        part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights}: weights do not fit {prefix} of {path / CONFIG_NAME}: {str(exc)[:300]}") from None
+    bundle.metadata.setdefault("sha256", file_sha256(weights)[:16])
+    return bundle
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

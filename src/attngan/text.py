@@ -1,0 +1,162 @@
+"""Tokenisation identical to the original AttnGAN, and the vocabulary.
+
+The original lower-cases a caption, takes ``\\w+`` tokens (NLTK's ``RegexpTokenizer``) and
+drops non-ASCII characters from each token (dropping tokens that become empty). Token id
+0 is ``<end>``, used as padding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_WORD = re.compile(r"\w+")
+PAD_TOKEN = "<end>"
+
+
+def tokenize(caption: str) -> list[str]:
+    """``"A Red-bird, très small"`` -> ``["a", "red", "bird", "trs", "small"]``."""
+    caption = caption.replace("\ufffd\ufffd", " ")
+    tokens = []
+    for token in _WORD.findall(caption.lower()):
+        token = token.encode("ascii", "ignore").decode("ascii")
+        if token:
+            tokens.append(token)
+    return tokens
+
+
+class UnknownWordsError(ValueError):
+    """No word of a caption is in the vocabulary."""
+
+
+@dataclass(frozen=True)
+class EncodedCaption:
+    """One caption as the model sees it."""
+
+    text: str
+    tokens: list[str]  # the words used, in order
+    ids: list[int]
+    dropped: list[str]  # unknown words, not in the vocabulary
+    truncated: list[str]  # known words beyond max_words, cut at inference
+
+
+class Vocabulary:
+    """Bidirectional word <-> id map with ``<end>`` (padding) at id 0."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        if not words or words[0] != PAD_TOKEN:
+            raise ValueError(f"a vocabulary must start with {PAD_TOKEN!r} at id 0")
+        if len(set(words)) != len(words):
+            seen: set[str] = set()
+            dup = next(w for w in words if w in seen or seen.add(w))  # type: ignore[func-returns-value]
+            raise ValueError(f"duplicate word in vocabulary: {dup!r}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.words == other.words
+
+    @classmethod
+    def build(cls, captions: Iterable[Sequence[str]], min_count: int = 1) -> Vocabulary:
+        """Vocabulary of all tokens appearing at least ``min_count`` times.
+
+        Words are ordered by first appearance, so the result is deterministic.
+        """
+        counts: dict[str, int] = {}
+        for tokens in captions:
+            for t in tokens:
+                counts[t] = counts.get(t, 0) + 1
+        return cls([PAD_TOKEN] + [w for w, n in counts.items() if n >= min_count and w != PAD_TOKEN])
+
+    @classmethod
+    def from_index_to_word(cls, ixtoword: dict[int, str]) -> Vocabulary:
+        """From the original's ``ixtoword`` dict (ids must be 0..N-1, 0 being ``<end>``)."""
+        n = len(ixtoword)
+        if sorted(ixtoword) != list(range(n)):
+            raise ValueError("ixtoword ids are not contiguous from 0")
+        return cls([ixtoword[i] for i in range(n)])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``{"words": [...]}`` as JSON (atomically)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"words": self.words}, ensure_ascii=True))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read vocabulary {path}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("words"), list):
+            raise ValueError(f"vocabulary {path}: expected an object with a 'words' list")
+        if not all(isinstance(w, str) for w in data["words"]):
+            raise ValueError(f"vocabulary {path}: every word must be a string")
+        return cls(data["words"])
+
+    def encode_tokens(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        """Known ids and the unknown words (in order)."""
+        ids, dropped = [], []
+        for t in tokens:
+            i = self.index.get(t)
+            if i is None or i == 0:
+                dropped.append(t)
+            else:
+                ids.append(i)
+        return ids, dropped
+
+    def encode(self, caption: str, max_words: int | None = None) -> EncodedCaption:
+        """Tokenise and map a caption; unknown words are reported, never silently dropped.
+
+        At inference a caption longer than ``max_words`` keeps its first ``max_words``
+        known words (deterministic); the rest are reported in ``truncated``.
+
+        Raises:
+            UnknownWordsError: the caption has no known word.
+        """
+        tokens = tokenize(caption)
+        ids, dropped = self.encode_tokens(tokens)
+        if not ids:
+            shown = ", ".join(repr(t) for t in tokens[:10]) or "no words at all"
+            raise UnknownWordsError(f"caption {caption[:80]!r} has no word in the vocabulary ({shown})")
+        used = [t for t in tokens if self.index.get(t, 0) != 0]
+        truncated: list[str] = []
+        if max_words is not None and len(ids) > max_words:
+            truncated = used[max_words:]
+            ids, used = ids[:max_words], used[:max_words]
+        return EncodedCaption(caption, used, ids, dropped, truncated)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.words[i] for i in ids if i != 0]
+
+
+def subsample_ids(ids: Sequence[int], max_words: int, rng: np.random.Generator) -> list[int]:
+    """Training-time treatment of long captions, as the original: keep a random ordered subset."""
+    if len(ids) <= max_words:
+        return list(ids)
+    keep = np.sort(rng.permutation(len(ids))[:max_words])
+    return [ids[i] for i in keep]
+
+
+def pad_batch(batch: Sequence[Sequence[int]], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad id lists: returns ``(tokens [B, T] int64, lengths [B] int64)``."""
+    lengths = torch.tensor([len(x) for x in batch], dtype=torch.int64)
+    width = int(lengths.max()) if length is None else length
+    tokens = torch.zeros(len(batch), width, dtype=torch.int64)
+    for i, ids in enumerate(batch):
+        tokens[i, : len(ids)] = torch.tensor(ids[:width], dtype=torch.int64)
+    return tokens, lengths.clamp(max=width)
