@@ -1,0 +1,26 @@
+"""The ``attngan`` command: one sub-command per module in this package."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="attngan")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """AttnGAN text-to-image: convert, train, evaluate, generate, serve."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    # Each sub-command lives in its own module and registers itself on ``main``.
+    from . import convert_cmd  # noqa: F401
+
+
+_register()
