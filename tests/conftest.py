@@ -20,3 +20,35 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared golden files and data live beside the project)")
     return path
+
+
+TINY_WORDS = ("a small large red green blue yellow circle square triangle on the left right top bottom center "
+              "of image big tiny").split()
+
+
+def make_tiny_bundle(num_stages: int = 3, seed: int = 0):
+    """A randomly initialised small model (16 -> 32 -> 64 px) for fast tests."""
+    import torch
+
+    from attngan.config import GeneratorConfig, ImageEncoderConfig, ModelConfig, TextEncoderConfig
+    from attngan.hub import build_bundle
+    from attngan.text import PAD_TOKEN, Vocabulary
+
+    torch.manual_seed(seed)
+    vocab = Vocabulary([PAD_TOKEN, *TINY_WORDS])
+    config = ModelConfig(
+        text_encoder=TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=16, hidden_dim=16, max_words=12),
+        generator=GeneratorConfig(text_dim=16, condition_dim=8, noise_dim=8, channels=8, num_residual=1,
+                                  num_stages=num_stages, first_stage_size=16),
+        image_encoder=ImageEncoderConfig(kind="light", embedding_dim=16, image_size=64, light_channels=8),
+        name="tiny-test",
+    )
+    return build_bundle(config, vocab, {"note": "random weights for tests"})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a saved tiny random model."""
+    from attngan.hub import save_pretrained
+
+    return save_pretrained(make_tiny_bundle(), tmp_path_factory.mktemp("models") / "tiny")
