@@ -8,6 +8,7 @@ configuration can be written beside every run and every exported model.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -31,15 +32,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        f = known[name]
-        ftype = f.type if not isinstance(f.type, str) else _resolve(f.type)
-        if dataclasses.is_dataclass(ftype) and isinstance(value, dict):
-            value = from_dict(ftype, value, f"{where}.{name}" if where else name)  # type: ignore[arg-type]
+        ftype = _dataclass_in(hints[name])
+        if ftype is not None and isinstance(value, dict):
+            value = from_dict(ftype, value, f"{where}.{name}" if where else name)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
@@ -63,15 +64,21 @@ def _lists(value: Any) -> Any:
     return value
 
 
-def _resolve(name: str) -> Any:
-    return globals().get(name, name)
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass type in ``hint`` (``X`` or ``X | None``), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint  # type: ignore[return-value]
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg  # type: ignore[return-value]
+    return None
 
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
     """Embedding -> (bi)LSTM/GRU text encoder (the original ``RNN_ENCODER``)."""
 
-    vocab_size: int
+    vocab_size: int = 0  # 0: taken from the training data's vocabulary
     word_embedding_dim: int = 300  # input to the RNN ("ninput")
     hidden_dim: int = 256  # output feature size D, summed over directions
     rnn_type: str = "lstm"
@@ -81,7 +88,7 @@ class TextEncoderConfig:
     max_words: int = 18
 
     def __post_init__(self) -> None:
-        _check(self.vocab_size >= 2, "text_encoder.vocab_size must be >= 2")
+        _check(self.vocab_size == 0 or self.vocab_size >= 2, "text_encoder.vocab_size must be >= 2 (or 0: from the data)")
         _check(self.rnn_type in ("lstm", "gru"), "text_encoder.rnn_type must be 'lstm' or 'gru'")
         directions = 2 if self.bidirectional else 1
         _check(self.hidden_dim % directions == 0, "text_encoder.hidden_dim must be divisible by directions")

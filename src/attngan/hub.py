@@ -72,17 +72,16 @@ def state_dict_of(bundle: ModelBundle) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
-    """Write the folder atomically; an existing folder at ``path`` is replaced."""
+def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: dict[str, torch.Tensor],
+                  vocab: Vocabulary) -> Path:
+    """Write config.json + model.safetensors + vocab.json into ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
-                  "metadata": bundle.metadata}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
-        save_file(state_dict_of(bundle), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        bundle.vocab.save(tmp / VOCAB_NAME)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        vocab.save(tmp / VOCAB_NAME)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -95,6 +94,33 @@ def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    weights = path / WEIGHTS_NAME
+    try:
+        return load_file(str(weights))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{weights} not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights} is truncated or corrupt ({exc})") from None
+
+
+def _load_modules(path: Path, modules: dict[str, torch.nn.Module], state: dict[str, torch.Tensor]) -> None:
+    for prefix, module in modules.items():
+        part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{path / WEIGHTS_NAME}: weights do not fit {prefix} of {path / CONFIG_NAME}: "
+                             f"{str(exc)[:300]}") from None
+
+
+def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
+    """Write the folder atomically; an existing folder at ``path`` is replaced."""
+    config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
+              "metadata": bundle.metadata}
+    return _write_folder(path, config, state_dict_of(bundle), bundle.vocab)
 
 
 def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
@@ -125,20 +151,8 @@ def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
     config, metadata = read_config(path)
     vocab = Vocabulary.load(path / VOCAB_NAME)
     bundle = build_bundle(config, vocab, metadata)
-    weights = path / WEIGHTS_NAME
-    try:
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{weights} not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{weights} is truncated or corrupt ({exc})") from None
-    for prefix, module in bundle.modules().items():
-        part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"{weights}: weights do not fit {prefix} of {path / CONFIG_NAME}: {str(exc)[:300]}") from None
-    bundle.metadata.setdefault("sha256", file_sha256(weights)[:16])
+    _load_modules(path, bundle.modules(), _read_weights(path))
+    bundle.metadata.setdefault("sha256", file_sha256(path / WEIGHTS_NAME)[:16])
     return bundle
 
 
@@ -148,3 +162,53 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@dataclass
+class DAMSMEncoders:
+    """Text and image encoders trained together with the DAMSM losses, and their vocabulary."""
+
+    text_encoder: TextEncoder
+    image_encoder: torch.nn.Module
+    vocab: Vocabulary
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"text_encoder": self.text_encoder, "image_encoder": self.image_encoder}
+
+
+def save_damsm(encoders: DAMSMEncoders, path: str | os.PathLike[str]) -> Path:
+    """Write a DAMSM folder (``format: attngan-damsm``) atomically."""
+    te = encoders.text_encoder.config
+    ie = encoders.image_encoder.config  # type: ignore[union-attr]
+    config = {"format": "attngan-damsm", "format_version": FORMAT_VERSION, "text_encoder": to_dict(te),
+              "image_encoder": to_dict(ie), "metadata": encoders.metadata}
+    state = {f"{p}.{k}": v.detach().cpu().contiguous()
+             for p, m in encoders.modules().items() for k, v in m.state_dict().items()}
+    return _write_folder(path, config, state, encoders.vocab)
+
+
+def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
+    """Load a DAMSM folder written by ``train-damsm`` (CPU, eval mode)."""
+    from .config import ImageEncoderConfig, TextEncoderConfig, from_dict
+
+    path = Path(path)
+    file = path / CONFIG_NAME
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} not found: is {path} a DAMSM folder written by train-damsm?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "attngan-damsm":
+        raise ValueError(f"{file} is not a DAMSM encoder config ('format' must be 'attngan-damsm')")
+    te_cfg = from_dict(TextEncoderConfig, data["text_encoder"], "text_encoder")
+    ie_cfg = from_dict(ImageEncoderConfig, data["image_encoder"], "image_encoder")
+    vocab = Vocabulary.load(path / VOCAB_NAME)
+    if len(vocab) != te_cfg.vocab_size:
+        raise ConfigError(f"{path / VOCAB_NAME} has {len(vocab)} words but {file} says vocab_size {te_cfg.vocab_size}")
+    enc = DAMSMEncoders(TextEncoder(te_cfg), build_image_encoder(ie_cfg), vocab, dict(data.get("metadata") or {}))
+    _load_modules(path, enc.modules(), _read_weights(path))
+    for m in enc.modules().values():
+        m.eval()
+    return enc

@@ -18,6 +18,8 @@ class TextEncoder(nn.Module):
 
     def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
+        if config.vocab_size < 2:
+            raise ValueError("text_encoder.vocab_size is not set (it is 0 until a vocabulary is known)")
         self.config = config
         directions = 2 if config.bidirectional else 1
         self.directions = directions

@@ -1,0 +1,160 @@
+"""Training configuration: frozen dataclasses resolved from a YAML preset plus overrides.
+
+Only the CLI reads YAML; trainers receive these objects. ``resolve_config`` merges a preset
+with ``key.sub=value`` overrides and rejects unknown keys by name.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import (
+    ConfigError,
+    DAMSMLossConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ImageEncoderConfig,
+    TextEncoderConfig,
+    from_dict,
+)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which data set to read and how (passed to ``attngan.data.build_dataset``)."""
+
+    kind: str = "shapes"  # shapes | cub | coco | coco-json | folder | tags
+    root: str | None = None
+    captions_per_image: int | None = None  # None: the data set's default
+    num_workers: int = 0
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    missing: str = "error"  # CUB/COCO: "error" or "skip" listed-but-absent images
+    extra: dict[str, Any] = field(default_factory=dict)  # format-specific arguments (e.g. shapes size)
+
+
+@dataclass(frozen=True)
+class OptimOptions:
+    lr: float = 0.0002
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every training run shares: length, logging, checkpoints, precision."""
+
+    out_dir: str = "runs/attngan"
+    seed: int = 0
+    batch_size: int = 20  # global batch (split over processes under torchrun)
+    max_steps: int = 1000
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    device: str = "auto"  # auto | cpu | cuda
+    deterministic: bool = False
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    time_limit_minutes: float = 0.0  # stop (saving a checkpoint) after this long; 0 = none
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError("run.precision must be 'fp32' or 'bf16'")
+        if self.batch_size < 2:
+            raise ConfigError("run.batch_size must be >= 2 (the losses contrast samples in a batch)")
+
+
+@dataclass(frozen=True)
+class DAMSMTrainConfig:
+    """``attngan train-damsm``: text and image encoders trained with the DAMSM losses."""
+
+    text_encoder: TextEncoderConfig
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    data: DataOptions = field(default_factory=DataOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
+    optim: OptimOptions = field(default_factory=lambda: OptimOptions(lr=0.002))
+    rnn_grad_clip: float = 0.25
+    lr_decay_per_epoch: float = 0.98  # as the original, down to lr / 10
+    imagenet_weights: str | None = None  # torchvision inception_v3 state_dict (local file)
+
+
+@dataclass(frozen=True)
+class GANTrainConfig:
+    """``attngan train``: the generator and discriminators with frozen DAMSM encoders."""
+
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # image_size set per stage
+    damsm: str = ""  # folder written by train-damsm (encoders + vocab)
+    data: DataOptions = field(default_factory=DataOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
+    optim_g: OptimOptions = field(default_factory=OptimOptions)
+    optim_d: OptimOptions = field(default_factory=OptimOptions)
+    kl_weight: float = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
+    name: str = "attngan"
+
+
+CONFIG_TYPES: dict[str, type] = {"damsm": DAMSMTrainConfig, "gan": GANTrainConfig}
+
+
+def preset_path(name: str) -> Path:
+    """A preset shipped with the package (``shapes``, ``birds``...) or a YAML file path."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.exists():
+            raise FileNotFoundError(f"preset file not found: {candidate}")
+        return candidate
+    path = Path(str(resources.files("attngan") / "configs" / f"{name}.yaml"))
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise FileNotFoundError(f"unknown preset {name!r}; available: {', '.join(available)}")
+    return path
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw mapping of a preset: ``{"damsm": {...}, "gan": {...}}``."""
+    path = preset_path(name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping with 'damsm' and/or 'gan' sections")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["run.max_steps=50", "data.root=/x"]`` applied to a nested mapping (values parsed as YAML)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> Any:
+    """Build a ``DAMSMTrainConfig`` (kind ``damsm``) or ``GANTrainConfig`` (``gan``)."""
+    data = load_preset(preset)
+    if kind not in data:
+        raise ConfigError(f"preset {preset!r} has no {kind!r} section")
+    section = apply_overrides(data[kind], overrides or [])
+    return from_dict(CONFIG_TYPES[kind], section, kind)
