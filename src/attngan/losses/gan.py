@@ -20,6 +20,7 @@ def discriminator_loss(
     cond_wrong: torch.Tensor,
     uncond_real: torch.Tensor | None = None,
     uncond_fake: torch.Tensor | None = None,
+    wrong_scale: float = 1.0,
 ) -> torch.Tensor:
     """One discriminator's loss.
 
@@ -28,8 +29,11 @@ def discriminator_loss(
         cond_fake: ``[B]`` logits of generated images with their captions.
         cond_wrong: ``[B-1]`` logits of real images with another sample's caption.
         uncond_real, uncond_fake: ``[B]`` unconditional logits, or None without that head.
+        wrong_scale: multiplies the mismatched term's mean (used when the mismatched pairs
+            of a global batch are split unevenly over processes).
     """
-    real_c, fake_c, wrong_c = _bce(cond_real, 1.0), _bce(cond_fake, 0.0), _bce(cond_wrong, 0.0)
+    real_c, fake_c = _bce(cond_real, 1.0), _bce(cond_fake, 0.0)
+    wrong_c = _bce(cond_wrong, 0.0) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
     if uncond_real is None or uncond_fake is None:
         return real_c + (fake_c + wrong_c) / 2.0
     real_u, fake_u = _bce(uncond_real, 1.0), _bce(uncond_fake, 0.0)

@@ -1,0 +1,61 @@
+"""``attngan train-damsm`` and ``attngan train``: presets + ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import click
+
+from . import main
+
+_SET_HELP = "Override a preset value, e.g. --set run.max_steps=100 --set data.root=data/birds (repeatable)."
+
+
+def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None) -> object:
+    from ..config import ConfigError
+    from ..training.options import resolve_config
+
+    items = list(overrides)
+    if out:
+        items.append(f"run.out_dir={out}")
+    try:
+        return resolve_config(kind, preset, items)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _run(fn: object, cfg: object, resume: bool) -> None:
+    from ..training.checkpoint import CheckpointError
+
+    try:
+        path = fn(cfg, resume=resume)  # type: ignore[operator]
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {path}")
+
+
+@main.command("train-damsm")
+@click.option("--preset", default="shapes", show_default=True, help="Preset name or YAML file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--out", help="Run folder (same as --set run.out_dir=...).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run folder.")
+def train_damsm_cmd(preset: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
+    """Pretrain the DAMSM text and image encoders (writes <out>/damsm)."""
+    from ..training.damsm import train_damsm
+
+    _run(train_damsm, _resolve("damsm", preset, overrides, out), resume)
+
+
+@main.command("train")
+@click.option("--preset", default="shapes", show_default=True, help="Preset name or YAML file.")
+@click.option("--damsm", help="DAMSM folder from train-damsm (same as --set damsm=...).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--out", help="Run folder (same as --set run.out_dir=...).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run folder.")
+def train_cmd(preset: str, damsm: str | None, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
+    """Train the AttnGAN generator and discriminators (writes <out>/model).
+
+    Several processes: torchrun --nproc_per_node N -m attngan train ... (gloo on CPU, NCCL on GPU).
+    """
+    from ..training.gan import train_gan
+
+    items = overrides + ((f"damsm={damsm}",) if damsm else ())
+    _run(train_gan, _resolve("gan", preset, items, out), resume)
