@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from PIL import Image
 
 from .hub import ModelBundle, load_pretrained, save_pretrained
 from .text import EncodedCaption, pad_batch
+
+if TYPE_CHECKING:
+    from .onnx_export import OnnxBackend
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +86,21 @@ class AttnGANPipeline:
         self.bundle = bundle
         self.device = torch.device("cpu")
         self.precision = "fp32"
+        self.onnx_backend: OnnxBackend | None = None  # set by use_backend("onnx")
         self.set_precision(precision)
         self.to(device)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
-                        precision: str = "fp32") -> AttnGANPipeline:
+                        precision: str = "fp32", backend: str = "torch",
+                        onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``);
-        ``None`` loads the model bundled with the package."""
+        ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`."""
         folder = bundled_model_path() if path is None else Path(path)
         bundle = load_pretrained(folder)
         bundle.metadata.setdefault("path", str(folder))
-        return cls(bundle, device=device, precision=precision)
+        return cls(bundle, device=device, precision=precision).use_backend(backend, onnx_dir)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         return save_pretrained(self.bundle, path)
@@ -112,6 +117,30 @@ class AttnGANPipeline:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
         return self
+
+    # ------------------------------------------------------------------ ONNX Runtime backend
+    def export_onnx(self, folder: str | os.PathLike[str]) -> Path:
+        """Export the text encoder and generator to ONNX files in ``folder``."""
+        from .onnx_export import export_onnx
+
+        return export_onnx(self.bundle, folder)
+
+    def use_backend(self, backend: str = "torch", onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
+        """Run the torch modules (``torch``) or ONNX Runtime (``onnx``, fp32) from ``onnx_dir``;
+        by default ``<model folder>/onnx``, exported there on first use."""
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend == "torch":
+            self.onnx_backend = None
+            return self
+        from .onnx_export import OnnxBackend
+
+        self.onnx_backend = OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
+        return self
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx_backend is None else "onnx"
 
     @property
     def config(self) -> Any:
@@ -202,7 +231,8 @@ class AttnGANPipeline:
         return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=encoded, seeds=seeds,
                               caption_indices=caption_indices, intermediates=out["intermediates"],
                               settings={"num_stages": len(out["images"]), "precision": self.precision,
-                                        "device": str(self.device), "model": self.name, "model_hash": self.model_hash})
+                                        "device": str(self.device), "model": self.name, "model_hash": self.model_hash,
+                                        "backend": self.backend})
 
     def _seeds(self, n_captions: int, num_images: int, seed: int | Sequence[int] | None,
                generator: torch.Generator | None) -> list[int]:
@@ -224,6 +254,8 @@ class AttnGANPipeline:
 
     def _generate(self, encoded: list[EncodedCaption], seeds: list[int], num_stages: int | None,
                   keep: bool) -> dict[str, Any]:
+        if self.onnx_backend is not None:  # ONNX Runtime instead of the torch modules
+            return self.onnx_backend.generate(self, encoded, seeds, num_stages, keep)
         with self._autocast():
             words, sentence, mask = self.encode_text(encoded)
             noise, eps = self.make_noise(seeds)

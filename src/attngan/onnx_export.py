@@ -1,0 +1,305 @@
+"""ONNX export of the text encoder and the generator, and an ONNX Runtime backend.
+
+:class:`TextEncoder` packs its padded batch (``pack_padded_sequence``), which does not
+trace to ONNX. :class:`ExportableTextEncoder` computes the same features without packing:
+each direction of each layer is a one-directional RNN; the forward one runs over the
+padded sequence (padding comes after the caption, so it never reaches a real position),
+the backward one over each caption reversed *within its length* (an index gather that
+leaves padding at the end). Results equal the packed encoder's to float rounding.
+
+A model's ONNX folder holds ``text_encoder.onnx``, ``generator.onnx`` and ``onnx.json``
+(the model hash it was exported from, the output names, the opset).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .hub import ModelBundle
+from .models.generator import Generator
+from .models.text_encoder import TextEncoder
+from .text import EncodedCaption, pad_batch
+
+if TYPE_CHECKING:
+    from .pipeline import AttnGANPipeline
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+META_NAME = "onnx.json"
+TEXT_ENCODER_FILE = "text_encoder.onnx"
+GENERATOR_FILE = "generator.onnx"
+FORMAT_VERSION = 1
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [B, T, F]``, ``index [B, T]`` -> ``y[b, t] = x[b, index[b, t]]``."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class ExportableTextEncoder(nn.Module):
+    """:class:`TextEncoder` without packed sequences (traceable; inference only).
+
+    Takes ``tokens [B, T]`` int64 and ``lengths [B]`` int64 (every length >= 1) and returns
+    ``(word_features [B, D, T], sentence_features [B, D])``, zero at padded positions.
+    """
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        super().__init__()
+        rnn = encoder.rnn
+        self.embedding = nn.Embedding.from_pretrained(encoder.embedding.weight.detach().clone(), freeze=True)
+        self.num_layers = rnn.num_layers
+        self.directions = 2 if rnn.bidirectional else 1
+        self.rnns = nn.ModuleList()
+        for layer in range(self.num_layers):
+            size = rnn.input_size if layer == 0 else rnn.hidden_size * self.directions
+            for direction in range(self.directions):
+                single = type(rnn)(size, rnn.hidden_size, 1, batch_first=True, bias=rnn.bias)
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+                single.load_state_dict({f"{n}_l0": getattr(rnn, n + suffix).detach().clone() for n in names})
+                self.rnns.append(single)
+        self.to(encoder.embedding.weight.device)
+        self.eval()
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)  # [1, T]
+        lengths = lengths.to(tokens.device).view(-1, 1)
+        valid = positions < lengths  # [B, T]
+        # position t <-> length-1-t inside each caption; padding maps to itself
+        reverse = torch.where(valid, lengths - 1 - positions, positions)
+        last = (lengths - 1).expand(-1, tokens.shape[1])  # [B, T]: every entry = length - 1
+        x = self.embedding(tokens)
+        finals: list[torch.Tensor] = []
+        for layer in range(self.num_layers):
+            outputs, finals = [], []
+            for direction in range(self.directions):
+                rnn = self.rnns[layer * self.directions + direction]
+                if direction == 0:
+                    out, _ = rnn(x)
+                    finals.append(_gather_time(out, last)[:, 0])
+                else:
+                    out_reversed, _ = rnn(_gather_time(x, reverse))
+                    finals.append(_gather_time(out_reversed, last)[:, 0])
+                    out = _gather_time(out_reversed, reverse)
+                outputs.append(out)
+            x = torch.cat(outputs, dim=2) * valid.unsqueeze(-1).to(x.dtype)
+        return x.transpose(1, 2), torch.cat(finals, dim=1)
+
+
+class ExportableGenerator(nn.Module):
+    """The generator with explicit noise: ``(noise [B, Z], eps [B, C], sentence [B, D],
+    words [B, D, T], mask [B, T] bool)`` -> ``(*images, *attention_maps, mu, logvar, condition)``
+    with images ``[B, 3, S_s, S_s]`` per stage and attention ``[B, T, H_s, W_s]`` per refinement stage.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, noise: torch.Tensor, eps: torch.Tensor, sentence: torch.Tensor, words: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.generator(noise, sentence, words, mask, eps=eps)
+        return (*out.images, *out.attention_maps, out.mu, out.logvar, out.condition)
+
+
+def _output_names(generator: Generator) -> tuple[list[str], list[str]]:
+    cfg = generator.config
+    heads = 1 if cfg.variant == "dcgan" else cfg.num_stages
+    return [f"image_{i}" for i in range(heads)], [f"attention_{i}" for i in range(cfg.num_stages - 1)]
+
+
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str], outputs: list[str],
+            axes: dict[str, dict[int, str]], opset: int) -> None:
+    with warnings.catch_warnings():
+        # the TorchScript-based exporter: fast, and the one that takes dynamic_axes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+
+
+@torch.no_grad()
+def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int = OPSET) -> Path:
+    """Export ``bundle``'s text encoder and generator to ``folder`` (replaced atomically).
+
+    Batch size and caption length are dynamic. Returns the folder.
+    """
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    cfg = bundle.config
+    device = next(bundle.generator.parameters()).device
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 0]], dtype=torch.int64, device=device) % cfg.text_encoder.vocab_size
+    tokens[1, 2] = 0
+    lengths = torch.tensor([3, 2], dtype=torch.int64, device=device)
+    text = ExportableTextEncoder(bundle.text_encoder).to(device)
+    words, sentence = text(tokens, lengths)
+    gcfg = cfg.generator
+    noise = torch.randn(2, gcfg.noise_dim, device=device)
+    eps = torch.randn(2, gcfg.condition_dim, device=device)
+    image_names, attention_names = _output_names(bundle.generator)
+    gen_outputs = [*image_names, *attention_names, "mu", "logvar", "condition"]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    was_training = bundle.generator.training
+    bundle.generator.eval()
+    try:
+        _export(text, (tokens, lengths), tmp / TEXT_ENCODER_FILE, ["tokens", "lengths"], ["words", "sentence"],
+                {"tokens": {0: "batch", 1: "words"}, "lengths": {0: "batch"}, "words": {0: "batch", 2: "words"},
+                 "sentence": {0: "batch"}}, opset)
+        axes: dict[str, dict[int, str]] = {"noise": {0: "batch"}, "eps": {0: "batch"}, "sentence": {0: "batch"},
+                                           "words": {0: "batch", 2: "words"}, "mask": {0: "batch", 1: "words"}}
+        axes.update({name: {0: "batch"} for name in [*image_names, "mu", "logvar", "condition"]})
+        axes.update({name: {0: "batch", 1: "words"} for name in attention_names})
+        _export(ExportableGenerator(bundle.generator), (noise, eps, sentence, words, tokens == 0),
+                tmp / GENERATOR_FILE, ["noise", "eps", "sentence", "words", "mask"], gen_outputs, axes, opset)
+        meta = {"format": "attngan-onnx", "format_version": FORMAT_VERSION, "model": cfg.name,
+                "model_hash": str(bundle.metadata.get("sha256", "")), "opset": opset, "images": image_names,
+                "attention": attention_names, "torch": torch.__version__}
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        bundle.generator.train(was_training)
+    log.info("exported %s to %s (opset %d)", cfg.name, folder, opset)
+    return folder
+
+
+def _replace_dir(tmp: Path, folder: Path) -> None:
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``onnx.json`` of an exported folder; errors name the file."""
+    file = Path(folder) / META_NAME
+    try:
+        meta = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} not found: is {folder} an attngan ONNX folder?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "attngan-onnx":
+        raise ValueError(f"{file} is not an attngan ONNX description (no 'format': 'attngan-onnx')")
+    return meta
+
+
+def default_onnx_dir(bundle: ModelBundle) -> Path:
+    """``<model folder>/onnx`` when that folder is writable, else a per-user cache folder."""
+    model_dir = bundle.metadata.get("path")
+    if model_dir and os.access(model_dir, os.W_OK):
+        return Path(model_dir) / "onnx"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = f"{bundle.config.name}-{bundle.metadata.get('sha256', 'unhashed')}"
+    return cache / "attngan" / "onnx" / key
+
+
+class OnnxBackend:
+    """Runs an exported folder with ONNX Runtime (fp32).
+
+    Args:
+        folder: a folder written by :func:`export_onnx`.
+        device: ``cpu`` or ``cuda`` (CUDA needs onnxruntime-gpu; falls back to the CPU).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("the ONNX backend needs onnxruntime: pip install 'attngan[onnx]'") from None
+        self.folder = Path(folder)
+        self.meta = read_onnx_meta(self.folder)
+        self._ort = ort
+        self._sessions: dict[str, Any] = {}
+        self.device = torch.device(device)
+
+    @classmethod
+    def for_bundle(cls, bundle: ModelBundle, folder: str | os.PathLike[str] | None = None,
+                   device: str | torch.device = "cpu") -> OnnxBackend:
+        """Open ``folder`` (default :func:`default_onnx_dir`), exporting first when it is
+        missing or was exported from other weights."""
+        target = Path(folder) if folder is not None else default_onnx_dir(bundle)
+        expected = str(bundle.metadata.get("sha256", ""))
+        try:
+            current = read_onnx_meta(target).get("model_hash")
+        except (FileNotFoundError, ValueError):
+            current = None
+        if current != expected or not all((target / f).exists() for f in (TEXT_ENCODER_FILE, GENERATOR_FILE)):
+            export_onnx(bundle, target)
+        return cls(target, device)
+
+    def _session(self, name: str) -> Any:
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in self._ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        key = f"{name}:{providers[0]}"
+        if key not in self._sessions:
+            path = self.folder / name
+            if not path.exists():
+                raise FileNotFoundError(f"{path} not found")
+            self._sessions[key] = self._ort.InferenceSession(str(path), providers=providers)
+        return self._sessions[key]
+
+    def encode_text(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``tokens [B, T]``, ``lengths [B]`` (int64) -> ``(words [B, D, T], sentence [B, D])``."""
+        words, sentence = self._session(TEXT_ENCODER_FILE).run(
+            None, {"tokens": tokens.astype(np.int64), "lengths": lengths.astype(np.int64)})
+        return words, sentence
+
+    def run_generator(self, noise: np.ndarray, eps: np.ndarray, sentence: np.ndarray, words: np.ndarray,
+                      mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Generator outputs by name (``image_i``, ``attention_i``, ``mu``, ``logvar``, ``condition``)."""
+        session = self._session(GENERATOR_FILE)
+        feeds = {"noise": noise.astype(np.float32), "eps": eps.astype(np.float32),
+                 "sentence": sentence.astype(np.float32), "words": words.astype(np.float32),
+                 "mask": mask.astype(bool)}
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(None, feeds), strict=True))
+
+    def generate(self, pipe: AttnGANPipeline, encoded: Sequence[EncodedCaption], seeds: Sequence[int],
+                 num_stages: int | None, keep: bool) -> dict[str, Any]:
+        """One batch for :class:`~attngan.pipeline.AttnGANPipeline` (same result layout as its torch path)."""
+        if pipe.precision != "fp32":
+            raise ValueError(f"the ONNX backend runs in fp32; set precision='fp32' (got {pipe.precision!r})")
+        self.device = pipe.device
+        full = len(self.meta["attention"]) + 1
+        stages = full if num_stages is None else num_stages
+        if not 1 <= stages <= full:
+            raise ValueError(f"num_stages must be in 1..{full}, got {stages}")
+        if len(self.meta["images"]) != full and stages != full:
+            raise ValueError("this ONNX generator (single-image variant) only gives the image of its last stage")
+        tokens, lengths = pad_batch([e.ids for e in encoded])
+        words, sentence = self.encode_text(tokens.numpy(), lengths.numpy())
+        noise, eps = pipe.make_noise(seeds)
+        out = self.run_generator(noise.cpu().numpy(), eps.cpu().numpy(), sentence, words, (tokens == 0).numpy())
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(pipe.device)
+
+        images = [tensor(out[n]) for n in self.meta["images"][:stages]]
+        attention = [tensor(out[n]) for n in self.meta["attention"][:stages - 1]]
+        inter: dict[str, torch.Tensor] = {}
+        if keep:
+            inter = {"word_features": tensor(words), "sentence_features": tensor(sentence), "mu": tensor(out["mu"]),
+                     "logvar": tensor(out["logvar"]), "condition": tensor(out["condition"]), "noise": noise.float()}
+        return {"images": images, "attention": attention, "intermediates": inter}
