@@ -13,6 +13,7 @@ A model's ONNX folder holds ``text_encoder.onnx``, ``generator.onnx`` and ``onnx
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hub import ModelBundle
+from .hub import ModelBundle, state_dict_of
 from .models.generator import Generator
 from .models.text_encoder import TextEncoder
 from .text import EncodedCaption, pad_batch
@@ -115,6 +116,16 @@ class ExportableGenerator(nn.Module):
         return (*out.images, *out.attention_maps, out.mu, out.logvar, out.condition)
 
 
+def weights_fingerprint(bundle: ModelBundle) -> str:
+    """SHA-256 (16 hex digits) of the text encoder's and generator's weights, as loaded now."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict_of(bundle).items()):
+        if name.startswith(("text_encoder.", "generator.")):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _output_names(generator: Generator) -> tuple[list[str], list[str]]:
     cfg = generator.config
     heads = 1 if cfg.variant == "dcgan" else cfg.num_stages
@@ -166,7 +177,8 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
         _export(ExportableGenerator(bundle.generator), (noise, eps, sentence, words, tokens == 0),
                 tmp / GENERATOR_FILE, ["noise", "eps", "sentence", "words", "mask"], gen_outputs, axes, opset)
         meta = {"format": "attngan-onnx", "format_version": FORMAT_VERSION, "model": cfg.name,
-                "model_hash": str(bundle.metadata.get("sha256", "")), "opset": opset, "images": image_names,
+                "model_hash": str(bundle.metadata.get("sha256", "")), "weights": weights_fingerprint(bundle),
+                "opset": opset, "images": image_names,
                 "attention": attention_names, "torch": torch.__version__}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
         _replace_dir(tmp, folder)
@@ -210,7 +222,7 @@ def default_onnx_dir(bundle: ModelBundle) -> Path:
     if model_dir and os.access(model_dir, os.W_OK):
         return Path(model_dir) / "onnx"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = f"{bundle.config.name}-{bundle.metadata.get('sha256', 'unhashed')}"
+    key = f"{bundle.config.name}-{weights_fingerprint(bundle)}"
     return cache / "attngan" / "onnx" / key
 
 
@@ -239,9 +251,9 @@ class OnnxBackend:
         """Open ``folder`` (default :func:`default_onnx_dir`), exporting first when it is
         missing or was exported from other weights."""
         target = Path(folder) if folder is not None else default_onnx_dir(bundle)
-        expected = str(bundle.metadata.get("sha256", ""))
+        expected = weights_fingerprint(bundle)
         try:
-            current = read_onnx_meta(target).get("model_hash")
+            current = read_onnx_meta(target).get("weights")
         except (FileNotFoundError, ValueError):
             current = None
         if current != expected or not all((target / f).exists() for f in (TEXT_ENCODER_FILE, GENERATOR_FILE)):

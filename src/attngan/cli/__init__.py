@@ -21,6 +21,7 @@ def main(verbose: int) -> None:
 def _register() -> None:
     # Each sub-command lives in its own module and registers itself on ``main``.
     from . import convert_cmd, train_cmd  # noqa: F401
+    from . import generate_cmd  # noqa: F401  # isort: skip
 
 
 _register()
