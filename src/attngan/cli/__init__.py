@@ -22,6 +22,7 @@ def _register() -> None:
     # Each sub-command lives in its own module and registers itself on ``main``.
     from . import convert_cmd, train_cmd  # noqa: F401
     from . import generate_cmd  # noqa: F401  # isort: skip
+    from . import serve_cmd  # noqa: F401
 
 
 _register()

@@ -1,0 +1,204 @@
+"""Request and response models of the HTTP API (they also make its OpenAPI schema).
+
+Request models are strict (a JSON string is never taken for a number) and reject unknown
+fields. Limits that depend on the server's settings (images per request, stages of the
+loaded model) are built into the models by :func:`request_models`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+MAX_CAPTION_CHARS = 1000
+MAX_SEED = 2**53
+
+Caption = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CAPTION_CHARS),
+    Field(description="The caption (1 to 1000 characters once surrounding whitespace is removed).",
+          examples=["this bird is red with white wings and a short beak"]),
+]
+Seed = Annotated[
+    int | None,
+    Field(default=None, ge=0, le=MAX_SEED,
+          description="Base seed: image j uses seed + j. Null draws one (returned in the response)."),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GenerateRequestBase(_Strict):
+    """Body of ``POST /v1/generate``."""
+
+    caption: Caption
+    seed: Seed = None
+    include_attention: bool = Field(True, description="Return the word attention maps of every refinement stage.")
+
+
+class ExplainRequestBase(_Strict):
+    """Body of ``POST /v1/explain``: one image, with the model's intermediate values."""
+
+    caption: Caption
+    seed: Seed = None
+
+
+class BirdRequest(_Strict):
+    """Body of the original demo's ``POST /api/v1.0/bird``."""
+
+    caption: Caption
+    seed: Seed = None
+
+
+def request_models(max_images: int, num_stages: int) -> tuple[type[GenerateRequestBase], type[ExplainRequestBase]]:
+    """The generate and explain request models for this server's limits."""
+    stages_field = (
+        int | None,
+        Field(None, ge=1, le=num_stages, description=f"Stop after this many stages (1..{num_stages}); null: all."),
+    )
+    generate = create_model(
+        "GenerateRequest",
+        __base__=GenerateRequestBase,
+        num_images=(int, Field(1, ge=1, le=max_images, description=f"Images to generate (1..{max_images}).")),
+        stages=stages_field,
+    )
+    explain = create_model("ExplainRequest", __base__=ExplainRequestBase, stages=stages_field)
+    return generate, explain
+
+
+# ---------------------------------------------------------------------------- responses
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. 'invalid_value', 'unknown_words'.")
+    message: str
+    field: str | None = Field(None, description="The request field at fault, if any.")
+    words: list[str] | None = Field(None, description="For 'unknown_words': the caption's words.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ModelRef(BaseModel):
+    name: str
+    hash: str
+
+
+class StageImage(BaseModel):
+    stage: int = Field(description="1-based stage number.")
+    size: int = Field(description="Width and height in pixels.")
+    id: str = Field(description="Id for GET /v1/images/{id}.png (kept for a while in a bounded cache).")
+    url: str
+    png_base64: str
+
+
+class WordMap(BaseModel):
+    word: str
+    png_base64: str = Field(description="RGBA heat map of this word's attention, to lay over the stage image.")
+
+
+class StageAttention(BaseModel):
+    stage: int = Field(description="The stage whose image this attention produced.")
+    size: int = Field(description="Resolution of the attention map.")
+    words: list[WordMap]
+
+
+class GeneratedImage(BaseModel):
+    id: str = Field(description="Id of the last stage's image.")
+    url: str
+    seed: int
+    stages: list[StageImage]
+    attention: list[StageAttention]
+
+
+class Timing(BaseModel):
+    queue_ms: float
+    inference_ms: float
+
+
+class GenerateResponse(BaseModel):
+    caption: str
+    tokens: list[str] = Field(description="The words the model used, in order.")
+    dropped: list[str] = Field(description="Words not in the vocabulary (ignored).")
+    truncated: list[str] = Field(description="Known words beyond the model's maximum caption length (ignored).")
+    seed: int = Field(description="Base seed; image j used seed + j.")
+    model: ModelRef
+    settings: dict[str, Any]
+    timing_ms: float = Field(description="Time spent on the server, in milliseconds.")
+    timing: Timing
+    images: list[GeneratedImage]
+
+
+class BirdResponse(BaseModel):
+    """The original demo's reply shape: ``images`` holds one base64 PNG per stage."""
+
+    caption: str
+    images: list[str] = Field(description="Base64 PNG of every stage, smallest first.")
+    seed: int
+    tokens: list[str]
+    dropped: list[str]
+    model: ModelRef
+    bird: dict[str, Any] = Field(description="The original reply's keys: small, medium, large, map1, map2 "
+                                             "(base64 PNG or null), caption, elapsed (seconds).")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    hash: str
+    stages: int
+    sizes: list[int] = Field(description="Image size of every stage.")
+    attention_sizes: list[int] = Field(description="Attention map size of every refinement stage.")
+    vocabulary_size: int
+    max_words: int
+    max_images: int
+    device: str
+    precision: str
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+class Vector(BaseModel):
+    values: list[float]
+    norm: float
+
+
+class TextEncoderExplain(BaseModel):
+    tokens: list[str]
+    word_features_png: str = Field(description="Heat map, one row per word, one column per feature (blue<0<red).")
+    word_features_shape: list[int] = Field(description="[words, features]")
+    word_norms: list[float]
+    sentence: Vector
+
+
+class ConditioningExplain(BaseModel):
+    mu: Vector
+    sigma: Vector
+    condition: Vector = Field(description="c = mu + sigma * eps, the sampled condition.")
+    noise_dim: int
+
+
+class DamsmExplain(BaseModel):
+    available: bool = Field(description="False when the model folder has no DAMSM image encoder.")
+    sentence_image_cosine: float | None = None
+    word_region_score: float | None = None
+    region_size: int | None = None
+    words: list[WordMap] = Field(default_factory=list, description="Each word's attention over the image regions.")
+
+
+class ExplainResponse(BaseModel):
+    caption: str
+    dropped: list[str]
+    truncated: list[str]
+    seed: int
+    model: ModelRef
+    text_encoder: TextEncoderExplain
+    conditioning: ConditioningExplain
+    stages: list[StageImage]
+    attention: list[StageAttention]
+    damsm: DamsmExplain
+    timing_ms: float
