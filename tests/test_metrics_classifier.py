@@ -30,10 +30,13 @@ def square(colour: int, position: int, size: int = 16, noise: torch.Tensor | Non
 
 
 class Squares(torch.utils.data.Dataset):
-    """Items like the project's data sets: per-stage ``images`` and int64 ``attributes``."""
+    """Items like the project's data sets: per-stage ``images`` and int64 ``attributes``.
+
+    As in multi-object scenes, ``attributes`` has a second, absent (-1) object slot.
+    """
 
     attribute_names = ("colour", "position")
-    num_values_per_attribute = (3, 4)
+    attribute_values = (("red", "green", "blue"), ("top left", "top right", "bottom left", "bottom right"))
 
     def __init__(self, count: int, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -41,6 +44,7 @@ class Squares(torch.utils.data.Dataset):
                                        torch.randint(0, 4, (count,), generator=g)], dim=1)
         noise = torch.randn(count, 3, 16, 16, generator=g) * 0.1
         self.images = torch.stack([square(int(c), int(p), noise=n) for (c, p), n in zip(self.attributes, noise)])
+        self.attributes = torch.cat([self.attributes, torch.full((count, 2), -1)], dim=1)
         self.small = torch.nn.functional.avg_pool2d(self.images, 2)
 
     def __len__(self) -> int:
@@ -117,4 +121,6 @@ def test_config_and_input_checks() -> None:
     model = AttributeClassifier(ClassifierConfig((2, 5), image_size=32, channels=4, feature_dim=8))
     assert [t.shape for t in model(torch.zeros(3, 3, 64, 64))] == [(3, 2), (3, 5)]  # resized to 32
     with pytest.raises(ValueError, match=r"\[3, 2\]"):
-        attribute_accuracy(model, torch.zeros(3, 3, 32, 32), torch.zeros(3, 3, dtype=torch.long))
+        attribute_accuracy(model, torch.zeros(3, 3, 32, 32), torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="negative"):
+        attribute_accuracy(model, torch.zeros(3, 3, 32, 32), torch.full((3, 2), -1))

@@ -137,3 +137,40 @@ def test_reference_stats_come_from_the_cache(toy_context: MetricContext) -> None
     fresh = MetricContext(**{**toy_context.__dict__, "_memo": {}, "real_images": None, "dataset": "other"})
     with pytest.raises(ValueError, match="real_images"):
         compute("fd_damsm", fresh)
+
+
+def test_evaluate_model_with_a_tiny_pipeline(tmp_path) -> None:
+    from attngan.config import GeneratorConfig, ModelConfig
+    from attngan.hub import build_bundle
+    from attngan.metrics import evaluate_model
+    from attngan.pipeline import AttnGANPipeline
+    from attngan.text import PAD_TOKEN, Vocabulary
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        text_encoder=TextEncoderConfig(vocab_size=12, word_embedding_dim=8, hidden_dim=8, dropout=0.0),
+        generator=GeneratorConfig(text_dim=8, condition_dim=4, noise_dim=4, channels=4, num_residual=1,
+                                  num_stages=2, first_stage_size=8),
+        image_encoder=ImageEncoderConfig(kind="light", embedding_dim=8, image_size=32, light_channels=4),
+        name="tiny")
+    pipeline = AttnGANPipeline(build_bundle(config, Vocabulary([PAD_TOKEN] + [f"w{i}" for i in range(11)])))
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(1, 12, (24, 4), generator=g)
+    tokens[::3, 2:] = 0  # some shorter captions
+    lengths = (tokens > 0).sum(1)
+    real = torch.rand(24, 3, 16, 16, generator=g) * 2 - 1
+
+    def caption_batches():
+        for i in range(0, 24, 10):
+            yield {"images": [real[i:i + 10, :, ::2, ::2], real[i:i + 10]], "tokens": tokens[i:i + 10],
+                   "lengths": lengths[i:i + 10], "class_ids": torch.arange(i, min(i + 10, 24)),
+                   "keys": [f"k{j}" for j in range(i, min(i + 10, 24))]}
+
+    records = evaluate_model(pipeline, caption_batches, ["fd_damsm", "r_precision"], dataset="tiny", seed=5,
+                             num_samples=20, jsonl_path=tmp_path / "m.jsonl",
+                             captions=CaptionPool(tokens, lengths, torch.arange(24)),
+                             options={"r_distractors": 5, "r_folds": 4})
+    assert [r["num_samples"] for r in records] == [20, 20]
+    assert records[0]["extra"]["num_reference"] == 24 and records[0]["values"]["fd_damsm"] > 0
+    assert records[0]["model"] == "tiny" and records[0]["seed"] == 5
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 2

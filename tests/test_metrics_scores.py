@@ -91,6 +91,13 @@ def test_caption_pool_draws_only_other_classes() -> None:
     assert len(set(drawn[:, 0].tolist())) == 15  # without replacement when enough captions
 
 
+def test_caption_pool_from_token_lists() -> None:
+    pool = CaptionPool.from_captions([[5, 6, 7, 8], [9], [3, 4]], [0, 1, 1], max_words=3)
+    assert pool.tokens.tolist() == [[5, 6, 7], [9, 0, 0], [3, 4, 0]] and pool.lengths.tolist() == [3, 1, 2]
+    drawn, _ = pool.sample_mismatched(1, 4, np.random.default_rng(0))
+    assert drawn.tolist() == [[5, 6, 7]] * 4  # one mismatched caption: drawn with replacement
+
+
 class ClassTextEncoder(nn.Module):
     """Sentence feature = one-hot of the class stored in the first token (token = class + 1)."""
 

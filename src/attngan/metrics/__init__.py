@@ -18,6 +18,7 @@ from .classifier import (
     summarise_attribute_hits,
     train_attribute_classifier,
 )
+from .evaluate import evaluate_model, generated_from_pipeline
 from .fid import (
     FeatureStats,
     cached_reference_stats,
@@ -60,7 +61,7 @@ __all__ = [
     "CaptionPool", "ClassifierConfig", "ClassifierFeatures", "DAMSMImageFeatures", "FeatureStats", "MetricContext",
     "MetricRegistry", "MissingWeightsError", "TFInceptionFeatures", "TorchvisionInceptionFeatures", "append_jsonl",
     "attribute_accuracy", "attribute_hits", "cached_reference_stats", "compute", "compute_r_precision",
-    "compute_stats", "default_cache_dir", "evaluate", "fold_summary", "frechet_distance", "inception_score",
+    "compute_stats", "default_cache_dir", "evaluate", "evaluate_model", "generated_from_pipeline", "fold_summary", "frechet_distance", "inception_score",
     "inception_score_from_logits", "library_versions", "load_classifier", "load_inception", "module_fingerprint",
     "r_precision_from_features", "r_precision_hits", "register_metric", "save_classifier", "stats_cache_key",
     "stats_distance", "summarise_attribute_hits", "train_attribute_classifier",

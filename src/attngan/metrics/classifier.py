@@ -5,8 +5,10 @@ softmax head over a shared trunk. Folders hold ``config.json`` + ``model.safeten
 
 The training set only needs ``len(dataset)`` and items that are mappings with ``images``
 (a list of per-stage ``[3, S, S]`` tensors in [-1, 1], the last one is used, or a single
-tensor) and ``attributes`` (int64 ``[K]``). The number of values of each attribute comes
-from the argument or ``dataset.num_values_per_attribute``; names from ``dataset.attribute_names``.
+tensor) and ``attributes`` (int64 ``[K]``, or longer: only the first K columns, the first
+object of multi-object scenes, are used). The number of values of each attribute comes from
+the argument, ``dataset.num_values_per_attribute`` or the lengths of
+``dataset.attribute_values``; names from ``dataset.attribute_names``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ def _image_of(item: Mapping[str, Any]) -> torch.Tensor:
     return image
 
 
+def _values_of(dataset: Any) -> tuple[int, ...] | None:
+    values = getattr(dataset, "num_values_per_attribute", None)
+    if values is None and getattr(dataset, "attribute_values", None):
+        values = tuple(len(v) for v in dataset.attribute_values)
+    return tuple(values) if values is not None else None
+
+
 def _collate(items: list[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.stack([_image_of(it) for it in items]).float()
     attributes = torch.stack([torch.as_tensor(it["attributes"]) for it in items]).to(torch.int64)
@@ -131,9 +140,10 @@ def train_attribute_classifier(
     Returns the classifier in eval mode; ``metadata`` holds the training settings and the
     final training-set accuracy.
     """
-    values = num_values_per_attribute or getattr(dataset, "num_values_per_attribute", None)
+    values = num_values_per_attribute or _values_of(dataset)
     if values is None:
-        raise ValueError("pass num_values_per_attribute (or give the data set a num_values_per_attribute attribute)")
+        raise ValueError("pass num_values_per_attribute (the data set has neither num_values_per_attribute "
+                         "nor attribute_values)")
     names = attribute_names or getattr(dataset, "attribute_names", None) or ()
     if len(dataset) == 0:
         raise ValueError("the training data set is empty")
@@ -153,9 +163,9 @@ def train_attribute_classifier(
     for epoch in range(epochs):
         total, correct = 0, 0
         for images, attributes in loader:
-            images, attributes = images.to(device), attributes.to(device)
+            images, attributes = images.to(device), attributes[:, :len(config.num_values_per_attribute)].to(device)
             logits = model(images)
-            loss = sum(F.cross_entropy(lg, attributes[:, i]) for i, lg in enumerate(logits))
+            loss = sum(F.cross_entropy(lg, attributes[:, i], ignore_index=-1) for i, lg in enumerate(logits))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -224,10 +234,16 @@ def load_classifier(path: str | os.PathLike[str], device: str | torch.device = "
 @torch.no_grad()
 def attribute_hits(classifier: AttributeClassifier, images: torch.Tensor, attributes: torch.Tensor,
                    batch_size: int = 256) -> torch.Tensor:
-    """``[N, K]`` bool: where the classifier's prediction on ``images [N, 3, S, S]`` equals ``attributes [N, K]``."""
+    """``[N, K]`` bool: where the classifier's prediction on ``images [N, 3, S, S]`` equals ``attributes [N, K]``.
+
+    Longer attribute rows (multi-object scenes) are cut to their first K columns.
+    """
     names = classifier.config.attribute_names
-    if attributes.dim() != 2 or attributes.shape[1] != len(names) or attributes.shape[0] != images.shape[0]:
+    if attributes.dim() != 2 or attributes.shape[1] < len(names) or attributes.shape[0] != images.shape[0]:
         raise ValueError(f"attributes must be [{images.shape[0]}, {len(names)}], got {tuple(attributes.shape)}")
+    attributes = attributes[:, :len(names)]
+    if (attributes < 0).any():
+        raise ValueError("attributes hold negative (missing) values in the scored columns")
     device = next(classifier.parameters()).device
     was_training = classifier.training
     classifier.eval()

@@ -115,8 +115,8 @@ class TFInceptionFeatures(nn.Module):
         self.net = FeatureExtractorInceptionV3(
             "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
         )
-        self.identity = (f"torch-fidelity FeatureExtractorInceptionV3 ('2048', 'logits_unbiased'), "
-                         f"weights {path.name} sha256:{_file_fingerprint(path)}")
+        self.identity = (f"torch-fidelity FeatureExtractorInceptionV3 ('2048', 'logits_unbiased'); input [-1, 1] "
+                         f"-> uint8 -> TF-1.x bilinear 299; weights {path.name} sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
     @property
@@ -173,8 +173,8 @@ class TorchvisionInceptionFeatures(nn.Module):
             raise ValueError(f"{path} does not fit torchvision's inception_v3: {str(exc)[:300]}") from None
         net.AuxLogits = None
         self.net = net.eval().requires_grad_(False)
-        self.identity = (f"torchvision inception_v3 (avgpool 2048-d, fc 1000), no transform_input, "
-                         f"weights {path.name} sha256:{_file_fingerprint(path)}")
+        self.identity = (f"torchvision inception_v3 (avgpool 2048-d, fc 1000); input [-1, 1] -> uint8 -> [-1, 1] "
+                         f"-> bilinear 299, no transform_input; weights {path.name} sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,21 @@ class CaptionPool:
         self.class_ids = np.asarray(class_ids.cpu() if isinstance(class_ids, torch.Tensor) else class_ids).reshape(-1)
         if self.class_ids.shape[0] != tokens.shape[0]:
             raise ValueError(f"class_ids must have {tokens.shape[0]} entries, got {self.class_ids.shape[0]}")
+
+    @classmethod
+    def from_captions(cls, captions: Sequence[Sequence[int]], class_ids: Sequence[int], max_words: int) -> CaptionPool:
+        """A pool from token-id lists (one per caption, cut to ``max_words``) and their class ids."""
+        if len(captions) != len(class_ids):
+            raise ValueError(f"{len(captions)} captions but {len(class_ids)} class ids")
+        if any(len(c) == 0 for c in captions):
+            raise ValueError("every caption needs at least one token")
+        tokens = torch.zeros(len(captions), max_words, dtype=torch.int64)
+        lengths = torch.zeros(len(captions), dtype=torch.int64)
+        for i, ids in enumerate(captions):
+            ids = list(ids)[:max_words]
+            tokens[i, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+            lengths[i] = len(ids)
+        return cls(tokens, lengths, np.asarray(class_ids))
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
