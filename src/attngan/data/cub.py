@@ -112,8 +112,8 @@ class AttnGANLayoutDataset(CaptionImageDataset):
         self.setup()
         names = read_filenames(self.root, split)
         class_ids = read_class_ids(self.root, split, names, self.class_fallback)
-        present = self._present(names, strict=True)
-        self.handle_missing([n for n in names if n not in present], len(names),
+        present, empty = self._present(names, strict=True)
+        self.handle_missing([n for n in names if n not in present and n not in empty], len(names),
                             str(self.root / split / "filenames.pickle"), self.image_root(), missing)
         if captions_pickle is not None:
             pending, picked = self._from_pickle(Path(captions_pickle), names, present, class_ids)
@@ -149,9 +149,11 @@ class AttnGANLayoutDataset(CaptionImageDataset):
 
     # ------------------------------------------------------------------ reading
 
-    def _present(self, names: Sequence[str], strict: bool) -> dict[str, Path]:
-        """Listed names whose image exists (stat'ed once); zero-byte files are bad samples."""
+    def _present(self, names: Sequence[str], strict: bool) -> tuple[dict[str, Path], set[str]]:
+        """Listed names whose image exists (stat'ed once), and those whose file is empty
+        (bad samples: an error, or skipped with ``skip_bad``)."""
         present: dict[str, Path] = {}
+        empty: set[str] = set()
         for name in names:
             path = self.image_path(name)
             try:
@@ -159,13 +161,14 @@ class AttnGANLayoutDataset(CaptionImageDataset):
             except FileNotFoundError:
                 continue
             if size == 0:
+                empty.add(name)
                 if strict and not self.skip_bad:
                     raise DataError(f"{path}: empty image file (0 bytes); pass skip_bad=True to skip it")
                 if strict:
                     self.note_skip("empty_image", str(path))
                 continue
             present[name] = path
-        return present
+        return present, empty
 
     def _read_captions(self, names: Sequence[str], present: dict[str, Path], class_ids: Sequence[int],
                        strict: bool) -> list[Pending]:
@@ -208,7 +211,7 @@ class AttnGANLayoutDataset(CaptionImageDataset):
         except FileNotFoundError:
             logger.warning("no %s listing under %s: vocabulary built from the %s split only", split, self.root, self.split)
             return []
-        return self._read_captions(names, self._present(names, strict=False), [0] * len(names), strict=False)
+        return self._read_captions(names, self._present(names, strict=False)[0], [0] * len(names), strict=False)
 
     def _from_pickle(self, path: Path, names: Sequence[str], present: dict[str, Path],
                      class_ids: Sequence[int]) -> tuple[list[Pending], Vocabulary]:

@@ -50,7 +50,7 @@ class TagsDataset(CaptionImageDataset):
         test_fraction: share of ids held out as the test split (by hash of the id).
         tags_file: the CSV, relative to ``root`` (``tags.csv``).
         image_dir: image folder, relative to ``root`` (``images``); files ``<id>.jpg``.
-        limit: keep only the first ``limit`` images of the split (CSV order).
+        limit: keep only the first ``limit`` present images of the split (CSV order).
 
     ``attribute_names`` is ``("hair", "eye")``; ``attribute_values`` the colour lists.
     """
@@ -79,11 +79,13 @@ class TagsDataset(CaptionImageDataset):
         stats: dict[str, os.stat_result] = {}
         absent = []
         for image_id, *_ in chosen:
+            if limit is not None and len(stats) >= limit:
+                break
             try:
                 stats[image_id] = (folder / f"{image_id}.jpg").stat()
             except FileNotFoundError:
                 absent.append(f"{image_id}.jpg")
-        self.handle_missing(absent, len(chosen), str(tags_path), str(folder), missing)
+        self.handle_missing(absent, len(stats) + len(absent), str(tags_path), str(folder), missing)
         pending = []
         for image_id, text, hair, eye in chosen:
             if image_id not in stats:
