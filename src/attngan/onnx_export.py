@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .hub import ModelBundle, state_dict_of
 from .models.generator import Generator
@@ -104,11 +105,19 @@ class ExportableGenerator(nn.Module):
     """The generator with explicit noise: ``(noise [B, Z], eps [B, C], sentence [B, D],
     words [B, D, T], mask [B, T] bool)`` -> ``(*images, *attention_maps, mu, logvar, condition)``
     with images ``[B, 3, S_s, S_s]`` per stage and attention ``[B, T, H_s, W_s]`` per refinement stage.
+
+    Works on a copy whose parametrized weights (spectral norm) are baked in as plain tensors.
     """
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
-        self.generator = generator
+        self.generator = Generator(generator.config)  # a rebuilt copy (deepcopy breaks parametrized modules)
+        self.generator.load_state_dict(generator.state_dict())
+        self.generator.to(next(generator.parameters()).device).eval()
+        for module in self.generator.modules():
+            if parametrize.is_parametrized(module):
+                for name in list(module.parametrizations.keys()):
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
     def forward(self, noise: torch.Tensor, eps: torch.Tensor, sentence: torch.Tensor, words: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -164,8 +173,6 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
     image_names, attention_names = _output_names(bundle.generator)
     gen_outputs = [*image_names, *attention_names, "mu", "logvar", "condition"]
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    was_training = bundle.generator.training
-    bundle.generator.eval()
     try:
         _export(text, (tokens, lengths), tmp / TEXT_ENCODER_FILE, ["tokens", "lengths"], ["words", "sentence"],
                 {"tokens": {0: "batch", 1: "words"}, "lengths": {0: "batch"}, "words": {0: "batch", 2: "words"},
@@ -185,8 +192,6 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        bundle.generator.train(was_training)
     log.info("exported %s to %s (opset %d)", cfg.name, folder, opset)
     return folder
 

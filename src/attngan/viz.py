@@ -109,17 +109,21 @@ def blend_attention(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def _attention_rows(output: PipelineOutput, stage: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """``(label, image [3, S, S], attention [T, H, W])`` per refinement stage up to ``stage``."""
+    """``(label, images [N, 3, S, S], attention [N, T, H, W])`` per refinement stage up to
+    ``stage``, the last first (so the sheet starts with the generated image)."""
     images, maps = output.images, output.attention_maps
     if len(images) == 1:  # single-image generator: every attention map belongs to its one image
-        return [(f"attention {r + 1}", images[0], maps[r]) for r in range(len(maps))]
-    return [(f"stage {r + 1}", images[r], maps[r - 1]) for r in range(1, stage + 1) if r - 1 < len(maps)]
+        rows = [(f"attention {r + 1}", images[0], maps[r]) for r in range(len(maps))]
+    else:
+        rows = [(f"stage {r + 1}", images[r], maps[r - 1]) for r in range(1, stage + 1) if r - 1 < len(maps)]
+    return rows[::-1]
 
 
 def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_size: int | None = None) -> Image.Image:
     """The paper's attention figure for image ``index`` of ``output``.
 
-    One row per refinement stage up to ``stage`` (default: the last): that stage's image,
+    One row per refinement stage up to ``stage`` (default: the last), that stage first so
+    the generated image is at the top left. Each row shows the stage's image,
     then one panel per used word showing the word's attention map (``[T, H, W]``,
     bilinearly upsampled) blended over the image, the word written under it. A model
     with one stage has no word attention: the sheet is the image with a note.

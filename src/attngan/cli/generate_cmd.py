@@ -35,7 +35,7 @@ def _read_captions(caption: str | None, captions_file: str | None) -> list[tuple
     return items
 
 
-def _load(model: str | None, device: str, precision: str, backend: str) -> AttnGANPipeline:
+def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir: str | None) -> AttnGANPipeline:
     import torch
 
     from ..pipeline import AttnGANPipeline
@@ -44,8 +44,11 @@ def _load(model: str | None, device: str, precision: str, backend: str) -> AttnG
         raise click.ClickException("--device cuda: no CUDA device is available")
     if backend == "onnx" and precision != "fp32":
         raise click.UsageError("--backend onnx runs in fp32; drop --precision bf16")
+    if onnx_dir is not None and backend != "onnx":
+        raise click.UsageError("--onnx-dir needs --backend onnx")
     try:
-        return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend)
+        return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
+                                               onnx_dir=onnx_dir)
     except FileNotFoundError as exc:
         hint = "; pass --model PATH" if model is None else ""
         raise click.ClickException(f"{exc}{hint}") from None
@@ -112,6 +115,7 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")
+@click.option("--onnx-dir", type=click.Path(file_okay=False), help="ONNX folder (from export-onnx) for --backend onnx.")
 @click.option("--captions", "captions_file", type=click.Path(exists=True, dir_okay=False),
               help="Text file with one caption per line (blank lines ignored).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False),
@@ -121,7 +125,8 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
               help="Export images as base64 PNG in the rows, or as files beside the export.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir: str, model: str | None,
-                 stages: int | None, device: str, precision: str, backend: str, captions_file: str | None,
+                 stages: int | None, device: str, precision: str, backend: str, onnx_dir: str | None,
+                 captions_file: str | None,
                  export_path: str | None, append: bool, export_images: str, batch_size: int) -> None:
     """Generate images for CAPTION (or every line of --captions FILE).
 
@@ -138,7 +143,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
             export_format(export_path)
         except ExportError as exc:
             raise click.BadParameter(str(exc), param_hint="--export") from None
-    pipe = _load(model, device, precision, backend)
+    pipe = _load(model, device, precision, backend, onnx_dir)
     if stages is not None and stages > pipe.num_stages:
         raise click.BadParameter(f"{pipe.name} has {pipe.num_stages} stage(s), got {stages}", param_hint="--stages")
     for text, where in items:  # fail before generating anything

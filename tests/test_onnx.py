@@ -1,0 +1,174 @@
+"""ONNX export and the ONNX Runtime backend: parity with the torch modules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from attngan.config import GeneratorConfig, ModelConfig, TextEncoderConfig
+from attngan.hub import build_bundle
+from attngan.models.text_encoder import TextEncoder
+from attngan.pipeline import AttnGANPipeline
+from attngan.text import PAD_TOKEN, Vocabulary, pad_batch
+
+from .conftest import TINY_WORDS
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from attngan.onnx_export import (  # noqa: E402
+    META_NAME,
+    ExportableTextEncoder,
+    OnnxBackend,
+    export_onnx,
+    weights_fingerprint,
+)
+
+CAPTIONS = [
+    "red",
+    "a small blue square",
+    "a big green triangle on the right of the image bottom center tiny large",  # truncated to 12 words
+    "yellow circle on the left xyzzy",
+]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the tiny model (its ``onnx/`` cache is written inside)."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("onnx") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def pipes(model_dir: Path) -> tuple[AttnGANPipeline, AttnGANPipeline]:
+    return AttnGANPipeline.from_pretrained(model_dir), AttnGANPipeline.from_pretrained(model_dir, backend="onnx")
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape
+    return (a.double() - b.double()).abs().max().item()
+
+
+@pytest.mark.parametrize("rnn_type,num_layers,bidirectional",
+                         [("lstm", 1, True), ("lstm", 2, True), ("gru", 2, True), ("lstm", 1, False)])
+@torch.no_grad()
+def test_exportable_text_encoder_equals_packed(rnn_type: str, num_layers: int, bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    config = TextEncoderConfig(vocab_size=30, word_embedding_dim=12, hidden_dim=10, rnn_type=rnn_type,
+                               num_layers=num_layers, bidirectional=bidirectional, max_words=18)
+    encoder = TextEncoder(config).eval()
+    wrapper = ExportableTextEncoder(encoder)
+    ids = [[3, 4, 5], [7], list(range(1, 19)), [9, 2, 8, 8, 4, 1], [5, 5]]
+    tokens, lengths = pad_batch(ids)
+    words, sentence = encoder(tokens, lengths)
+    words2, sentence2 = wrapper(tokens, lengths)
+    assert max_diff(words, words2) <= 1e-5 and max_diff(sentence, sentence2) <= 1e-5
+    # extra padding columns change nothing
+    wide, _ = pad_batch(ids, length=24)
+    words3, sentence3 = wrapper(wide, lengths)
+    assert max_diff(words3[:, :, :18], words) <= 1e-5 and max_diff(sentence3, sentence) <= 1e-5
+    assert words3[:, :, 18:].abs().max() == 0
+
+
+def test_export_folder(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path) -> None:
+    folder = model_dir / "onnx"
+    meta = json.loads((folder / META_NAME).read_text())
+    assert meta["opset"] >= 17 and meta["weights"] == weights_fingerprint(pipes[0].bundle)
+    for name, dynamic in (("text_encoder.onnx", {"tokens": ("batch", "words")}),
+                          ("generator.onnx", {"words": ("batch", None, "words"), "mask": ("batch", "words")})):
+        model = onnx.load(str(folder / name))
+        onnx.checker.check_model(model)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        inputs = {i.name: [d.dim_param or None for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        for input_name, dims in dynamic.items():
+            assert tuple(inputs[input_name]) == dims
+    assert pipes[1].backend == "onnx" and not list(model_dir.glob(".onnx*"))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_onnx_pipeline_matches_torch(pipes: tuple[AttnGANPipeline, AttnGANPipeline], batch_size: int) -> None:
+    torch_pipe, onnx_pipe = pipes
+    expected = torch_pipe(CAPTIONS, num_images=2, seed=11, return_intermediates=True)
+    actual = onnx_pipe(CAPTIONS, num_images=2, seed=11, return_intermediates=True, batch_size=batch_size)
+    assert actual.settings["backend"] == "onnx" and actual.seeds == expected.seeds
+    assert len(actual.images) == 3 and len(actual.attention_maps) == 2
+    for a, b in zip(actual.images, expected.images, strict=True):
+        assert max_diff(a, b) <= TOL
+    for a, b in zip(actual.attention_maps, expected.attention_maps, strict=True):
+        assert max_diff(a, b) <= TOL
+    for key in ("word_features", "sentence_features", "mu", "condition"):
+        assert max_diff(actual.intermediates[key], expected.intermediates[key]) <= TOL, key
+
+
+def test_onnx_pipeline_fewer_stages(pipes: tuple[AttnGANPipeline, AttnGANPipeline]) -> None:
+    torch_pipe, onnx_pipe = pipes
+    expected = torch_pipe(CAPTIONS[:2], seed=5, num_stages=2)
+    actual = onnx_pipe(CAPTIONS[:2], seed=5, num_stages=2)
+    assert [t.shape[-1] for t in actual.images] == [16, 32] and len(actual.attention_maps) == 1
+    assert max_diff(actual.images[-1], expected.images[-1]) <= TOL
+    with pytest.raises(ValueError, match="num_stages"):
+        onnx_pipe("red", num_stages=4)
+    onnx_pipe.set_precision("bf16")
+    try:
+        with pytest.raises(ValueError, match="fp32"):
+            onnx_pipe("red")
+    finally:
+        onnx_pipe.set_precision("fp32")
+
+
+def test_cache_is_reused_and_refreshed(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path,
+                                       tmp_path: Path) -> None:
+    meta = model_dir / "onnx" / META_NAME
+    stamp = meta.stat().st_mtime_ns
+    AttnGANPipeline.from_pretrained(model_dir, backend="onnx")
+    assert meta.stat().st_mtime_ns == stamp  # same weights: no new export
+
+    changed = AttnGANPipeline.from_pretrained(model_dir)
+    with torch.no_grad():
+        changed.bundle.generator.to_image[-1].conv.weight.mul_(1.5)
+    folder = tmp_path / "explicit"
+    changed.export_onnx(folder)
+    before = (folder / META_NAME).read_text()
+    changed.bundle.generator.to_image[-1].conv.weight.data.mul_(2.0)
+    changed.use_backend("onnx", folder)  # stale folder: exported again
+    assert (folder / META_NAME).read_text() != before
+    expected = changed.use_backend("torch")("a red circle", seed=2).images[-1]
+    actual = changed.use_backend("onnx", folder)("a red circle", seed=2).images[-1]
+    assert max_diff(actual, expected) <= TOL
+
+
+def test_backend_errors(tmp_path: Path, pipes: tuple[AttnGANPipeline, AttnGANPipeline]) -> None:
+    with pytest.raises(FileNotFoundError, match="onnx.json"):
+        OnnxBackend(tmp_path)
+    with pytest.raises(ValueError, match="backend"):
+        pipes[0].use_backend("tensorrt")
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(pipes[0].bundle, tmp_path / "x", opset=13)
+
+
+def test_spectral_norm_self_attention_gru_model(tmp_path: Path) -> None:
+    """Parametrized weights, self-attention, legacy mask tiling and a 2-layer GRU export too."""
+    torch.manual_seed(1)
+    vocab = Vocabulary([PAD_TOKEN, *TINY_WORDS])
+    config = ModelConfig(
+        text_encoder=TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=16, hidden_dim=16, max_words=12,
+                                       rnn_type="gru", num_layers=2),
+        generator=GeneratorConfig(text_dim=16, condition_dim=8, noise_dim=8, channels=8, num_residual=1,
+                                  num_stages=2, first_stage_size=16, self_attention=True, spectral_norm=True,
+                                  legacy_mask_tiling=True),
+        name="tiny-variant")
+    bundle = build_bundle(config, vocab)
+    with torch.no_grad():
+        for module in bundle.modules().values():
+            for p in module.parameters():
+                p.add_(0.1 * torch.randn_like(p))  # non-zero self-attention gates
+    torch_pipe = AttnGANPipeline(bundle)
+    onnx_pipe = AttnGANPipeline(bundle).use_backend("onnx", tmp_path / "onnx")
+    expected = torch_pipe(CAPTIONS, seed=4)
+    actual = onnx_pipe(CAPTIONS, seed=4)
+    for a, b in zip(actual.images + actual.attention_maps, expected.images + expected.attention_maps, strict=True):
+        assert max_diff(a, b) <= TOL
