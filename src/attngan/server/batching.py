@@ -126,6 +126,7 @@ class Batcher:
             job = self._pending.popleft()
             if not job.future.done():
                 job.future.set_exception(BatcherStoppedError("the server is shutting down"))
+                job.future.exception()  # nobody may be left to read it: do not log it as lost
         self._waiting_images = 0
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -214,6 +215,7 @@ class Batcher:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(BatcherStoppedError("the server is shutting down"))
+                        job.future.exception()
                 raise
             except Exception as exc:  # one failed batch must not stop the worker
                 for job in batch:

@@ -45,7 +45,7 @@ def attention_png(weights: torch.Tensor | np.ndarray) -> bytes:
     rgba[..., 0] = np.clip(3 * v, 0, 1)
     rgba[..., 1] = np.clip(3 * v - 1, 0, 1)
     rgba[..., 2] = np.clip(3 * v - 2, 0, 1)
-    rgba[..., 3] = np.clip(1.25 * v, 0, 1) ** 0.8 * 0.9
+    rgba[..., 3] = v**1.5 * 0.8  # low attention stays see-through
     return encode_png(Image.fromarray((rgba * 255).round().astype(np.uint8), mode="RGBA"))
 
 

@@ -1,0 +1,132 @@
+"""The web pages in a real browser: Debian's chromium driven by Playwright, against uvicorn on 127.0.0.1.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``); Playwright's own
+browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+CHROMIUM = Path(os.environ.get("ATTNGAN_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium to run the browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+from attngan.server import ServerSettings, create_app  # noqa: E402
+
+from .test_server_support import PNG_MAGIC, LiveServer, load_tiny_pipeline  # noqa: E402
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    app = create_app(load_tiny_pipeline(tiny_model_dir), ServerSettings(max_images=4, batch_wait_ms=1))
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "status of 4" not in msg.text else None)  # 4xx replies are expected
+    page.on("request", lambda req: problems.append(f"off-host request: {req.url}")
+            if not req.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def test_generate_page_shows_stages_and_attention(server, page, tmp_path):
+    page.goto(server.url + "/")
+    page.fill("#caption", "a small red circle on the left zebra")
+    page.fill("#seed", "7")
+    page.fill("#count", "2")
+    page.click("#generate")
+    page.wait_for_selector(".image-card")
+    images = page.locator(".stage-image")
+    assert images.count() == 2 * 3
+    assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count()))
+    chips = page.locator(".word-chip[data-index]")
+    assert chips.all_inner_texts() == ["a", "small", "red", "circle", "on", "the", "left"]
+    dropped = page.locator(".word-chip.dropped")
+    assert dropped.all_inner_texts() == ["zebra"] and "zebra" in page.inner_text("#dropped-note")
+
+    overlays = page.locator(".attention-overlay")
+    assert overlays.count() == 6 and not any(overlays.nth(i).is_visible() for i in range(6))
+    chips.nth(2).hover()  # "red": its map shows on stages 2 and 3 of both images
+    page.wait_for_selector(".attention-overlay:visible")
+    assert sum(overlays.nth(i).is_visible() for i in range(6)) == 4
+    page.hover("#caption")
+    page.wait_for_function("!document.querySelector('.attention-overlay:not([hidden])')")  # leaving hides them
+    chips.nth(3).click()  # clicking pins "circle"
+    page.hover("#caption")
+    assert chips.nth(3).get_attribute("aria-pressed") == "true"
+    assert sum(overlays.nth(i).is_visible() for i in range(6)) == 4
+    page.screenshot(path="/tmp/attngan_page_generate.png", full_page=True)
+
+    with page.expect_download() as info:
+        page.click("#export")
+    lines = Path(info.value.path()).read_text().splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[0])
+    assert record["caption"].startswith("a small red") and record["dropped"] == ["zebra"] and record["seed"] == 7
+    assert {"tokens", "model", "hash", "settings", "image_png_base64"} <= set(record)
+    assert base64.b64decode(record["image_png_base64"]).startswith(PNG_MAGIC)
+    with page.expect_download() as info:
+        page.locator(".download-image").first.click()
+    assert Path(info.value.path()).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_generate_page_shows_api_errors(server, page):
+    page.goto(server.url + "/")
+    page.fill("#caption", "zebra quokka")
+    page.click("#generate")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "zebra" in page.inner_text("#error")
+    page.fill("#caption", "   ")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#error').textContent.includes('caption')")
+
+
+def test_explain_page_renders_every_section(server, page):
+    page.goto(server.url + "/explain")
+    page.fill("#caption", "a big blue square on the top")
+    page.fill("#seed", "3")
+    page.click("#explain")
+    page.wait_for_selector("#steps:not([hidden])")
+    for section in ("#step-text", "#step-ca", "#step-stage1", "#step-refine", "#step-damsm"):
+        assert page.locator(section).is_visible(), section
+    page.wait_for_function("document.querySelector('#text-heatmap').naturalWidth > 0")
+    assert page.locator("#text-tokens .word-chip").count() == 7
+    assert page.locator("#stage1 .stage-image").count() == 1
+    assert page.locator("#refine .refine-stage").count() == 2
+    assert page.locator("#refine .attention-overlay").count() == 2 * 7
+    assert page.locator("#damsm .attention-overlay").count() == 7
+    drawn = page.evaluate("""() => ['ca-mu', 'ca-sigma', 'ca-c', 'text-sentence'].every(id => {
+        const c = document.getElementById(id); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return d.some(v => v !== 0); })""")
+    assert drawn
+    page.screenshot(path="/tmp/attngan_page_explain.png", full_page=True)
