@@ -162,7 +162,7 @@ def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_s
         top = PAD + row * (panel + label_h + PAD)
         picture = _to_uint8(_resize(images[index:index + 1], panel, "bilinear"))[0]
         sheet.paste(Image.fromarray(picture), (PAD, top))
-        draw.text((PAD, top + panel + 1), _fit(f"{label} {images.shape[-1]}px", font, panel), fill=TEXT, font=font)
+        draw.text((PAD, top + panel + 1), _fit(f"{label}: {images.shape[-1]}px", font, panel), fill=TEXT, font=font)
         attention = normalise_attention(_resize(maps[index:index + 1, : len(words)], panel, "bilinear")[0].numpy())
         for k, word in enumerate(words):
             left = PAD + (k + 1) * (panel + PAD)
