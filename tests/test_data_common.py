@@ -5,6 +5,7 @@ Also holds the small-file builders the other ``test_data_*`` modules use.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 from pathlib import Path
@@ -20,6 +21,7 @@ from attngan.data import (
     ImageCache,
     bbox_crop_region,
     collate,
+    dataset_kinds,
     image_tensors,
     open_rgb,
     read_caption_file,
@@ -254,3 +256,11 @@ def test_collate_trims_tokens_to_the_longest_caption() -> None:
     assert "attributes" not in collate([_item(2, "c", False)])
     with pytest.raises(ValueError):
         collate([])
+
+
+def test_every_kind_accepts_the_common_arguments() -> None:
+    common = {"split", "image_sizes", "max_words", "train", "seed", "skip_bad", "vocab", "missing", "cache_dir",
+              "captions_per_image"}
+    for kind, cls in dataset_kinds().items():
+        names = set(inspect.signature(cls.__init__).parameters)
+        assert common <= names, (kind, common - names)

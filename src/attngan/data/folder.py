@@ -48,7 +48,8 @@ class FolderDataset(CaptionImageDataset):
     """Captioned images from a folder (see the module doc for the accepted forms).
 
     Arguments as :class:`~attngan.data.CubDataset` plus ``test_fraction`` (default 0.1).
-    Images may have any number of captions; ``captions_per_image`` is the largest count.
+    Images may have any number of captions; ``captions_per_image`` (if given) keeps at most
+    that many, and afterwards holds the largest count.
     The default vocabulary holds the train then test captions in order of appearance.
     """
 
@@ -57,7 +58,7 @@ class FolderDataset(CaptionImageDataset):
     def __init__(self, root: str | os.PathLike[str], split: str = "train", image_sizes: Sequence[int] = (64, 128, 256),
                  max_words: int = 18, train: bool | None = None, seed: int = 0, skip_bad: bool = False,
                  vocab: Vocabulary | None = None, missing: str = "error", test_fraction: float = 0.1,
-                 cache_dir: str | os.PathLike[str] | None = None, cache_memory_mb: float = 1024) -> None:
+                 captions_per_image: int | None = None, cache_dir: str | os.PathLike[str] | None = None, cache_memory_mb: float = 1024) -> None:
         super().__init__(split=split, image_sizes=image_sizes, max_words=max_words, train=train, seed=seed,
                          skip_bad=skip_bad, cache_dir=cache_dir, cache_memory_mb=cache_memory_mb)
         if not 0.0 <= test_fraction <= 1.0:
@@ -94,6 +95,9 @@ class FolderDataset(CaptionImageDataset):
         if not pending[split]:
             raise DataError(f"{self.root}: the {split} split is empty ({len(entries)} images in all)")
         self.finalise(pending[split], vocab, None)
+        if captions_per_image is not None:
+            for record in self.records:
+                del record.captions[captions_per_image:]
         self.captions_per_image = max(len(r.captions) for r in self.records)
         self.num_classes = len(entries)
 

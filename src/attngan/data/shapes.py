@@ -189,7 +189,7 @@ def render_shapes(objects: Sequence[ShapeObject | Mapping[str, Any]], background
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
         else:
             draw.polygon([(cx + r * x, cy + r * y) for x, y in UNIT_POLYGONS[obj.shape]], fill=fill)
-    return img.reduce(factor) if factor > 1 else img
+    return img.reduce(factor) if factor > 1 else img.copy()  # never hand out the shared canvas
 
 
 def random_scene(rng: np.random.Generator, max_objects: int = 1, min_objects: int | None = None) -> Scene:
@@ -287,7 +287,8 @@ class ShapesDataset(Dataset):
             ``max_objects``).
         captions_per_image: captions made for each image (10).
         vocab: defaults to ``shapes_vocabulary()``; unknown words of another are dropped.
-        skip_bad: accepted for a uniform interface; nothing can be bad here.
+        skip_bad, missing, cache_dir: accepted for a uniform interface with the file-backed
+            data sets; nothing can be bad or missing here, and drawing needs no cache.
 
     Items as :class:`~attngan.data.base.CaptionImageDataset`, with ``attributes`` =
     ``[shape, colour, size, position]`` per object slot (``-1`` for an absent second
@@ -301,7 +302,7 @@ class ShapesDataset(Dataset):
     def __init__(self, split: str = "train", image_sizes: Sequence[int] = (64,), max_words: int = 18,
                  train: bool | None = None, seed: int = 0, size: int | None = None, max_objects: int = 1,
                  min_objects: int | None = None, captions_per_image: int = 10, vocab: Vocabulary | None = None,
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, missing: str = "error", cache_dir: object = None) -> None:
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.image_sizes = check_image_sizes(image_sizes)

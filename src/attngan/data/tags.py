@@ -13,11 +13,13 @@ mapped when read back), so an epoch never waits for JPEG decoding.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,16 @@ HAIR_COLORS = ("aqua", "black", "blonde", "blue", "brown", "gray", "green", "ora
 EYE_COLORS = ("aqua", "black", "blue", "brown", "green", "orange", "pink", "purple", "red", "yellow")
 
 _TAG = re.compile(r"^\s*(\S.*?)\s+hair\s+(\S.*?)\s+eyes\s*$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _tokens_cached(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(text))
+
+
+def _tokens(text: str) -> list[str]:
+    """``tokenize`` memoised: a tag file repeats a few hundred texts many times."""
+    return list(_tokens_cached(text))
 
 
 def parse_tag(text: str) -> tuple[str, str] | None:
@@ -61,9 +73,12 @@ class TagsDataset(CaptionImageDataset):
                  max_words: int = 18, train: bool | None = None, seed: int = 0, skip_bad: bool = False,
                  vocab: Vocabulary | None = None, missing: str = "error", test_fraction: float = 0.05,
                  tags_file: str = "tags.csv", image_dir: str = "images", limit: int | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None, cache_memory_mb: float = 1024) -> None:
+                 captions_per_image: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                 cache_memory_mb: float = 1024) -> None:
         super().__init__(split=split, image_sizes=image_sizes, max_words=max_words, train=train, seed=seed,
                          skip_bad=skip_bad, cache_dir=cache_dir, cache_memory_mb=cache_memory_mb)
+        if captions_per_image not in (None, 1):
+            raise ValueError(f"a tagged image has one caption (its tags), not {captions_per_image}")
         self.root = Path(root)
         self.captions_per_image = 1
         tags_path = self.root / tags_file
@@ -73,7 +88,7 @@ class TagsDataset(CaptionImageDataset):
         self.attribute_values = (tuple(hairs), tuple(eyes))
         self.num_classes = len(hairs) * len(eyes)
         if vocab is None:
-            vocab = build_vocabulary(tokenize(text) for _, text, _, _ in rows)
+            vocab = build_vocabulary(_tokens(text) for _, text, _, _ in rows)
         folder = self.root / image_dir
         chosen = [r for r in rows if hash_split(r[0], test_fraction) == split]
         stats: dict[str, os.stat_result] = {}
@@ -98,11 +113,12 @@ class TagsDataset(CaptionImageDataset):
                 continue
             h, e = hairs.index(hair), eyes.index(eye)
             record = Record(key=image_id, image=path, class_id=h * len(eyes) + e, captions=[], attributes=(h, e))
-            pending.append(Pending(record, [tokenize(text)], [f"{tags_path}: id {image_id}"]))
+            pending.append(Pending(record, [_tokens(text)], [f"{tags_path}: id {image_id}"]))
             if limit is not None and len(pending) >= limit:
                 break
         self.finalise(pending, vocab, 1)
         self._bulk: np.ndarray | None = None
+        self._bulk_file: Path | None = None
         self._rows: dict[str, int] = {}
         if cache_dir is not None:
             ident = repr((str(tags_path.resolve()), tags_path.stat().st_mtime_ns, split, test_fraction,
@@ -126,7 +142,7 @@ class TagsDataset(CaptionImageDataset):
                     problem = f"expected 'id,tag text', got {len(fields)} fields"
                 elif not fields[0].strip() or fields[0].strip() in seen:
                     problem = f"missing or repeated id {fields[0]!r}"
-                elif parsed is None or not tokenize(fields[1]):
+                elif parsed is None or not _tokens(fields[1]):
                     problem = f"tag {fields[1][:40]!r} is not '<colour> hair <colour> eyes'"
                 if problem is not None:
                     if not self.skip_bad:
@@ -142,15 +158,23 @@ class TagsDataset(CaptionImageDataset):
     def _load_bulk(self, file: Path) -> None:
         """All images of the split in one ``[N, H, W, 3]`` uint8 array, built once."""
         if not file.exists():
-            arrays, keep = [], []
-            for record in self.records:
+            def decode(record: Record) -> np.ndarray | str:
                 try:
-                    arrays.append(np.asarray(open_rgb(record.image)))  # type: ignore[arg-type]
-                    keep.append(record)
+                    return np.asarray(open_rgb(record.image))  # type: ignore[arg-type]
                 except DataError as exc:
                     if not self.skip_bad:
                         raise
-                    self.note_skip("unreadable_image", str(exc))
+                    return str(exc)
+
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+                decoded = list(pool.map(decode, self.records))
+            arrays, keep = [], []
+            for record, result in zip(self.records, decoded):
+                if isinstance(result, str):
+                    self.note_skip("unreadable_image", result)
+                else:
+                    arrays.append(result)
+                    keep.append(record)
             if len({a.shape for a in arrays}) != 1:
                 logger.info("tag images differ in size: caching them one by one instead of in %s", file)
                 self.records = keep
@@ -167,9 +191,18 @@ class TagsDataset(CaptionImageDataset):
             if record.key not in self._rows:
                 self.note_skip("unreadable_image", f"{record.image} (unreadable when {file.name} was built)")
         self.records = [r for r in self.records if r.key in self._rows]
+        self._bulk_file = file
         self._bulk = np.load(file, mmap_mode="r")
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state.get("_bulk") is not None:
+            state["_bulk"] = None  # reopened (memory-mapped, shared) in the receiving process
+        return state
+
     def load_array(self, record: Record, load: int) -> np.ndarray:
+        if self._bulk is None and self._bulk_file is not None:
+            self._bulk = np.load(self._bulk_file, mmap_mode="r")
         if self._bulk is None:
             return super().load_array(record, load)
         array = np.asarray(self._bulk[self._rows[record.key]])
