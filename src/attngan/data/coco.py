@@ -38,14 +38,15 @@ class CocoDataset(AttnGANLayoutDataset):
     default_captions_per_image = 5
     class_fallback = "index"
 
+    def setup(self) -> None:
+        self.images_dir = self.root / "images" if (self.root / "images").is_dir() else None
+
     def image_root(self) -> str:
-        images = self.root / "images"
-        return str(images if images.is_dir() else self.root)
+        return str(self.images_dir or self.root)
 
     def image_path(self, name: str) -> Path:
-        images = self.root / "images"
-        if images.is_dir():
-            return images / f"{name}.jpg"
+        if self.images_dir is not None:
+            return self.images_dir / f"{name}.jpg"
         match = re.match(r"COCO_(train|val)2014_", name)
         folder = f"{match.group(1)}2014" if match else OFFICIAL_SUBSETS[self.split]
         return self.root / folder / f"{name}.jpg"

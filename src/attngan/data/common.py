@@ -155,7 +155,8 @@ def image_tensors(image: np.ndarray, image_sizes: Sequence[int], train: bool,
     if h < size or w < size:
         raise ValueError(f"image {w}x{h} is smaller than the {size}px crop")
     if train:
-        assert rng is not None, "training-mode crops need a generator"
+        if rng is None:
+            raise ValueError("training-mode crops need a random generator")
         top = int(rng.integers(0, h - size + 1))
         left = int(rng.integers(0, w - size + 1))
         flip = bool(rng.random() < 0.5)
