@@ -61,3 +61,12 @@ def test_parameter_counts() -> None:
                "D_NET256": Discriminator(DiscriminatorConfig(image_size=256))}
     for name, module in modules.items():
         assert sum(p.numel() for p in module.parameters()) == counts[name]["params"], name
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_small_discriminators_reach_a_4x4_map(size: int) -> None:
+    disc = Discriminator(DiscriminatorConfig(image_size=size, channels=4, text_dim=8))
+    features = disc(torch.randn(2, 3, size, size))
+    assert features.shape == (2, 32, 4, 4)
+    cond, uncond = disc.logits(features, torch.randn(2, 8))
+    assert cond.shape == (2,) and uncond is not None and uncond.shape == (2,)

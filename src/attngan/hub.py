@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
+RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _load_modules(path: Path, modules: dict[str, torch.nn.Module], state: dict[s
 def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
     """Write the folder atomically; an existing folder at ``path`` is replaced."""
     config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
-              "metadata": bundle.metadata}
+              "metadata": {k: v for k, v in bundle.metadata.items() if k not in RUNTIME_METADATA}}
     return _write_folder(path, config, state_dict_of(bundle), bundle.vocab)
 
 
@@ -152,7 +153,8 @@ def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
     vocab = Vocabulary.load(path / VOCAB_NAME)
     bundle = build_bundle(config, vocab, metadata)
     _load_modules(path, bundle.modules(), _read_weights(path))
-    bundle.metadata.setdefault("sha256", file_sha256(path / WEIGHTS_NAME)[:16])
+    # where the weights were read from and their hash describe this copy, never a saved one
+    bundle.metadata.update(path=str(path), sha256=file_sha256(path / WEIGHTS_NAME)[:16])
     return bundle
 
 

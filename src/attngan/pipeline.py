@@ -99,7 +99,6 @@ class AttnGANPipeline:
         ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`."""
         folder = bundled_model_path() if path is None else Path(path)
         bundle = load_pretrained(folder)
-        bundle.metadata.setdefault("path", str(folder))
         return cls(bundle, device=device, precision=precision).use_backend(backend, onnx_dir)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:

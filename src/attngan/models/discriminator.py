@@ -67,7 +67,7 @@ class Discriminator(nn.Module):
         ndf, sn = config.channels, config.spectral_norm
         self.encode = encode_to_4x4(config.image_size, ndf, sn)
         steps = min(int(math.log2(config.image_size // 4)), 4)
-        extra = max(int(math.log2(config.image_size // 64)), 0)
+        extra = int(math.log2(config.image_size // 64)) if config.image_size >= 64 else 0
         # beyond 64x64: more stride-2 blocks widening to 8ndf * 2^k, then 3x3 blocks back to 8ndf
         self.downsample = nn.Sequential(*[down_block(ndf * 8 * 2**i, ndf * 8 * 2 ** (i + 1), sn) for i in range(extra)])
         reduce = [conv3x3_leaky(ndf * 8 * 2 ** (i + 1), ndf * 8 * 2**i, sn) for i in reversed(range(extra))]
