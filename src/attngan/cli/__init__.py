@@ -23,6 +23,7 @@ def _register() -> None:
     from . import convert_cmd, train_cmd  # noqa: F401
     from . import generate_cmd  # noqa: F401  # isort: skip
     from . import serve_cmd  # noqa: F401
+    from . import evaluate_cmd  # noqa: F401  # isort: skip
 
 
 _register()

@@ -132,11 +132,14 @@ def train_attribute_classifier(
     seed: int = 0,
     device: str | torch.device = "cpu",
     max_steps: int | None = None,
+    lr_schedule: str = "constant",
 ) -> AttributeClassifier:
     """Train an :class:`AttributeClassifier` on a data set of real images (see the module docstring).
 
     ``image_size`` defaults to the size of the first item's last-stage image (a power of
-    two; otherwise 64). Training is deterministic for a given ``seed`` on the CPU.
+    two; otherwise 64). ``lr_schedule``: ``"constant"`` or ``"cosine"`` (decays to zero
+    over the run's steps, which steadies the last epochs). Training is deterministic for
+    a given ``seed`` on the CPU.
     Returns the classifier in eval mode; ``metadata`` holds the training settings and the
     final training-set accuracy.
     """
@@ -145,6 +148,8 @@ def train_attribute_classifier(
         raise ValueError("pass num_values_per_attribute (the data set has neither num_values_per_attribute "
                          "nor attribute_values)")
     names = attribute_names or getattr(dataset, "attribute_names", None) or ()
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
     if len(dataset) == 0:
         raise ValueError("the training data set is empty")
     if image_size is None:
@@ -157,6 +162,9 @@ def train_attribute_classifier(
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=_collate,
                                          generator=generator, drop_last=len(dataset) > batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    total_steps = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(total_steps, 1))
+                 if lr_schedule == "cosine" else None)
     steps, start = 0, time.monotonic()
     model.train()
     loss = torch.zeros(())
@@ -169,6 +177,8 @@ def train_attribute_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             with torch.no_grad():
                 pred = torch.stack([lg.argmax(1) for lg in logits], dim=1)
                 correct += int((pred == attributes).all(dim=1).sum())
@@ -181,7 +191,8 @@ def train_attribute_classifier(
         if max_steps is not None and steps >= max_steps:
             break
     model.eval()
-    model.metadata = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+    model.metadata = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr,
+                      "lr_schedule": lr_schedule, "seed": seed,
                       "train_samples": len(dataset), "train_accuracy_all": correct / max(total, 1),
                       "train_seconds": round(time.monotonic() - start, 2)}
     return model

@@ -1,0 +1,376 @@
+"""One evaluation run: generate images from a data set's held-out captions in batches and
+score them in the same pass (R-precision, attribute accuracy, in-domain FD, FID / IS).
+
+Sample ``k`` (see :mod:`attngan.metrics.eval_data`) uses seed ``seed + k`` for its noise
+and ``numpy.random.default_rng([seed, k])`` for its 99 R-precision distractors, so results
+depend neither on the batch size nor on the number of processes. Under ``torchrun`` each
+process scores a contiguous slice of the samples; rank 0 gathers the per-sample results
+and summarises them (other ranks get ``None``).
+
+Reference figures computed beside the generated ones: the attribute classifier's accuracy
+on the real images of the same captions (the ceiling) and the in-domain Fréchet distance
+between real train and real test images of the same count (the floor).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .classifier import AttributeClassifier, attribute_hits, summarise_attribute_hits
+from .eval_data import DataSpec, EvalSamples, build_split
+from .fid import FeatureStats, stats_distance
+from .in_domain import DAMSMImageFeatures, module_fingerprint
+from .inception import (
+    TF_INCEPTION_ARGUMENT,
+    TF_INCEPTION_FLAG,
+    TF_INCEPTION_WEIGHTS_FILE,
+    TORCHVISION_INCEPTION_ARGUMENT,
+    TORCHVISION_INCEPTION_FLAG,
+    TORCHVISION_INCEPTION_WEIGHTS_FILE,
+    load_inception,
+    require_weights_file,
+)
+from .inception_score import inception_score_from_logits
+from .r_precision import CaptionPool, eval_mode, fold_summary, r_precision_from_features
+from .registry import MetricContext, make_record
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("r_precision", "attributes", "fd_damsm", "fid", "is", "fid_torchvision", "is_torchvision")
+_INCEPTION_KIND = {"fid": "tf", "is": "tf", "fid_torchvision": "torchvision", "is_torchvision": "torchvision"}
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EvalConfig:
+    """Settings of :func:`run_evaluation` (the ``attngan evaluate`` options)."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    metrics: Sequence[str] | None = None  # None: every metric the model, data and weight files allow
+    num_samples: int = 1000
+    batch_size: int = 50
+    seed: int = 0
+    inception_weights: str | os.PathLike[str] | None = None
+    torchvision_inception_weights: str | os.PathLike[str] | None = None
+    save_images: str | os.PathLike[str] | None = None
+    r_distractors: int = 99
+    r_folds: int = 10
+
+
+@dataclass
+class EvalResult:
+    """``records``: one registry record per metric; ``summary``: their values in one flat dict;
+    ``notes``: metrics skipped in automatic mode and why."""
+
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_metrics(requested: Sequence[str] | None, *, has_image_encoder: bool, has_attributes: bool,
+                    has_classifier: bool, inception_weights: Any = None,
+                    torchvision_inception_weights: Any = None) -> tuple[list[str], list[str]]:
+    """The metrics to compute and notes on those left out.
+
+    Explicitly requested metrics that cannot run raise (``MissingWeightsError`` names the
+    weights flag); with ``requested=None`` they are left out with a note.
+    """
+    weights = {"tf": (inception_weights, TF_INCEPTION_WEIGHTS_FILE, TF_INCEPTION_ARGUMENT, TF_INCEPTION_FLAG),
+               "torchvision": (torchvision_inception_weights, TORCHVISION_INCEPTION_WEIGHTS_FILE,
+                               TORCHVISION_INCEPTION_ARGUMENT, TORCHVISION_INCEPTION_FLAG)}
+    names = list(METRIC_NAMES) if requested is None else list(dict.fromkeys(requested))
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
+    chosen, notes = [], []
+    skipped: dict[str, list[str]] = {}
+    for name in names:
+        problem = None
+        if name in ("r_precision", "fd_damsm") and not has_image_encoder:
+            problem = (f"{name} needs the model folder's DAMSM image encoder (image_encoder), which this "
+                       "model lacks (attngan convert --image-encoder adds it)")
+        elif name == "attributes" and not has_attributes:
+            problem = "attributes needs a data set with attributes (--data shapes or tags)"
+        elif name == "attributes" and not has_classifier:
+            problem = "attributes needs an attribute classifier (--classifier DIR or --train-classifier)"
+        elif name in _INCEPTION_KIND:
+            path, file, argument, flag = weights[_INCEPTION_KIND[name]]
+            if requested is None and path is None:
+                skipped.setdefault(f"pass {flag} FILE ({file}) to compute it", []).append(name)
+                continue
+            require_weights_file(path, file, argument, flag, "FID" if name.startswith("fid") else "Inception Score")
+        if problem is not None:
+            if requested is not None:
+                raise ValueError(problem)
+            notes.append(f"{name} skipped: {problem}")
+            continue
+        chosen.append(name)
+    notes += [f"{', '.join(which)} skipped: {how}" for how, which in skipped.items()]
+    if not chosen:
+        raise ValueError("--metrics: nothing to compute; " + "; ".join(notes))
+    return chosen, notes
+
+
+def _rank_slice(total: int, rank: int, world: int) -> range:
+    return range(total * rank // world, total * (rank + 1) // world)
+
+
+def _generate(pipeline: Any, batch: dict[str, Any], seed: int) -> torch.Tensor:
+    """Final-stage images ``[B, 3, S, S]`` in [-1, 1] of a sample batch; sample k uses seed ``seed + k``."""
+    bundle, device = pipeline.bundle, pipeline.device
+    seeds = [seed + int(k) for k in batch["indices"]]
+    with torch.inference_mode():
+        tokens = batch["tokens"].to(device)
+        words, sentence = bundle.text_encoder(tokens, batch["lengths"])
+        noise, eps = pipeline.make_noise(seeds)
+        out = bundle.generator(noise, sentence, words, tokens == 0, eps=eps)
+    return out.images[-1].float().clamp(-1, 1).cpu()
+
+
+@torch.inference_mode()
+def _r_hits(image_codes: torch.Tensor, batch: dict[str, Any], text_encoder: torch.nn.Module, pool: CaptionPool,
+            num_distractors: int, seed: int) -> torch.Tensor:
+    """``[B]`` bool: the true caption ranks first among itself and ``num_distractors`` mismatched captions."""
+    device = next(text_encoder.parameters()).device
+    _, true_sent = text_encoder(batch["tokens"].to(device), batch["lengths"])
+    drawn = [pool.sample_mismatched(int(c), num_distractors, np.random.default_rng([seed, int(k)]))
+             for c, k in zip(batch["class_ids"], batch["indices"])]
+    tokens = torch.cat([t for t, _ in drawn])
+    lengths = torch.cat([n for _, n in drawn])
+    width = int(lengths.max())
+    _, wrong = text_encoder(tokens[:, :width].to(device), lengths)
+    wrong = wrong.reshape(len(drawn), num_distractors, -1)
+    return r_precision_from_features(image_codes.cpu(), true_sent.cpu(), wrong.cpu()).cpu()
+
+
+def _save_pngs(folder: Path, images: torch.Tensor, indices: torch.Tensor) -> None:
+    from ..pipeline import to_pil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, k in zip(to_pil(images), indices.tolist()):
+        image.save(folder / f"{k:06d}.png")
+
+
+def _score_slice(pipeline: Any, samples: EvalSamples, cfg: EvalConfig, metrics: list[str], rank: int, world: int,
+                 pool: CaptionPool | None, damsm: DAMSMImageFeatures | None, classifier: AttributeClassifier | None,
+                 inception: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
+    """Per-sample results of this process's slice (lists of CPU tensors / rows)."""
+    out: dict[str, list[Any]] = {key: [] for key in ("indices", "r_hits", "gen_attr", "real_attr", "gen_damsm",
+                                                     "real_damsm", "rows")}
+    for kind in inception:
+        out[f"gen_{kind}"], out[f"gen_{kind}_logits"], out[f"real_{kind}"] = [], [], []
+    mine = _rank_slice(samples.num_samples, rank, world)
+    bundle = pipeline.bundle
+    for start in range(mine.start, mine.stop, cfg.batch_size):
+        batch = samples.batch(range(start, min(start + cfg.batch_size, mine.stop)))
+        images = _generate(pipeline, batch, cfg.seed)
+        first = batch["first_pass"]
+        real = batch["real"][first]
+        out["indices"].append(batch["indices"])
+        if damsm is not None:
+            with eval_mode(damsm.encoder):
+                codes = damsm.features(images)
+                out["gen_damsm"].append(codes.cpu())
+                if real.shape[0]:
+                    out["real_damsm"].append(damsm.features(real).cpu())
+            if "r_precision" in metrics:
+                assert pool is not None
+                with eval_mode(bundle.text_encoder):
+                    out["r_hits"].append(_r_hits(codes, batch, bundle.text_encoder, pool, cfg.r_distractors, cfg.seed))
+        if classifier is not None:
+            out["gen_attr"].append(attribute_hits(classifier, images, batch["attributes"]))
+            if real.shape[0]:
+                out["real_attr"].append(attribute_hits(classifier, real, batch["attributes"][first]))
+        for kind, extractor in inception.items():
+            with torch.inference_mode():
+                feats, logits = extractor.features_and_logits(images)
+                out[f"gen_{kind}"].append(feats.cpu())
+                out[f"gen_{kind}_logits"].append(logits.cpu())
+                if real.shape[0]:
+                    out[f"real_{kind}"].append(extractor.features(real).cpu())
+        if cfg.save_images is not None:
+            _save_pngs(Path(cfg.save_images), images, batch["indices"])
+        out["rows"] += [{"index": int(k), "key": key, "caption": text, "seed": cfg.seed + int(k),
+                         "file": f"{int(k):06d}.png"}
+                        for k, key, text in zip(batch["indices"], batch["keys"], batch["texts"])]
+        if progress is not None:
+            progress(len(batch["keys"]))
+    return out
+
+
+def _floor_features(cfg: EvalConfig, damsm: DAMSMImageFeatures, image_size: int, count: int, rank: int,
+                    world: int) -> list[torch.Tensor]:
+    """DAMSM codes of this process's slice of the first ``count`` real TRAIN images."""
+    train = build_split(DataSpec(cfg.data.kind, cfg.data.root, "train"), "train", image_size)
+    count = min(count, len(train))
+    mine = _rank_slice(count, rank, world)
+    feats = []
+    for a in range(mine.start, mine.stop, cfg.batch_size):
+        images = torch.stack([train[i]["images"][-1] for i in range(a, min(a + cfg.batch_size, mine.stop))])
+        feats.append(damsm.features(images.float()).cpu())
+    return feats
+
+
+def _gather(local: dict[str, Any], world: int) -> dict[str, Any] | None:
+    """Rank 0: every process's lists joined in rank order (= sample order); other ranks: None."""
+    if world == 1:
+        return local
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, local)
+    if dist.get_rank() != 0:
+        return None
+    return {key: [x for part in parts for x in part[key]] for key in local}
+
+
+def _stats(chunks: list[torch.Tensor], meta: dict[str, Any]) -> FeatureStats:
+    x = torch.cat(chunks)
+    stats = FeatureStats(x.shape[1], meta)
+    stats.update(x)
+    return stats
+
+
+def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: AttributeClassifier | None = None,
+                   progress: Progress | None = None, rank: int = 0, world_size: int = 1,
+                   classifier_info: dict[str, Any] | None = None) -> EvalResult | None:
+    """Evaluate ``pipeline`` on ``cfg.data`` (see the module doc); returns None on ranks other than 0.
+
+    ``progress(n)`` is called after each batch of ``n`` generated images (this process's).
+    Under ``torchrun`` the process group must be initialised and every rank must call this.
+    """
+    start_time = time.monotonic()
+    bundle = pipeline.bundle
+    image_size = bundle.config.generator.image_sizes[-1]
+    max_words = bundle.config.text_encoder.max_words
+    dataset = build_split(cfg.data, cfg.data.split, image_size, pipeline.vocab, max_words)
+    samples = EvalSamples(dataset, cfg.num_samples, max_words)
+    metrics, notes = resolve_metrics(
+        cfg.metrics, has_image_encoder=bundle.image_encoder is not None, has_attributes=samples.has_attributes,
+        has_classifier=classifier is not None, inception_weights=cfg.inception_weights,
+        torchvision_inception_weights=cfg.torchvision_inception_weights)
+    needs_damsm = "r_precision" in metrics or "fd_damsm" in metrics
+    damsm = DAMSMImageFeatures(bundle.image_encoder) if needs_damsm else None
+    pool = samples.caption_pool() if "r_precision" in metrics else None
+    weights = {"tf": cfg.inception_weights, "torchvision": cfg.torchvision_inception_weights}
+    inception = {kind: load_inception(kind, weights[kind], pipeline.device)
+                 for kind in dict.fromkeys(_INCEPTION_KIND[m] for m in metrics if m in _INCEPTION_KIND)}
+    local = _score_slice(pipeline, samples, cfg, metrics, rank, world_size, pool, damsm,
+                         classifier if "attributes" in metrics else None, inception, progress)
+    local["floor"] = (_floor_features(cfg, damsm, image_size, samples.num_real, rank, world_size)
+                      if "fd_damsm" in metrics and damsm is not None else [])
+    gathered = _gather(local, world_size)
+    if gathered is None:
+        return None
+    if cfg.save_images is not None:
+        folder = Path(cfg.save_images)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = sorted(gathered["rows"], key=lambda row: row["index"])
+        (folder / "samples.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    ctx = MetricContext(dataset=cfg.data.describe(image_size), model_name=pipeline.name,
+                        model_hash=pipeline.model_hash, seed=cfg.seed, num_samples=cfg.num_samples)
+    results = _summarise(gathered, metrics, cfg, samples, damsm, classifier, inception, bundle, classifier_info)
+    seconds = time.monotonic() - start_time
+    records = [make_record(name, result, ctx, seconds) for name, result in results]
+    summary: dict[str, Any] = {"num_samples": cfg.num_samples, "num_real": samples.num_real}
+    for record in records:
+        summary.update(record["values"])
+    return EvalResult(records, summary, notes)
+
+
+def _summarise(g: dict[str, Any], metrics: list[str], cfg: EvalConfig, samples: EvalSamples,
+               damsm: DAMSMImageFeatures | None, classifier: AttributeClassifier | None, inception: dict[str, Any],
+               bundle: Any, classifier_info: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(metric name, registry result)`` pairs from the gathered per-sample results."""
+    n = sum(int(ix.numel()) for ix in g["indices"])
+    out: list[tuple[str, dict[str, Any]]] = []
+    if "r_precision" in metrics:
+        hits = torch.cat(g["r_hits"])
+        folds = min(cfg.r_folds, hits.numel())
+        mean, std = fold_summary(hits, folds)
+        assert damsm is not None
+        text_id = f"DAMSM text encoder ({type(bundle.text_encoder).__name__}), weights sha256:" \
+                  f"{module_fingerprint(bundle.text_encoder)}"
+        out.append(("r_precision", {
+            "values": {"r_precision": mean, "r_precision_std": std},
+            "label": f"R-precision (true caption + {cfg.r_distractors} mismatched, DAMSM encoders, {folds} folds)",
+            "feature_extractor": damsm.identity, "num_samples": n, "num_distractors": cfg.r_distractors,
+            "num_folds": folds, "text_encoder": text_id, "image_encoder": damsm.identity}))
+    if "attributes" in metrics:
+        assert classifier is not None
+        names = classifier.config.attribute_names
+        values = summarise_attribute_hits(torch.cat(g["gen_attr"]), names)
+        real = summarise_attribute_hits(torch.cat(g["real_attr"]), names)
+        values.update({f"real_{k}": v for k, v in real.items()})
+        out.append(("attribute_accuracy", {
+            "values": values, "label": "attribute accuracy of generated images (real_*: the same classifier on "
+                                       "the real images of the captions, the ceiling)",
+            "feature_extractor": f"attribute classifier {list(names)}", "num_samples": n,
+            "num_real": samples.num_real, "classifier": classifier_info or {}}))
+    if "fd_damsm" in metrics:
+        assert damsm is not None
+        meta = {"extractor": damsm.identity}
+        gen, real = _stats(g["gen_damsm"], meta), _stats(g["real_damsm"], meta)
+        values = {"fd_damsm": stats_distance(gen, real, method="eigh")}
+        if sum(f.shape[0] for f in g["floor"]) >= 2:
+            values["fd_damsm_real_floor"] = stats_distance(_stats(g["floor"], meta), real, method="eigh")
+        out.append(("fd_damsm", {
+            "values": values, "label": "in-domain FD (DAMSM image-encoder features); floor: real train vs real "
+                                       "test images of the same count", "feature_extractor": damsm.identity,
+            "num_samples": n, "num_reference": real.num_samples,
+            "num_floor": sum(int(f.shape[0]) for f in g["floor"])}))
+    for name in ("fid", "fid_torchvision"):
+        if name in metrics:
+            kind, extractor = _INCEPTION_KIND[name], inception[_INCEPTION_KIND[name]]
+            meta = {"extractor": extractor.identity}
+            value = stats_distance(_stats(g[f"gen_{kind}"], meta), _stats(g[f"real_{kind}"], meta))
+            out.append((name, {"values": {name: value}, "label": extractor.fid_label,
+                               "feature_extractor": extractor.identity, "num_samples": n,
+                               "num_reference": samples.num_real}))
+    for name in ("is", "is_torchvision"):
+        if name in metrics:
+            kind, extractor = _INCEPTION_KIND[name], inception[_INCEPTION_KIND[name]]
+            splits = min(10, n)
+            mean, std = inception_score_from_logits(torch.cat(g[f"gen_{kind}_logits"]), splits)
+            out.append((name, {"values": {name: mean, f"{name}_std": std}, "label": extractor.is_label,
+                               "feature_extractor": extractor.identity, "num_samples": n, "splits": splits}))
+    return out
+
+
+def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0,
+                    classifier: AttributeClassifier | str | os.PathLike[str] | None = None, batch_size: int = 50,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate a shapes model on held-out (test split) captions; one flat dict of results.
+
+    ``classifier``: a trained :class:`AttributeClassifier`, its folder, or None for the
+    cached shapes classifier (trained on real train images and cached on first use).
+    Keys: ``r_precision``, ``r_precision_std``, ``accuracy_<attribute>``, ``accuracy_all``,
+    the real-image ceilings ``real_accuracy_*``, ``fd_damsm``, ``fd_damsm_real_floor``,
+    ``num_samples``, ``num_real`` (R-precision and FD need the model's image encoder).
+    """
+    from .classifier import load_classifier
+    from .eval_data import data_classifier
+
+    spec = DataSpec("shapes")
+    if classifier is None:
+        try:
+            classifier, _ = data_classifier(spec, device=pipeline.device)
+        except FileNotFoundError:
+            classifier, _ = data_classifier(spec, train=True, device=pipeline.device)
+    elif not isinstance(classifier, AttributeClassifier):
+        classifier = load_classifier(classifier, pipeline.device)
+    metrics = ["attributes"] + (["r_precision", "fd_damsm"] if pipeline.bundle.image_encoder is not None else [])
+    cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed)
+    result = run_evaluation(pipeline, cfg, classifier, progress)
+    assert result is not None
+    return result.summary

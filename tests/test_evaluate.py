@@ -1,0 +1,156 @@
+"""``attngan evaluate`` and its library: the tiny random model on the shapes data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from attngan.cli import main
+from attngan.data import ShapesDataset
+from attngan.metrics import MissingWeightsError, attribute_accuracy, save_classifier
+from attngan.metrics.eval_data import (
+    CLASSIFIER_RECIPES,
+    DataSpec,
+    EvalSamples,
+    classifier_cache_dir,
+    train_data_classifier,
+)
+from attngan.metrics.run import EvalConfig, evaluate_shapes, resolve_metrics, run_evaluation
+from attngan.pipeline import AttnGANPipeline
+
+TINY_RECIPE = {"train_images": 96, "channels": 4, "feature_dim": 16, "epochs": 1, "batch_size": 32, "lr": 2e-3,
+               "lr_schedule": "cosine"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTNGAN_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_dir: Path) -> AttnGANPipeline:
+    return AttnGANPipeline.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    classifier = train_data_classifier(DataSpec("shapes"), recipe=TINY_RECIPE)
+    return save_classifier(classifier, tmp_path_factory.mktemp("classifiers") / "shapes")
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(main, ["evaluate", "--device", "cpu", *args], catch_exceptions=False)
+
+
+def test_cli_writes_results_and_images(tiny_model_dir: Path, classifier_dir: Path, tmp_path: Path) -> None:
+    out, images = tmp_path / "res" / "results.jsonl", tmp_path / "images"
+    result = invoke("--model", str(tiny_model_dir), "--num-samples", "12", "--batch-size", "5", "--seed", "3",
+                    "--classifier", str(classifier_dir), "--save-images", str(images), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "R-precision over 12 images" in result.output and "mean ± std over 10 folds" in result.output
+    assert "text encoder:" in result.output and "image encoder:" in result.output
+    assert "(real ceiling)" in result.output and "(real train vs test floor)" in result.output
+    assert "--inception-weights" in result.output  # the note on the skipped FID / IS
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["metric"] for r in records] == ["r_precision", "attribute_accuracy", "fd_damsm"]
+    for record in records:
+        assert record["model"] == "tiny-test" and record["model_hash"]
+        assert record["dataset"]["name"] == "shapes" and record["dataset"]["split"] == "test"
+        assert record["seed"] == 3 and record["num_samples"] == 12
+        assert record["versions"]["torch"] and "attngan" in record["versions"]
+    values = records[1]["values"]
+    assert {"accuracy_shape", "accuracy_all", "real_accuracy_shape", "real_accuracy_all"} <= set(values)
+    assert set(records[2]["values"]) == {"fd_damsm", "fd_damsm_real_floor"}
+    assert 0.0 <= records[0]["values"]["r_precision"] <= 1.0
+    rows = [json.loads(line) for line in (images / "samples.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(12)) and rows[0]["seed"] == 3
+    assert all((images / r["file"]).is_file() for r in rows)
+
+
+def test_real_image_ceiling_is_the_classifier_on_the_real_test_images(pipeline: AttnGANPipeline,
+                                                                      classifier_dir: Path) -> None:
+    from attngan.metrics import load_classifier
+
+    classifier = load_classifier(classifier_dir)
+    cfg = EvalConfig(metrics=["attributes"], num_samples=16, batch_size=16)
+    summary = run_evaluation(pipeline, cfg, classifier).summary
+    real = ShapesDataset("test", image_sizes=(64,), train=False)
+    items = [real[i] for i in range(16)]
+    expected = attribute_accuracy(classifier, torch.stack([it["images"][-1] for it in items]),
+                                  torch.stack([it["attributes"] for it in items]))
+    assert {k: summary[f"real_{k}"] for k in expected} == pytest.approx(expected)
+    assert all(0.0 <= summary[k] <= 1.0 for k in expected)
+
+
+def test_missing_fid_weights_name_the_flag(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = invoke("--model", str(tiny_model_dir), "--metrics", "fid", "--out", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 2
+    assert "--inception-weights" in result.output and "pt_inception-2015-12-05-6726825d.pth" in result.output
+    result = invoke("--model", str(tiny_model_dir), "--metrics", "is", "--inception-weights",
+                    str(tmp_path / "absent.pth"), "--out", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 2 and "absent.pth does not exist" in result.output
+    assert not (tmp_path / "r.jsonl").exists()
+    with pytest.raises(MissingWeightsError, match="--torchvision-inception-weights"):
+        resolve_metrics(["fid_torchvision"], has_image_encoder=True, has_attributes=True, has_classifier=True)
+
+
+def test_classifier_is_trained_cached_and_loaded(tiny_model_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CLASSIFIER_RECIPES, "shapes", dict(TINY_RECIPE))
+    common = ("--model", str(tiny_model_dir), "--metrics", "attributes", "--num-samples", "6", "--batch-size", "6")
+    missing = invoke(*common, "--out", str(tmp_path / "a.jsonl"))
+    assert missing.exit_code == 1 and "--train-classifier" in missing.output
+    trained = invoke(*common, "--train-classifier", "--out", str(tmp_path / "a.jsonl"))
+    assert trained.exit_code == 0, trained.output
+    folder = classifier_cache_dir(DataSpec("shapes"))
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert str(folder) in trained.output
+    loaded = invoke(*common, "--out", str(tmp_path / "a.jsonl"))
+    assert loaded.exit_code == 0, loaded.output
+    first, second = (json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines())
+    assert first["values"] == second["values"]
+    assert first["extra"]["classifier"]["metadata"]["recipe"] == TINY_RECIPE
+    auto = invoke("--model", str(tiny_model_dir), "--num-samples", "4", "--classifier", str(tmp_path / "none"),
+                  "--out", str(tmp_path / "b.jsonl"))
+    assert auto.exit_code == 1 and "no attribute classifier at" in auto.output
+
+
+def test_r_precision_of_the_tiny_model_is_valid_and_batch_independent(pipeline: AttnGANPipeline) -> None:
+    runs = [run_evaluation(pipeline, EvalConfig(metrics=["r_precision", "fd_damsm"], num_samples=20, batch_size=b))
+            for b in (7, 20)]
+    a, b = (r.summary for r in runs)
+    assert 0.0 <= a["r_precision"] <= 1.0 and a["r_precision_std"] >= 0.0
+    assert a["r_precision"] == b["r_precision"] and a["fd_damsm"] == pytest.approx(b["fd_damsm"], rel=1e-6)
+    assert a["fd_damsm"] >= 0.0 and a["fd_damsm_real_floor"] >= 0.0
+    record = runs[0].records[0]
+    assert record["extra"]["num_distractors"] == 99 and record["extra"]["num_folds"] == 10
+
+
+def test_evaluate_shapes_returns_every_figure(pipeline: AttnGANPipeline, classifier_dir: Path) -> None:
+    result = evaluate_shapes(pipeline, num_samples=10, seed=0, classifier=classifier_dir)
+    expected = {"r_precision", "r_precision_std", "accuracy_all", "real_accuracy_all", "accuracy_position",
+                "real_accuracy_position", "fd_damsm", "fd_damsm_real_floor", "num_samples", "num_real"}
+    assert expected <= set(result) and result["num_samples"] == 10
+
+
+def test_samples_wrap_around_with_the_next_captions(pipeline: AttnGANPipeline) -> None:
+    dataset = ShapesDataset("test", image_sizes=(64,), size=4, vocab=pipeline.vocab, train=False)
+    samples = EvalSamples(dataset, num_samples=9, max_words=12)
+    batch = samples.batch(range(9))
+    assert samples.num_real == 4 and batch["first_pass"].tolist() == [True] * 4 + [False] * 5
+    assert batch["keys"][0] == batch["keys"][4] == batch["keys"][8]
+    assert len({batch["texts"][0], batch["texts"][4], batch["texts"][8]}) == 3
+    assert torch.equal(batch["real"][0], batch["real"][4])
+    assert int(batch["lengths"].max()) <= 12 and batch["attributes"].shape == (9, 4)
