@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -65,14 +66,37 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _GatherRows(torch.autograd.Function):
+    """All-gather along dim 0; the backward sums every process's gradient for the local
+    rows (made contiguous first: collectives on strided views send the wrong memory)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor)
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
 def gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` ``[b, ...]`` from all processes along dim 0, keeping gradients
-    for the local part. Identity in a single process."""
+    """Concatenate ``tensor`` ``[b, ...]`` (same ``b`` on every process) from all processes
+    along dim 0, with gradients flowing back to each process's own rows. Identity in a
+    single process."""
     if world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    if not tensor.requires_grad:
+        parts = [torch.empty_like(tensor.contiguous()) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+    return _GatherRows.apply(tensor)
 
 
 def barrier() -> None:
