@@ -69,12 +69,15 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
     for record in records:
         values, name = record["values"], record["metric"]
         if name == "r_precision":
+            real = values.get("real_r_precision")
             rows.append((f"R-precision ({record['extra']['num_folds']} folds)",
-                         f"{values['r_precision']:.4f} ± {values['r_precision_std']:.4f}", ""))
+                         f"{values['r_precision']:.4f} ± {values['r_precision_std']:.4f}",
+                         f"{real:.4f} ± {values['real_r_precision_std']:.4f}" if real is not None else ""))
         elif name == "attribute_accuracy":
             for key in [k for k in values if k.startswith("accuracy_")]:
-                rows.append((f"accuracy {key[len('accuracy_'):]}", _fmt(values[key]),
-                             f"{_fmt(values.get('real_' + key))} (real ceiling)"))
+                real = values.get("real_" + key)
+                rows.append((f"accuracy {key[len('accuracy_'):]}", f"{values[key]:.4f}",
+                             f"{real:.4f} (real ceiling)" if real is not None else ""))
         elif name == "fd_damsm":
             floor = values.get("fd_damsm_real_floor")
             rows.append(("in-domain FD (DAMSM)", _fmt(values["fd_damsm"]),

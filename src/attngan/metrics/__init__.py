@@ -1,6 +1,9 @@
 """Evaluation metrics: FID / IS (local Inception weights only), R-precision, attribute accuracy,
 in-domain Fréchet distances, and a registry that logs results as JSONL.
 
+:func:`run_evaluation` (``attngan evaluate``) generates from a data set's held-out captions
+and scores every metric in one pass; :func:`evaluate_shapes` is its shapes shortcut.
+
 Nothing here downloads weights: the Inception networks are built from files the user names
 (``inception_weights`` / ``--inception-weights`` for ``pt_inception-2015-12-05-6726825d.pth``,
 ``torchvision_inception_weights`` / ``--torchvision-inception-weights`` for torchvision's
@@ -18,6 +21,7 @@ from .classifier import (
     summarise_attribute_hits,
     train_attribute_classifier,
 )
+from .eval_data import DataSpec, EvalSamples, data_classifier, train_data_classifier
 from .evaluate import evaluate_model, generated_from_pipeline
 from .fid import (
     FeatureStats,
@@ -55,6 +59,7 @@ from .registry import (
     library_versions,
     register_metric,
 )
+from .run import EvalConfig, EvalResult, evaluate_shapes, resolve_metrics, run_evaluation
 
 __all__ = [
     "DEFAULT_REGISTRY", "TF_INCEPTION_WEIGHTS_FILE", "TORCHVISION_INCEPTION_WEIGHTS_FILE", "AttributeClassifier",
@@ -65,4 +70,6 @@ __all__ = [
     "inception_score_from_logits", "library_versions", "load_classifier", "load_inception", "module_fingerprint",
     "r_precision_from_features", "r_precision_hits", "register_metric", "save_classifier", "stats_cache_key",
     "stats_distance", "summarise_attribute_hits", "train_attribute_classifier",
+    "DataSpec", "EvalConfig", "EvalResult", "EvalSamples", "data_classifier", "evaluate_shapes", "resolve_metrics",
+    "run_evaluation", "train_data_classifier",
 ]

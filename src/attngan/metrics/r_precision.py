@@ -87,13 +87,13 @@ class CaptionPool:
             raise ValueError(f"{len(captions)} captions but {len(class_ids)} class ids")
         if any(len(c) == 0 for c in captions):
             raise ValueError("every caption needs at least one token")
-        tokens = torch.zeros(len(captions), max_words, dtype=torch.int64)
-        lengths = torch.zeros(len(captions), dtype=torch.int64)
+        tokens = np.zeros((len(captions), max_words), dtype=np.int64)
+        lengths = np.zeros(len(captions), dtype=np.int64)
         for i, ids in enumerate(captions):
             ids = list(ids)[:max_words]
-            tokens[i, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+            tokens[i, :len(ids)] = ids
             lengths[i] = len(ids)
-        return cls(tokens, lengths, np.asarray(class_ids))
+        return cls(torch.from_numpy(tokens), torch.from_numpy(lengths), np.asarray(class_ids))
 
     def __len__(self) -> int:
         return self.tokens.shape[0]

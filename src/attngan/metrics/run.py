@@ -165,8 +165,8 @@ def _score_slice(pipeline: Any, samples: EvalSamples, cfg: EvalConfig, metrics: 
                  pool: CaptionPool | None, damsm: DAMSMImageFeatures | None, classifier: AttributeClassifier | None,
                  inception: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     """Per-sample results of this process's slice (lists of CPU tensors / rows)."""
-    out: dict[str, list[Any]] = {key: [] for key in ("indices", "r_hits", "gen_attr", "real_attr", "gen_damsm",
-                                                     "real_damsm", "rows")}
+    out: dict[str, list[Any]] = {key: [] for key in ("indices", "r_hits", "real_r_hits", "gen_attr", "real_attr",
+                                                     "gen_damsm", "real_damsm", "rows")}
     for kind in inception:
         out[f"gen_{kind}"], out[f"gen_{kind}_logits"], out[f"real_{kind}"] = [], [], []
     mine = _rank_slice(samples.num_samples, rank, world)
@@ -178,15 +178,19 @@ def _score_slice(pipeline: Any, samples: EvalSamples, cfg: EvalConfig, metrics: 
         real = batch["real"][first]
         out["indices"].append(batch["indices"])
         if damsm is not None:
-            with eval_mode(damsm.encoder):
-                codes = damsm.features(images)
-                out["gen_damsm"].append(codes.cpu())
-                if real.shape[0]:
-                    out["real_damsm"].append(damsm.features(real).cpu())
+            codes = damsm.features(images)
+            real_codes = damsm.features(real) if real.shape[0] else None
+            out["gen_damsm"].append(codes.cpu())
+            if real_codes is not None:
+                out["real_damsm"].append(real_codes.cpu())
             if "r_precision" in metrics:
                 assert pool is not None
                 with eval_mode(bundle.text_encoder):
                     out["r_hits"].append(_r_hits(codes, batch, bundle.text_encoder, pool, cfg.r_distractors, cfg.seed))
+                    if real_codes is not None:
+                        part = {key: batch[key][first] for key in ("tokens", "lengths", "class_ids", "indices")}
+                        out["real_r_hits"].append(_r_hits(real_codes, part, bundle.text_encoder, pool,
+                                                          cfg.r_distractors, cfg.seed))
         if classifier is not None:
             out["gen_attr"].append(attribute_hits(classifier, images, batch["attributes"]))
             if real.shape[0]:
@@ -295,15 +299,18 @@ def _summarise(g: dict[str, Any], metrics: list[str], cfg: EvalConfig, samples: 
     n = sum(int(ix.numel()) for ix in g["indices"])
     out: list[tuple[str, dict[str, Any]]] = []
     if "r_precision" in metrics:
-        hits = torch.cat(g["r_hits"])
+        hits, real_hits = torch.cat(g["r_hits"]), torch.cat(g["real_r_hits"])
         folds = min(cfg.r_folds, hits.numel())
         mean, std = fold_summary(hits, folds)
+        real_mean, real_std = fold_summary(real_hits, min(folds, real_hits.numel()))
         assert damsm is not None
         text_id = f"DAMSM text encoder ({type(bundle.text_encoder).__name__}), weights sha256:" \
                   f"{module_fingerprint(bundle.text_encoder)}"
         out.append(("r_precision", {
-            "values": {"r_precision": mean, "r_precision_std": std},
-            "label": f"R-precision (true caption + {cfg.r_distractors} mismatched, DAMSM encoders, {folds} folds)",
+            "values": {"r_precision": mean, "r_precision_std": std, "real_r_precision": real_mean,
+                       "real_r_precision_std": real_std},
+            "label": f"R-precision (true caption + {cfg.r_distractors} mismatched, DAMSM encoders, {folds} folds; "
+                     "real_*: the real images of the captions)",
             "feature_extractor": damsm.identity, "num_samples": n, "num_distractors": cfg.r_distractors,
             "num_folds": folds, "text_encoder": text_id, "image_encoder": damsm.identity}))
     if "attributes" in metrics:
