@@ -154,3 +154,45 @@ def test_samples_wrap_around_with_the_next_captions(pipeline: AttnGANPipeline) -
     assert len({batch["texts"][0], batch["texts"][4], batch["texts"][8]}) == 3
     assert torch.equal(batch["real"][0], batch["real"][4])
     assert int(batch["lengths"].max()) <= 12 and batch["attributes"].shape == (9, 4)
+
+
+
+
+class FakeInception:
+    """Stands in for the Inception network (tested in test_metrics_inception): cheap features and logits."""
+
+    identity, fid_label, is_label = "fake inception", "FID (fake)", "IS (fake)"
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = torch.cat([images.mean((2, 3)), images.std((2, 3))], dim=1)  # [N, 6]
+        return feats, feats[:, :4] * 10
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(images)[0]
+
+
+def test_fid_and_is_with_a_local_weights_file(pipeline: AttnGANPipeline, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import attngan.metrics.run as run
+
+    loaded = []
+    monkeypatch.setattr(run, "load_inception", lambda kind, path, device: loaded.append((kind, path)) or FakeInception())
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    weights.write_bytes(b"")
+    cfg = EvalConfig(metrics=["fid", "is"], num_samples=12, batch_size=5, inception_weights=weights)
+    fid, inception = run_evaluation(pipeline, cfg).records
+    assert loaded == [("tf", weights)]  # one network for both metrics
+    assert fid["metric"] == "fid" and fid["values"]["fid"] > 0 and fid["extra"]["num_reference"] == 12
+    assert fid["label"] == "FID (fake)" and fid["feature_extractor"] == "fake inception"
+    assert inception["metric"] == "is" and inception["values"]["is"] >= 1.0 and inception["extra"]["splits"] == 10
+
+
+def test_usage_errors_name_the_flag(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = ("--model", str(tiny_model_dir), "--out", str(tmp_path / "r.jsonl"))
+    for args, expected in [(("--metrics", "r_precision,bogus"), "--metrics: unknown metric(s) bogus"),
+                           (("--data", "cub"), "--data-root: the cub data set needs its root folder"),
+                           (("--data", "shapes", "--data-root", str(tmp_path)), "--data-root: the shapes data set"),
+                           (("--num-samples", "1", "--metrics", "fd_damsm"), "--num-samples: Fréchet distances")]:
+        result = invoke(*model, *args)
+        assert result.exit_code == 1 and expected in result.output, (args, result.output)
+    assert not (tmp_path / "r.jsonl").exists()

@@ -81,7 +81,8 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
         elif name == "fd_damsm":
             floor = values.get("fd_damsm_real_floor")
             rows.append(("in-domain FD (DAMSM)", _fmt(values["fd_damsm"]),
-                         f"{_fmt(floor)} (real train vs test floor)" if floor is not None else ""))
+                         f"{_fmt(floor)} (real {record['extra']['floor_split']} vs "
+                         f"{record['dataset']['split']} floor)" if floor is not None else ""))
         elif name in ("fid", "fid_torchvision"):
             rows.append(("FID" if name == "fid" else "PyTorch FID (torchvision)", _fmt(values[name]), ""))
         else:

@@ -9,7 +9,8 @@ and summarises them (other ranks get ``None``).
 
 Reference figures computed beside the generated ones: the attribute classifier's accuracy
 on the real images of the same captions (the ceiling) and the in-domain Fréchet distance
-between real train and real test images of the same count (the floor).
+between the real images of the other split and the real images of the captions, same count
+(the floor).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class EvalConfig:
     save_images: str | os.PathLike[str] | None = None
     r_distractors: int = 99
     r_folds: int = 10
+    fid_method: str = "sqrtm"  # "sqrtm": the standard computation; "eigh": exact for PSD covariances, faster
 
 
 @dataclass
@@ -212,15 +214,20 @@ def _score_slice(pipeline: Any, samples: EvalSamples, cfg: EvalConfig, metrics: 
     return out
 
 
+def _other_split(split: str) -> str:
+    return "train" if split == "test" else "test"
+
+
 def _floor_features(cfg: EvalConfig, damsm: DAMSMImageFeatures, image_size: int, count: int, rank: int,
                     world: int) -> list[torch.Tensor]:
-    """DAMSM codes of this process's slice of the first ``count`` real TRAIN images."""
-    train = build_split(DataSpec(cfg.data.kind, cfg.data.root, "train"), "train", image_size)
-    count = min(count, len(train))
+    """DAMSM codes of this process's slice of the first ``count`` real images of the other split."""
+    other = _other_split(cfg.data.split)
+    dataset = build_split(DataSpec(cfg.data.kind, cfg.data.root, other), other, image_size)
+    count = min(count, len(dataset))
     mine = _rank_slice(count, rank, world)
     feats = []
     for a in range(mine.start, mine.stop, cfg.batch_size):
-        images = torch.stack([train[i]["images"][-1] for i in range(a, min(a + cfg.batch_size, mine.stop))])
+        images = torch.stack([dataset[i]["images"][-1] for i in range(a, min(a + cfg.batch_size, mine.stop))])
         feats.append(damsm.features(images.float()).cpu())
     return feats
 
@@ -263,6 +270,9 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: AttributeClassifi
         cfg.metrics, has_image_encoder=bundle.image_encoder is not None, has_attributes=samples.has_attributes,
         has_classifier=classifier is not None, inception_weights=cfg.inception_weights,
         torchvision_inception_weights=cfg.torchvision_inception_weights)
+    needs_two = [m for m in metrics if m in ("fd_damsm", "fid", "fid_torchvision")]
+    if needs_two and samples.num_real < 2:
+        raise ValueError(f"--num-samples: Fréchet distances ({', '.join(needs_two)}) need at least 2 images")
     needs_damsm = "r_precision" in metrics or "fd_damsm" in metrics
     damsm = DAMSMImageFeatures(bundle.image_encoder) if needs_damsm else None
     pool = samples.caption_pool() if "r_precision" in metrics else None
@@ -332,15 +342,16 @@ def _summarise(g: dict[str, Any], metrics: list[str], cfg: EvalConfig, samples: 
         if sum(f.shape[0] for f in g["floor"]) >= 2:
             values["fd_damsm_real_floor"] = stats_distance(_stats(g["floor"], meta), real, method="eigh")
         out.append(("fd_damsm", {
-            "values": values, "label": "in-domain FD (DAMSM image-encoder features); floor: real train vs real "
-                                       "test images of the same count", "feature_extractor": damsm.identity,
+            "values": values, "label": f"in-domain FD (DAMSM image-encoder features); floor: real "
+                                       f"{_other_split(cfg.data.split)} vs real {cfg.data.split} images of the "
+                                       "same count", "feature_extractor": damsm.identity,
             "num_samples": n, "num_reference": real.num_samples,
-            "num_floor": sum(int(f.shape[0]) for f in g["floor"])}))
+            "num_floor": sum(int(f.shape[0]) for f in g["floor"]), "floor_split": _other_split(cfg.data.split)}))
     for name in ("fid", "fid_torchvision"):
         if name in metrics:
             kind, extractor = _INCEPTION_KIND[name], inception[_INCEPTION_KIND[name]]
             meta = {"extractor": extractor.identity}
-            value = stats_distance(_stats(g[f"gen_{kind}"], meta), _stats(g[f"real_{kind}"], meta))
+            value = stats_distance(_stats(g[f"gen_{kind}"], meta), _stats(g[f"real_{kind}"], meta), cfg.fid_method)
             out.append((name, {"values": {name: value}, "label": extractor.fid_label,
                                "feature_extractor": extractor.identity, "num_samples": n,
                                "num_reference": samples.num_real}))
@@ -366,7 +377,7 @@ def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0,
     ``num_samples``, ``num_real`` (R-precision and FD need the model's image encoder).
     """
     from .classifier import load_classifier
-    from .eval_data import data_classifier
+    from .eval_data import data_classifier, describe_classifier
 
     spec = DataSpec("shapes")
     if classifier is None:
@@ -378,6 +389,6 @@ def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0,
         classifier = load_classifier(classifier, pipeline.device)
     metrics = ["attributes"] + (["r_precision", "fd_damsm"] if pipeline.bundle.image_encoder is not None else [])
     cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed)
-    result = run_evaluation(pipeline, cfg, classifier, progress)
+    result = run_evaluation(pipeline, cfg, classifier, progress, classifier_info=describe_classifier(classifier))
     assert result is not None
     return result.summary
