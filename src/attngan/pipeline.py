@@ -82,24 +82,28 @@ class AttnGANPipeline:
         out.pil()[0].save("circle.png")
     """
 
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "fp32") -> None:
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "auto",
+                 exact: bool = False) -> None:
         self.bundle = bundle
         self.device = torch.device("cpu")
         self.precision = "fp32"
+        self.exact = exact  # True: the reference modules; False: the fused copy (attngan.fast)
+        self._requested_precision = precision
+        self._fast_generator: torch.nn.Module | None = None  # built on first use
         self.onnx_backend: OnnxBackend | None = None  # set by use_backend("onnx")
-        self.set_precision(precision)
         self.to(device)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
-                        precision: str = "fp32", backend: str = "torch",
-                        onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
+                        precision: str = "auto", backend: str = "torch",
+                        onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``);
-        ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`."""
+        ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`;
+        ``precision`` and ``exact``: see :meth:`set_precision`."""
         folder = bundled_model_path() if path is None else Path(path)
         bundle = load_pretrained(folder)
-        return cls(bundle, device=device, precision=precision).use_backend(backend, onnx_dir)
+        return cls(bundle, device=device, precision=precision, exact=exact).use_backend(backend, onnx_dir)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         return save_pretrained(self.bundle, path)
@@ -108,14 +112,39 @@ class AttnGANPipeline:
         self.device = torch.device(device)
         for module in self.bundle.modules().values():
             module.to(self.device)
+        return self.set_precision(self._requested_precision)
+
+    def set_precision(self, precision: str, exact: bool | None = None) -> AttnGANPipeline:
+        """``fp32``, ``bf16`` or ``auto`` (bf16 where the device has native bf16 arithmetic, else fp32).
+
+        With ``exact=False`` (the default) the generator runs as its fused inference copy
+        (:class:`attngan.fast.FastGenerator`: BatchNorm folded, sub-pixel up-sampling, fused
+        activations; fp32 matches the reference to ~1e-6). ``exact=True`` runs the reference
+        modules (``bf16``: under autocast). ``exact=None`` keeps the current choice.
+        """
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+        if exact is not None:
+            self.exact = bool(exact)
+        self._requested_precision = precision
+        if precision == "auto":
+            from .fast import native_bf16
+
+            precision = "bf16" if not self.exact and self.onnx_backend is None and native_bf16(self.device) else "fp32"
+        self.precision = precision
+        self._fast_generator = None
         return self
 
-    def set_precision(self, precision: str) -> AttnGANPipeline:
-        """``fp32`` (exact) or ``bf16`` (autocast; faster where the hardware supports it)."""
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        self.precision = precision
-        return self
+    def _generator(self) -> torch.nn.Module:
+        """The module that generates: the reference generator or its fused copy."""
+        if self.exact:
+            return self.bundle.generator
+        if self._fast_generator is None:
+            from .fast import FastGenerator
+
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            self._fast_generator = FastGenerator(self.bundle.generator.eval(), dtype=dtype)
+        return self._fast_generator
 
     # ------------------------------------------------------------------ ONNX Runtime backend
     def export_onnx(self, folder: str | os.PathLike[str]) -> Path:
@@ -135,7 +164,7 @@ class AttnGANPipeline:
         from .onnx_export import OnnxBackend
 
         self.onnx_backend = OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
-        return self
+        return self.set_precision(self._requested_precision)
 
     @property
     def backend(self) -> str:
@@ -171,7 +200,12 @@ class AttnGANPipeline:
         """``(word_features [N, D, T], sentence [N, D], mask [N, T])`` on the pipeline's device."""
         tokens, lengths = pad_batch([e.ids for e in encoded])
         tokens = tokens.to(self.device)
-        words, sentence = self.bundle.text_encoder(tokens, lengths)
+        if self.exact:
+            words, sentence = self.bundle.text_encoder(tokens, lengths)
+        else:  # the same function without sequence packing when the lengths are equal
+            from .fast import encode_text
+
+            words, sentence = encode_text(self.bundle.text_encoder, tokens, lengths)
         return words, sentence, tokens == 0
 
     def make_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +219,7 @@ class AttnGANPipeline:
         return torch.stack(zs).to(self.device), torch.stack(eps).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "bf16":
+        if self.precision == "bf16" and self.exact:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -230,6 +264,7 @@ class AttnGANPipeline:
         return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=encoded, seeds=seeds,
                               caption_indices=caption_indices, intermediates=out["intermediates"],
                               settings={"num_stages": len(out["images"]), "precision": self.precision,
+                                        "exact": self.exact,
                                         "device": str(self.device), "model": self.name, "model_hash": self.model_hash,
                                         "backend": self.backend})
 
@@ -258,7 +293,7 @@ class AttnGANPipeline:
         with self._autocast():
             words, sentence, mask = self.encode_text(encoded)
             noise, eps = self.make_noise(seeds)
-            out = self.bundle.generator(noise, sentence, words, mask, eps=eps, num_stages=num_stages)
+            out = self._generator()(noise, sentence, words, mask, eps=eps, num_stages=num_stages)
         images = [img.float() for img in out.images]
         attention = [a.float() for a in out.attention_maps]
         inter: dict[str, torch.Tensor] = {}

@@ -35,20 +35,21 @@ def _read_captions(caption: str | None, captions_file: str | None) -> list[tuple
     return items
 
 
-def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir: str | None) -> AttnGANPipeline:
+def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir: str | None,
+          exact: bool = False) -> AttnGANPipeline:
     import torch
 
     from ..pipeline import AttnGANPipeline
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: no CUDA device is available")
-    if backend == "onnx" and precision != "fp32":
+    if backend == "onnx" and precision == "bf16":
         raise click.UsageError("--backend onnx runs in fp32; drop --precision bf16")
     if onnx_dir is not None and backend != "onnx":
         raise click.UsageError("--onnx-dir needs --backend onnx")
     try:
         return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
-                                               onnx_dir=onnx_dir)
+                                               onnx_dir=onnx_dir, exact=exact)
     except FileNotFoundError as exc:
         hint = "; pass --model PATH" if model is None else ""
         raise click.ClickException(f"{exc}{hint}") from None
@@ -112,7 +113,9 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @click.option("--model", type=click.Path(exists=True, file_okay=False), help="Model folder [the bundled model].")
 @click.option("--stages", type=click.IntRange(min=1), help="Stop after this many stages [all].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")
+@click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")
 @click.option("--onnx-dir", type=click.Path(file_okay=False), help="ONNX folder (from export-onnx) for --backend onnx.")
@@ -125,7 +128,7 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
               help="Export images as base64 PNG in the rows, or as files beside the export.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir: str, model: str | None,
-                 stages: int | None, device: str, precision: str, backend: str, onnx_dir: str | None,
+                 stages: int | None, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None,
                  captions_file: str | None,
                  export_path: str | None, append: bool, export_images: str, batch_size: int) -> None:
     """Generate images for CAPTION (or every line of --captions FILE).
@@ -143,7 +146,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
             export_format(export_path)
         except ExportError as exc:
             raise click.BadParameter(str(exc), param_hint="--export") from None
-    pipe = _load(model, device, precision, backend, onnx_dir)
+    pipe = _load(model, device, precision, backend, onnx_dir, exact)
     if stages is not None and stages > pipe.num_stages:
         raise click.BadParameter(f"{pipe.name} has {pipe.num_stages} stage(s), got {stages}", param_hint="--stages")
     for text, where in items:  # fail before generating anything

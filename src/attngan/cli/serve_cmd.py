@@ -28,7 +28,9 @@ def _is_loopback(host: str) -> bool:
               help="Address to bind; use 0.0.0.0 only behind a firewall or with --api-key.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu, cuda, cuda:1.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")
+@click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Most images run together in one batch.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1, 100_000),
@@ -44,7 +46,8 @@ def _is_loopback(host: str) -> bool:
               help="Most images per request.")
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds before a request is answered 504.")
-def serve(model_path: str | None, host: str, port: int, device: str, precision: str, max_batch: int, max_queue: int,
+def serve(model_path: str | None, host: str, port: int, device: str, precision: str, exact: bool, max_batch: int,
+          max_queue: int,
           batch_wait_ms: float, api_key: str | None, cors_origins: tuple[str, ...], max_images: int,
           request_timeout: float) -> None:
     """Serve the HTTP API (/v1/generate, /docs) and the web pages (/, /explain)."""
@@ -58,7 +61,7 @@ def serve(model_path: str | None, host: str, port: int, device: str, precision: 
     from ..pipeline import AttnGANPipeline
 
     try:
-        pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision)
+        pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(f"cannot load the model: {exc}") from None
     settings = ServerSettings(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms,

@@ -1,0 +1,181 @@
+"""The fused inference generator (``attngan.fast``): exactness of each rewrite, image parity
+with the reference generator, and the pipeline / CLI options that choose it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from torch import nn
+
+from attngan import fast
+from attngan.cli import main
+from attngan.config import bird_config
+from attngan.fast import FastGenerator, encode_text, fold_batchnorm, subpixel_kernels
+from attngan.models.generator import Generator
+from attngan.models.layers import init_weights_original
+from attngan.models.text_encoder import TextEncoder
+from attngan.pipeline import AttnGANPipeline
+
+from .conftest import make_tiny_bundle
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(4.0 / mse)).item()
+
+
+def randomise_batchnorm(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial running statistics and affine parameters, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.25)
+            m.weight.data.copy_(1 + torch.randn(n, generator=g) * 0.1)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def inputs(batch: int, noise: int, cond: int, dim: int, words: int, lengths: list[int], seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.arange(words)[None, :] >= torch.tensor(lengths)[:, None]
+    w = torch.randn(batch, dim, words, generator=g).masked_fill(mask[:, None, :], 0.0)
+    return (torch.randn(batch, noise, generator=g), torch.randn(batch, dim, generator=g), w, mask,
+            torch.randn(batch, cond, generator=g))
+
+
+def compare(reference: Generator, fast_gen: nn.Module, args: tuple, min_psnr: float, max_abs: float | None) -> None:
+    z, sentence, words, mask, eps = args
+    with torch.inference_mode():
+        ref = reference(z, sentence, words, mask, eps=eps)
+        out = fast_gen(z, sentence, words, mask, eps=eps)
+    assert len(out.images) == len(ref.images) and len(out.attention_maps) == len(ref.attention_maps)
+    for a, b in zip(out.images, ref.images, strict=True):
+        assert a.shape == b.shape and a.dtype == torch.float32
+        assert psnr(a, b) >= min_psnr
+        if max_abs is not None:
+            assert (a - b).abs().max() <= max_abs
+    for a, b in zip(out.attention_maps, ref.attention_maps, strict=True):
+        assert a.shape == b.shape
+        if max_abs is not None:
+            assert (a - b).abs().max() <= max_abs
+    torch.testing.assert_close(out.mu, ref.mu)
+    torch.testing.assert_close(out.condition, ref.condition)
+
+
+# --------------------------------------------------------------------------- the rewrites
+def test_batchnorm_fold_is_exact_in_fp32() -> None:
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(16, 24, 3, padding=1, bias=False), nn.BatchNorm2d(24)
+    linear, bn1 = nn.Linear(10, 12, bias=False), nn.BatchNorm1d(12)
+    randomise_batchnorm(nn.ModuleList([bn, bn1]))
+    bn.eval(), bn1.eval()
+    x = torch.randn(2, 16, 9, 9)
+    w, b = fold_batchnorm(conv.weight, None, bn)
+    assert (F.conv2d(x, w.float(), b.float(), padding=1) - bn(conv(x))).abs().max() <= 1e-5
+    v = torch.randn(5, 10)
+    w, b = fold_batchnorm(linear.weight, None, bn1)
+    assert (F.linear(v, w.float(), b.float()) - bn1(linear(v))).abs().max() <= 1e-5
+
+
+def test_subpixel_kernels_equal_upsample_then_conv() -> None:
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 5, 6, 7), torch.randn(4, 5, 3, 3)
+    expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)  # [2, 4, 12, 14]
+    phases = F.conv2d(x, subpixel_kernels(w).reshape(16, 5, 2, 2).float(), padding=1)  # [2, 16, 7, 8]
+    for a in (0, 1):
+        for b in (0, 1):
+            k = 2 * a + b
+            got = phases[:, 4 * k:4 * (k + 1), a:a + 6, b:b + 7]
+            assert (got - expected[:, :, a::2, b::2]).abs().max() <= 1e-5
+
+
+def test_encode_text_without_packing_matches() -> None:
+    torch.manual_seed(0)
+    enc = TextEncoder(dataclasses.replace(bird_config().text_encoder, vocab_size=50, word_embedding_dim=12,
+                                          hidden_dim=16)).eval()
+    tokens = torch.randint(1, 50, (3, 9))
+    tokens[:, 7:] = 0
+    with torch.inference_mode():
+        for lengths in (torch.tensor([7, 7, 7]), torch.tensor([7, 5, 2])):
+            t = tokens.masked_fill(torch.arange(9)[None] >= lengths[:, None], 0)
+            for a, b in zip(encode_text(enc, t, lengths), enc(t, lengths), strict=True):
+                assert a.shape == b.shape and (a - b).abs().max() <= 1e-6
+
+
+# --------------------------------------------------------------------------- the generator
+@pytest.mark.parametrize("variant", ["multi_stage", "dcgan", "self_attention"])
+def test_fast_generator_matches_tiny_model(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = make_tiny_bundle()
+    cfg = bundle.config.generator
+    if variant != "multi_stage":
+        cfg = dataclasses.replace(cfg, variant=variant if variant == "dcgan" else "multi_stage",
+                                  self_attention=variant == "self_attention", legacy_mask_tiling=True)
+    torch.manual_seed(0)
+    gen = Generator(cfg)
+    gen.apply(init_weights_original)
+    randomise_batchnorm(gen)
+    gen.eval()
+    if variant == "self_attention":
+        gen.initial.self_attention.gamma.data.fill_(0.5)
+    args = inputs(3, cfg.noise_dim, cfg.condition_dim, cfg.text_dim, 6, [6, 3, 1])
+    compare(gen, FastGenerator(gen), args, 30.0, 1e-5)
+    monkeypatch.setattr(fast, "_mkldnn_ok", lambda x: False)  # the plain-op path (non-CPU devices)
+    compare(gen, FastGenerator(gen), args, 30.0, 1e-5)
+
+
+def test_fast_generator_matches_bird_config_batch_2() -> None:
+    torch.manual_seed(0)
+    gen = Generator(bird_config().generator)
+    gen.apply(init_weights_original)
+    randomise_batchnorm(gen)
+    gen.eval()
+    args = inputs(2, 100, 100, 256, 18, [18, 11])
+    compare(gen, FastGenerator(gen), args, 30.0, 1e-4)
+    compare(gen, FastGenerator(gen, dtype=torch.bfloat16), args, 30.0, None)
+
+
+def test_fast_generator_refuses_training_mode() -> None:
+    gen = Generator(make_tiny_bundle().config.generator).train()
+    with pytest.raises(ValueError, match="eval"):
+        FastGenerator(gen)
+
+
+# --------------------------------------------------------------------------- options
+def test_pipeline_defaults_to_the_fast_path() -> None:
+    bundle = make_tiny_bundle()
+    fast_pipe, exact_pipe = AttnGANPipeline(bundle), AttnGANPipeline(bundle, exact=True)
+    assert not fast_pipe.exact and exact_pipe.exact
+    assert isinstance(fast_pipe._generator(), FastGenerator) and exact_pipe._generator() is bundle.generator
+    a = fast_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
+    b = exact_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
+    assert a.settings["exact"] is False and b.settings["exact"] is True
+    for x, y in zip(a.images + a.attention_maps, b.images + b.attention_maps, strict=True):
+        assert (x - y).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="precision"):
+        fast_pipe.set_precision("fp16")
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = make_tiny_bundle()
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": False)
+    assert AttnGANPipeline(bundle).precision == "fp32"
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": True)
+    pipe = AttnGANPipeline(bundle)
+    assert pipe.precision == "bf16" and pipe._generator().dtype == torch.bfloat16
+    assert AttnGANPipeline(bundle, exact=True).precision == "fp32"  # the reference path stays exact
+    assert pipe.set_precision("fp32").precision == "fp32" and pipe._generator().dtype == torch.float32
+    assert pipe.set_precision("auto", exact=True).exact and pipe.precision == "fp32"
+
+
+def test_cli_exact_and_precision_flags(tiny_model_dir: Path, tmp_path: Path) -> None:
+    for flags in (["--exact"], ["--precision", "auto"], ["--precision", "fp32"]):
+        result = CliRunner().invoke(main, ["generate", "a red circle", "--seed", "1", "--model", str(tiny_model_dir),
+                                           "--out", str(tmp_path / flags[-1].strip("-")), *flags])
+        assert result.exit_code == 0, result.output
