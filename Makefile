@@ -26,8 +26,10 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -q
 
+# `make bench` (full, 15-25 min) or `make bench BENCH_ARGS=--quick` (under 2 min).
+BENCH_ARGS ?=
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -104,14 +104,14 @@ def subpixel_kernels(weight: torch.Tensor) -> torch.Tensor:
     """Rewrite nearest x2 upsampling + 3x3 conv (padding 1) as a 2x2 conv with four phases.
 
     Args:
-        weight: ``[O, C, 3, 3]``.
+        weight: ``[O, C, 3, 3]`` (the result has its dtype).
     Returns:
         ``[4, O, C, 2, 2]``, phase ``2a + b`` giving output pixels ``(2i + a, 2j + b)``; run as
         ``conv2d(x, k, padding=1)`` on the ``[B, C, H, W]`` input, phase ``(a, b)`` of output
         ``(i, j)`` is at position ``(i + a, j + b)`` of the ``[H + 1, W + 1]`` result.
     """
-    taps = _PHASE_TAPS.to(weight.device)
-    k = torch.einsum("aik,bjl,ockl->abocij", taps, taps, weight.double())
+    taps = _PHASE_TAPS.to(device=weight.device, dtype=weight.dtype)
+    k = torch.einsum("aik,bjl,ockl->abocij", taps, taps, weight)  # differentiable in ``weight``
     return k.reshape(4, *k.shape[2:])
 
 

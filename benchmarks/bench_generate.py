@@ -1,0 +1,180 @@
+"""Generation benchmarks: the bird-configuration model on every inference path.
+
+Paths: ``exact`` (the reference modules, fp32, the original's computation), ``exact-bf16``
+(reference modules under bf16 autocast), ``fast`` (the fused generator, fp32: the default
+where bf16 is not native), ``fast-bf16`` (fused, bf16 weights), ``onnx`` (ONNX Runtime, fp32)
+and ``compile`` (``torch.compile`` of the reference generator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attngan import fast
+from attngan.config import bird_config
+from attngan.hub import ModelBundle, build_bundle, save_pretrained
+from attngan.models.layers import init_weights_original
+from attngan.pipeline import AttnGANPipeline
+from attngan.text import PAD_TOKEN, Vocabulary
+
+BIRD_WORDS = ("this bird has a red crown and white belly with black wings small beak long tail feathers "
+              "yellow breast brown back grey throat short pointed orange bill blue head green legs the is "
+              "of that bright dark light striped spotted medium sized").split()
+CAPTIONS = [  # 18 known words each, as the bird configuration's longest captions
+    "this bird has a red crown and white belly with black wings and a small pointed beak and long tail",
+    "a small bird with yellow breast brown back grey throat and short orange bill with dark striped wings",
+    "this is a medium sized bird with a blue head green legs and bright spotted feathers and a long tail",
+]
+
+
+def bird_bundle(seed: int = 0, vocab_size: int = 5450) -> ModelBundle:
+    """The published bird configuration with random weights and trained-looking BatchNorm statistics."""
+    torch.manual_seed(seed)
+    words = [*dict.fromkeys(BIRD_WORDS)]
+    vocab = Vocabulary([PAD_TOKEN, *words, *[f"word{i}" for i in range(vocab_size - len(words) - 1)]])
+    bundle = build_bundle(bird_config(len(vocab)), vocab, {"note": "random weights for benchmarks"})
+    bundle.generator.apply(init_weights_original)
+    g = torch.Generator().manual_seed(seed)
+    for m in bundle.generator.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    for m in bundle.modules().values():
+        m.eval()
+    return bundle
+
+
+def save_bird_model(folder: Path) -> Path:
+    return save_pretrained(bird_bundle(), folder / "bird-random")
+
+
+def make_pipeline(bundle: ModelBundle, path: str, onnx_dir: Path | None = None) -> Any:
+    """A callable ``(captions, seed, num_stages) -> PipelineOutput`` for ``path``."""
+    exact = path.startswith("exact") or path == "compile"
+    precision = "bf16" if path.endswith("bf16") else "fp32"
+    pipe = AttnGANPipeline(bundle, precision=precision, exact=exact)
+    if path == "onnx":
+        pipe.use_backend("onnx", onnx_dir)
+    if path == "compile":
+        bundle_c = ModelBundle(bundle.config, bundle.vocab, bundle.text_encoder,
+                               torch.compile(bundle.generator), bundle.image_encoder, bundle.metadata)  # type: ignore[arg-type]
+        pipe = AttnGANPipeline(bundle_c, precision="fp32", exact=True)
+    return pipe
+
+
+def captions_for(batch: int) -> list[str]:
+    return [CAPTIONS[i % len(CAPTIONS)] for i in range(batch)]
+
+
+def time_calls(call: Callable[[], Any], min_reps: int, min_seconds: float, warmup: int = 1) -> dict[str, float]:
+    """Median / min wall time of ``call`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 50:
+            break
+    return {"median_s": statistics.median(times), "min_s": min(times), "reps": len(times)}
+
+
+@torch.inference_mode()
+def generation_flops(bundle: ModelBundle, executed_by: str, num_stages: int | None = None) -> float:
+    """FLOPs of one image (batch 1) as counted by ``FlopCounterMode``: the reference generator
+    (``exact``) or what the fused generator executes (``fast``, counted on its plain-op path)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pipe = make_pipeline(bundle, "exact" if executed_by == "exact" else "fast")
+    saved = fast._mkldnn_ok
+    fast._mkldnn_ok = lambda x: False  # count the same convolutions as plain aten ops
+    try:
+        with FlopCounterMode(display=False) as counter:
+            pipe(CAPTIONS[0], seed=0, num_stages=num_stages)
+    finally:
+        fast._mkldnn_ok = saved
+    return float(counter.get_total_flops())
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of images in [-1, 1]."""
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+@torch.inference_mode()
+def parity(bundle: ModelBundle, paths: list[str], batch: int = 8, onnx_dir: Path | None = None) -> dict[str, Any]:
+    """PSNR of each path's last-stage images against the exact path, same seeds."""
+    captions = captions_for(batch)
+    ref = make_pipeline(bundle, "exact")(captions, seed=123)
+    out: dict[str, Any] = {}
+    for path in paths:
+        if path == "exact":
+            continue
+        got = make_pipeline(bundle, path, onnx_dir)(captions, seed=123)
+        out[path] = {"psnr_db": [round(psnr(a, b), 2) for a, b in zip(got.images, ref.images, strict=True)],
+                     "max_abs": float((got.images[-1] - ref.images[-1]).abs().max())}
+    return out
+
+
+def sweep(bundle: ModelBundle, paths: list[str], batches: list[int], stages: list[int], reps: int,
+          seconds: float, onnx_dir: Path | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Time per call for every (path, batch, stages); returns one row per measurement."""
+    rows = []
+    for path in paths:
+        t0 = time.perf_counter()
+        pipe = make_pipeline(bundle, path, onnx_dir)
+        setup = time.perf_counter() - t0
+        for n_stages in stages:
+            for batch in batches:
+                captions = captions_for(batch)
+                first = time.perf_counter()
+                pipe(captions, seed=0, num_stages=n_stages, batch_size=batch)
+                first = time.perf_counter() - first
+                t = time_calls(lambda pipe=pipe, captions=captions, n_stages=n_stages, batch=batch: pipe(
+                    captions, seed=0, num_stages=n_stages, batch_size=batch), reps, seconds, warmup=0)
+                row = {"path": path, "batch": batch, "stages": n_stages,
+                       "resolution": bundle.config.generator.image_sizes[n_stages - 1],
+                       "s_per_call": t["median_s"], "s_per_call_min": t["min_s"], "reps": t["reps"],
+                       "s_per_image": t["median_s"] / batch, "images_per_s": batch / t["median_s"],
+                       "first_call_s": first, "setup_s": setup}
+                rows.append(row)
+                log(f"  {path:10s} stages {n_stages} batch {batch:2d}: {row['s_per_call']:.4f} s/call, "
+                    f"{row['images_per_s']:.2f} images/s")
+    return rows
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def child_generate_memory(path: str, batch: int) -> dict[str, Any]:
+    """(Run in a fresh process.) Peak memory of generating one batch on ``path``."""
+    bundle = bird_bundle()
+    pipe = make_pipeline(bundle, path)
+    before = peak_rss_gib()
+    pipe(captions_for(batch), seed=0, batch_size=batch)
+    pipe(captions_for(batch), seed=1, batch_size=batch)
+    return {"path": path, "batch": batch, "peak_rss_gib": peak_rss_gib(), "model_loaded_rss_gib": before}

@@ -1,0 +1,203 @@
+"""The benchmark's markdown report and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# The original AttnGAN code on these machines (torch 2.14, 2 threads, bird configuration).
+ORIGINAL = {"batch1_s": 0.14, "batch8_images_per_s": 5.0, "train_s": 6.5, "train_gib": 4.0,
+            "gen_gib_b1": 0.84, "gen_gib_b8": 1.3}
+TARGETS = {"batch1_s": 0.047, "batch8_images_per_s": 15.0, "psnr_db": 30.0, "train_s": 2.6, "train_gib": 3.0,
+           "cold_s": 4.0, "server_fraction": 0.8, "loader_factor": 5.0}
+
+
+def _row(results: dict[str, Any], path: str, batch: int, stages: int = 3) -> dict[str, Any] | None:
+    for row in results.get("generate", []):
+        if row["path"] == path and row["batch"] == batch and row["stages"] == stages:
+            return row
+    return None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _status(ok: bool | None, value: float | None, target: float, lower_is_better: bool) -> str:
+    if value is None or ok is None:
+        return "not measured"
+    if ok:
+        return "**met**"
+    factor = value / target if lower_is_better else target / value
+    return f"missed ({factor:.2f}x off)"
+
+
+def target_rows(res: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    e1, f1 = _row(res, "exact", 1), _row(res, "fast", 1)
+    e8, f8 = _row(res, "exact", 8), _row(res, "fast", 8)
+    b1 = f1 and f1["s_per_call"]
+    rows.append(["generation, batch 1 (s/call)", _fmt(ORIGINAL["batch1_s"]), _fmt(e1 and e1["s_per_call"]), _fmt(b1),
+                 f"≤ {TARGETS['batch1_s']}", _status(b1 is not None and b1 <= TARGETS["batch1_s"], b1,
+                                                    TARGETS["batch1_s"], True)])
+    r8 = f8 and f8["images_per_s"]
+    rows.append(["generation, batch 8 (images/s)", _fmt(ORIGINAL["batch8_images_per_s"]),
+                 _fmt(e8 and e8["images_per_s"]), _fmt(r8), f"≥ {TARGETS['batch8_images_per_s']:.0f}",
+                 _status(r8 is not None and r8 >= TARGETS["batch8_images_per_s"], r8, TARGETS["batch8_images_per_s"],
+                         False)])
+    parity = res.get("parity", {}).get("bird_random", {}).get("fast")
+    p = parity and parity["psnr_db"][-1]
+    rows.append(["fast vs exact, 256 px (PSNR dB)", "–", "∞", _fmt(p), f"≥ {TARGETS['psnr_db']:.0f}",
+                 _status(p is not None and p >= TARGETS["psnr_db"], p, TARGETS["psnr_db"], False)])
+    mem = {(m.get("path"), m.get("batch")): m.get("peak_rss_gib") for m in res.get("memory", [])}
+    for b in (1, 8):
+        rows.append([f"generation peak memory, batch {b} (GiB)", _fmt(ORIGINAL[f"gen_gib_b{b}"]),
+                     _fmt(mem.get(("exact", b))), _fmt(mem.get(("fast", b))), "–", "reported"])
+    tr = {t.get("variant"): t for t in res.get("train", [])}
+    ts = tr.get("fast", {}).get("s_per_step")
+    rows.append(["training iteration, batch 4 (s)", _fmt(ORIGINAL["train_s"]),
+                 _fmt(tr.get("reference", {}).get("s_per_step")), _fmt(ts), f"≤ {TARGETS['train_s']}",
+                 _status(ts is not None and ts <= TARGETS["train_s"], ts, TARGETS["train_s"], True)])
+    tm = tr.get("fast", {}).get("peak_rss_gib")
+    rows.append(["training peak memory (GiB)", _fmt(ORIGINAL["train_gib"]),
+                 _fmt(tr.get("reference", {}).get("peak_rss_gib")), _fmt(tm), f"≤ {TARGETS['train_gib']:.0f}",
+                 _status(tm is not None and tm <= TARGETS["train_gib"], tm, TARGETS["train_gib"], True)])
+    cold = res.get("cold_start", {})
+    cs = cold.get("fast", {}).get("seconds")
+    rows.append([f"cold `attngan generate` ({cold.get('model', '–')}) (s)", "–",
+                 _fmt(cold.get("exact", {}).get("seconds")), _fmt(cs), f"≤ {TARGETS['cold_s']:.0f}",
+                 _status(cs is not None and cs <= TARGETS["cold_s"], cs, TARGETS["cold_s"], True)])
+    server = res.get("server", {}).get("images_per_s")
+    if server is not None and r8:
+        frac = server / r8
+        rows.append(["server, 8 clients (images/s; fraction of offline batch 8)", "–", "–",
+                     f"{server:.3g} ({frac:.0%})", f"≥ {TARGETS['server_fraction']:.0%}",
+                     _status(frac >= TARGETS["server_fraction"], frac, TARGETS["server_fraction"], False)])
+    loaders = [x for x in res.get("loader", []) if x.get("data") == "cub"]
+    if loaders and ts:
+        best = max(x["images_per_s"] for x in loaders)
+        need = 4 / ts
+        rows.append(["CUB loader vs training consumption (x)", "–", "–", f"{best / need:.1f}x ({best:.0f} images/s)",
+                     f"≥ {TARGETS['loader_factor']:.0f}x",
+                     _status(best / need >= TARGETS["loader_factor"], best / need, TARGETS["loader_factor"], False)])
+    return rows
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def generation_rows(res: dict[str, Any]) -> list[list[str]]:
+    flops = res.get("flops", {})
+    peak = res.get("gemm", {}).get("fp32_gflops")
+    rows = []
+    for r in res.get("generate", []):
+        model_flops = flops.get(f"exact_{r['stages']}_stages")
+        executed = flops.get(f"{'fast' if r['path'].startswith('fast') else 'exact'}_{r['stages']}_stages")
+        eff = model_flops * r["images_per_s"] / 1e9 if model_flops else None
+        exe = executed * r["images_per_s"] / 1e9 if executed and r["path"] in ("exact", "fast") else None
+        rows.append([r["path"], f"{r['resolution']}", str(r["batch"]), f"{r['s_per_call']:.4f}",
+                     f"{r['s_per_image'] * 1000:.1f}", f"{r['images_per_s']:.2f}", _fmt(eff),
+                     _fmt(exe), f"{exe / peak:.0%}" if exe and peak else "–"])
+    return rows
+
+
+def markdown(res: dict[str, Any], out: Path) -> str:
+    m = res["machine"]
+    parts = [f"# attngan benchmark ({'quick' if res['quick'] else 'full'})", "",
+             f"- Command: `{res['command']}` ({res['date_utc']} UTC, {res['elapsed_s']:.0f} s)",
+             f"- Machine: {m['cpu']}, {m['cores']} cores ({m['threads_used']} threads used), "
+             f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, torch {m['torch']}, "
+             f"Python {m['python']}",
+             f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}; training job "
+             f"running: {m['training_job_running']} at start, {m.get('training_job_running_at_end')} at end"]
+    if "gemm" in res:
+        parts.append(f"- Machine limits: fp32 GEMM {res['gemm']['fp32_gflops']:.0f} GFLOP/s, "
+                     f"bf16 GEMM {res['gemm']['bf16_gflops']:.0f} GFLOP/s")
+    if "flops" in res:
+        f = res["flops"]
+        parts.append(f"- FLOPs per image (FlopCounterMode): reference {f['exact_3_stages'] / 1e9:.2f} G "
+                     f"(64/128/256 px: {f['exact_1_stages'] / 1e9:.2f} / {f['exact_2_stages'] / 1e9:.2f} / "
+                     f"{f['exact_3_stages'] / 1e9:.2f} G), executed by the fast path {f['fast_3_stages'] / 1e9:.2f} G")
+    parts += ["", "## Targets", "", table(["metric", "original", "exact (this run)", "fast (this run)", "target",
+                                            "status"], target_rows(res))]
+    if res.get("generate"):
+        parts += ["", "## Generation (bird configuration)", "",
+                  "Model GFLOP/s = the reference model's FLOPs per image x images/s; executed = the FLOPs the "
+                  "path runs; % = executed GFLOP/s of the fp32 GEMM limit.", "",
+                  table(["path", "px", "batch", "s/call", "ms/image", "images/s", "model GFLOP/s",
+                         "executed GFLOP/s", "% fp32 peak"], generation_rows(res))]
+        plots = plot(res, out)
+        parts += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    if res.get("parity"):
+        rows = [[model, path, ", ".join(f"{x:.1f}" for x in v["psnr_db"]), f"{v['max_abs']:.2g}"]
+                for model, paths in res["parity"].items() for path, v in paths.items()]
+        parts += ["", "## Image parity with the exact path (same seeds)", "",
+                  table(["model", "path", "PSNR dB per stage", "max abs diff (last stage)"], rows)]
+    for key, title in (("train", "Training iteration (batch 4, bird configuration, Inception-v3 DAMSM)"),
+                       ("damsm", "DAMSM pretraining step (batch 4, Inception-v3 at 299 px)")):
+        if res.get(key):
+            rows = [[t.get("variant", "?"), _fmt(t.get("s_per_step")), _fmt(t.get("s_min")),
+                     _fmt(t.get("flops", 0) / 1e9 if t.get("flops") else None),
+                     _fmt(t["flops"] / t["s_per_step"] / 1e9 if t.get("flops") else None),
+                     _fmt(t.get("peak_rss_gib")), str(t.get("error", ""))] for t in res[key]]
+            parts += ["", f"## {title}", "", table(["variant", "s/step", "best s", "GFLOP/step", "GFLOP/s",
+                                                    "peak GiB", "error"], rows)]
+    if res.get("loader"):
+        rows = [[x["data"], str(x["workers"]), f"{x['images_per_s']:.1f}", str(x["dataset_items"])]
+                for x in res["loader"]]
+        parts += ["", "## Data loaders (64/128/256 px, training mode, batch 4)", "",
+                  table(["data", "workers", "images/s", "items"], rows)]
+    for key in ("cold_start", "server", "onnx_export_s"):
+        if key in res:
+            parts += ["", f"- {key}: `{res[key]}`"]
+    return "\n".join(parts) + "\n"
+
+
+def plot(res: dict[str, Any], out: Path) -> list[Path]:
+    """Time per image vs batch size (256 px) and vs resolution; PNGs in ``out``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    rows = res["generate"]
+    paths = sorted({r["path"] for r in rows}, key=lambda p: (p != "exact", p))
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for path in paths:
+        pts = sorted((r["batch"], r["s_per_image"] * 1000) for r in rows if r["path"] == path and r["stages"] == 3)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=path)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("ms per image (256x256)")
+    ax.set_title("Time per image vs batch size")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    written.append(out / "time_vs_batch.png")
+    fig.tight_layout()
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for path in ("exact", "fast"):
+        for batch in (1, 8):
+            pts = sorted((r["resolution"], r["s_per_image"] * 1000) for r in rows
+                         if r["path"] == path and r["batch"] == batch)
+            if len(pts) > 1:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path}, batch {batch}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("output resolution (stages 1, 2, 3)")
+    ax.set_ylabel("ms per image")
+    ax.set_title("Time per image vs resolution")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    written.append(out / "time_vs_resolution.png")
+    fig.tight_layout()
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written

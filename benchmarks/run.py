@@ -1,0 +1,237 @@
+"""Performance benchmark of attngan on this machine: every inference path side by side, the
+training and DAMSM steps, the data loaders, cold start, the server, and the machine's own
+GEMM limits. Writes ``results.json``, ``results.md`` and PNG plots to ``--out``.
+
+    .venv/bin/python benchmarks/run.py            # full run (about 15-25 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # under 2 minutes: the headline numbers only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_generate as gen  # noqa: E402
+import bench_report as report  # noqa: E402
+import bench_train as train  # noqa: E402
+
+CUB = ROOT.parent / "shared" / "data" / "cub_birds_001-005"
+BUNDLED = ROOT / "src" / "attngan" / "assets" / "shapes-64"
+SECTIONS = ("machine", "flops", "generate", "parity", "memory", "train", "damsm", "loader", "cold", "server")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- machine
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    flags: set[str] = set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1).strip()  # type: ignore[union-attr]
+        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    from attngan.fast import native_bf16
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads_used": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "isa": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma", "avx_vnni"))),
+            "native_bf16": native_bf16("cpu"),
+            "load_average": os.getloadavg(), "training_job_running": training_running()}
+
+
+def training_running() -> bool:
+    found = subprocess.run(["pgrep", "-f", "attngan train"], capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
+def gemm_gflops(dtype: torch.dtype, n: int, reps: int) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- children
+def child(name: str, *args: Any, timeout: float = 900) -> dict[str, Any]:
+    """Run ``name(*args)`` of a benchmark module in a fresh process; its JSON result."""
+    command = [sys.executable, str(Path(__file__)), "--child", json.dumps([name, list(args)])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_child(spec: str) -> None:
+    name, args = json.loads(spec)
+    module, func = name.split(".")
+    result = getattr({"gen": gen, "train": train}[module], func)(*args)
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- cold start and server
+def shapes_stand_in(folder: Path) -> Path:
+    """A model of the shapes preset's size with random weights (when the bundled model is absent)."""
+    from attngan.config import GeneratorConfig, ModelConfig, TextEncoderConfig
+    from attngan.hub import build_bundle, save_pretrained
+    from attngan.training.damsm import build_data
+    from attngan.training.options import DataOptions
+
+    vocab = build_data(DataOptions(kind="shapes", extra={"size": 64}), (64,), 18).vocab
+    config = ModelConfig(TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=64, hidden_dim=64, max_words=18),
+                         GeneratorConfig(text_dim=64, condition_dim=32, noise_dim=32, channels=16, num_residual=1,
+                                         num_stages=3, first_stage_size=16), name="shapes-stand-in")
+    return save_pretrained(build_bundle(config, vocab), folder / "shapes-stand-in")
+
+
+def cold_start(model: Path | None, flags: list[str], reps: int) -> dict[str, Any]:
+    """Wall time of ``attngan generate`` in a new process, writing one image (and its sheet)."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "attngan", "generate", "a small red circle on the left", "--seed", "0",
+                   "--out", tmp, *(["--model", str(model)] if model else []), *flags]
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                return {"error": done.stderr.strip()[-300:]}
+    return {"command": shlex.join(["attngan", *command[3:]]), "seconds": min(times), "all_s": times}
+
+
+def server_load(model: Path, clients: int, requests: int, duration: float) -> dict[str, Any]:
+    command = [sys.executable, str(HERE / "load_test.py"), "--model", str(model), "--clients", str(clients),
+               "--requests", str(requests), "--duration", str(duration), "--max-batch", "8", "--warmup", "8"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=duration + 600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"error": (done.stderr or done.stdout).strip()[-300:]}
+    return {**json.loads(lines[-1]), "command": shlex.join(["benchmarks/load_test.py", *command[2:]])}
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="headline numbers only (under 2 minutes)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads [2]")
+    parser.add_argument("--out", type=Path, help="output folder [benchmarks/results, or .../quick with --quick]")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.child:
+        run_child(args.child)
+        return 0
+    quick = args.quick
+    out = args.out or (HERE / "results" / ("quick" if quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if quick and not args.only:
+        sections -= {"memory", "train", "damsm", "server"}
+    started = time.perf_counter()
+    res: dict[str, Any] = {"command": shlex.join([Path(sys.executable).name, "benchmarks/run.py", *(argv or sys.argv[1:])]),
+                           "quick": quick, "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    res["machine"] = machine_info()
+    log(f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, torch {res['machine']['torch']}, "
+        f"{args.threads} threads, native bf16: {res['machine']['native_bf16']}")
+    if res["machine"]["training_job_running"]:
+        log("WARNING: a training job is running on this machine: timings are not representative")
+    if "machine" in sections:
+        res["gemm"] = {"fp32_gflops": gemm_gflops(torch.float32, 1024 if quick else 2048, 3 if quick else 8),
+                       "bf16_gflops": gemm_gflops(torch.bfloat16, 1024, 2 if quick else 4)}
+        log(f"GEMM: fp32 {res['gemm']['fp32_gflops']:.0f} GFLOP/s, bf16 {res['gemm']['bf16_gflops']:.0f} GFLOP/s")
+    bundle = gen.bird_bundle()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "flops" in sections:
+            res["flops"] = {f"{kind}_{s}_stages": gen.generation_flops(bundle, kind, s)
+                            for kind in ("exact", "fast") for s in (1, 2, 3)}
+            log("FLOPs per image: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["flops"].items()))
+        paths = ["exact", "fast"] if quick else ["exact", "fast", "onnx", "compile", "exact-bf16", "fast-bf16"]
+        onnx_dir = tmp / "onnx"
+        if "onnx" in paths:
+            t0 = time.perf_counter()
+            bundle_onnx = gen.make_pipeline(bundle, "exact")
+            bundle_onnx.export_onnx(onnx_dir)
+            res["onnx_export_s"] = time.perf_counter() - t0
+        if "generate" in sections:
+            log("generation (bird configuration, 3 stages = 256x256):")
+            batches = [1, 8] if quick else [1, 2, 4, 8, 16, 32]
+            rows = gen.sweep(bundle, ["exact", "fast"], batches, [3], 1 if quick else 3, 0.5 if quick else 3.0,
+                             None, log)
+            rows += gen.sweep(bundle, ["exact", "fast"], [1] if quick else [1, 8], [1, 2], 1 if quick else 3,
+                              0.5 if quick else 2.0, None, log)
+            for extra in paths[2:]:
+                rows += gen.sweep(bundle, [extra], [1, 8], [3], 2, 1.0, onnx_dir, log)
+            res["generate"] = rows
+        if "parity" in sections:
+            res["parity"] = {"bird_random": gen.parity(bundle, paths, batch=2 if quick else 8, onnx_dir=onnx_dir)}
+            if BUNDLED.exists():
+                from attngan.hub import load_pretrained
+
+                res["parity"]["bundled"] = gen.parity(load_pretrained(BUNDLED), ["exact", "fast"], batch=8)
+            log(f"parity vs exact (PSNR dB per stage): {json.dumps(res['parity'])}")
+        if "memory" in sections:
+            res["memory"] = [child("gen.child_generate_memory", p, b) for p in ("exact", "fast") for b in (1, 8)]
+            log(f"generation peak memory: {json.dumps(res['memory'])}")
+        if "train" in sections:
+            steps = 2
+            res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800)
+                            for v in ("reference", "fast")]
+            log(f"training step: {json.dumps(res['train'])}")
+        if "damsm" in sections:
+            res["damsm"] = [child("train.child_damsm_step", v, 2, args.threads) for v in ("reference", "channels_last")]
+            log(f"DAMSM step: {json.dumps(res['damsm'])}")
+        if "loader" in sections:
+            res["loader"] = [train.loader_throughput("shapes", None, 0, 5 if quick else 30, args.threads)]
+            if CUB.exists():
+                for workers in ([0] if quick else [0, 2]):
+                    res["loader"].append(train.loader_throughput("cub", str(CUB), workers, 5 if quick else 30,
+                                                                 args.threads))
+            log(f"data loaders: {json.dumps(res['loader'])}")
+        if "cold" in sections:
+            model = BUNDLED if BUNDLED.exists() else shapes_stand_in(tmp)
+            res["cold_start"] = {"model": "bundled shapes-64" if BUNDLED.exists() else "shapes-size stand-in (random)",
+                                 "fast": cold_start(model, [], 1 if quick else 3)}
+            if not quick:
+                res["cold_start"]["exact"] = cold_start(model, ["--exact"], 3)
+            log(f"cold start: {json.dumps(res['cold_start'])}")
+        if "server" in sections:
+            res["server"] = server_load(gen.save_bird_model(tmp), 8, 400, 45)
+            log(f"server (8 clients): {json.dumps(res['server'])}")
+    res["machine"]["training_job_running_at_end"] = training_running()
+    res["elapsed_s"] = time.perf_counter() - started
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
+    markdown = report.markdown(res, out)
+    (out / "results.md").write_text(markdown)
+    print(markdown)
+    log(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots in {res['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
