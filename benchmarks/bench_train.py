@@ -59,7 +59,8 @@ def _batch(trainer: Any) -> dict[str, Any]:
 
 def child_train_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
     """(Fresh process.) Seconds per ``train_step`` of ``GANTrainer`` (``reference``) or
-    ``FastGANTrainer`` (``fast``), its FLOPs and the process's peak memory."""
+    ``FastGANTrainer`` (``fast``; ``fast-no-subpixel`` / ``fast-no-fold`` / ``fast-keep-grads``
+    leave one change out), its FLOPs and the process's peak memory."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from attngan.training.fast_train import FastGANTrainer
@@ -68,8 +69,10 @@ def child_train_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         damsm = make_damsm_folder(Path(tmp), bird_config().generator.image_sizes[-1:])
-        cls = FastGANTrainer if variant == "fast" else GANTrainer
-        trainer = cls(gan_config(Path(tmp) / "run", damsm, threads), DistInfo())
+        cfg = gan_config(Path(tmp) / "run", damsm, threads)
+        trainer = GANTrainer(cfg, DistInfo()) if variant == "reference" else FastGANTrainer(
+            cfg, DistInfo(), subpixel=variant != "fast-no-subpixel", fold_encoder=variant != "fast-no-fold",
+            release_gradients=variant != "fast-keep-grads")
         batch = _batch(trainer)
         t0 = time.perf_counter()
         trainer.train_step(batch)  # warm-up (allocations, oneDNN primitive creation)

@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"generation peak memory: {json.dumps(res['memory'])}")
         if "train" in sections:
             steps = 2
-            res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800)
-                            for v in ("reference", "fast")]
+            variants = ["reference", "fast"] + ([] if quick else ["fast-no-subpixel", "fast-no-fold",
+                                                                    "fast-keep-grads"])
+            res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800) for v in variants]
             log(f"training step: {json.dumps(res['train'])}")
         if "damsm" in sections:
             res["damsm"] = [child("train.child_damsm_step", v, 2, args.threads) for v in ("reference", "channels_last")]

@@ -6,6 +6,9 @@
   2.25x fewer multiply-adds forward and backward, and no upsampled tensor is stored.
 * The frozen DAMSM image encoder (eval mode, no weight gradients) has its BatchNorms folded
   into the convolutions and runs channels-last; gradients still flow to the fake images.
+* Gradients are released right after each optimiser step (every step starts with
+  ``zero_grad(set_to_none=True)`` anyway), so the discriminators' gradients are not held
+  through the generator step: lower peak memory, same updates.
 
 Parameters, state-dict keys, checkpoints and exported models are unchanged.
 """
@@ -110,20 +113,38 @@ class ChannelsLastInput(nn.Module):
         return self.inner(images.contiguous(memory_format=torch.channels_last))
 
 
+def release_gradients_after_step(optimizer: torch.optim.Optimizer) -> None:
+    """Set every gradient of ``optimizer``'s parameters to None right after each ``step()``."""
+
+    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+
+    optimizer.register_step_post_hook(hook)
+
+
 class FastGANTrainer(GANTrainer):
-    """:class:`GANTrainer` with the faster generator up-blocks and frozen image encoder.
+    """:class:`GANTrainer` with the faster generator up-blocks, a folded frozen image encoder
+    and gradients released after each update (each optional, for measuring them apart).
 
     Training follows the same losses and updates (results agree to float rounding); the
     checkpoints and the exported model are those of :class:`GANTrainer`.
     """
 
-    def __init__(self, cfg: GANTrainConfig, dist: DistInfo) -> None:
+    def __init__(self, cfg: GANTrainConfig, dist: DistInfo, subpixel: bool = True, fold_encoder: bool = True,
+                 release_gradients: bool = True) -> None:
         super().__init__(cfg, dist)
-        replaced = use_subpixel_up_blocks(self.generator)
-        use_subpixel_up_blocks(self.ema.shadow)
+        replaced = 0
+        if subpixel:
+            replaced = use_subpixel_up_blocks(self.generator)
+            use_subpixel_up_blocks(self.ema.shadow)
         self._reference_image_encoder = self.image_encoder
-        self.image_encoder = ChannelsLastInput(fold_frozen_batchnorms(self.image_encoder))  # type: ignore[assignment]
-        log.info("fast training: %d sub-pixel up-blocks, folded frozen image encoder", replaced)
+        if fold_encoder:
+            self.image_encoder = ChannelsLastInput(fold_frozen_batchnorms(self.image_encoder))  # type: ignore[assignment]
+        if release_gradients:
+            for opt in (self.opt_g, *self.opt_d):
+                release_gradients_after_step(opt)
+        log.info("fast training: %d sub-pixel up-blocks, folded image encoder: %s, gradients released: %s",
+                 replaced, fold_encoder, release_gradients)
 
     def export(self, path: Path | None = None) -> Path:
         fast_encoder = self.image_encoder
