@@ -8,6 +8,7 @@ configuration can be written beside every run and every exported model.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -38,16 +39,42 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
+        path = f"{where}.{name}" if where else name
         ftype = _dataclass_in(hints[name])
         if ftype is not None and isinstance(value, dict):
-            value = from_dict(ftype, value, f"{where}.{name}" if where else name)
+            value = from_dict(ftype, value, path)
         elif isinstance(value, list):
             value = tuple(value)
+        if not _matches(value, hints[name]):
+            raise ConfigError(f"{path}: expected {_type_name(hints[name])}, got {type(value).__name__} {value!r:.60}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the field type ``hint`` (an int is a float; a bool is neither)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    hint = origin or hint
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        return "a mapping" if dataclasses.is_dataclass(hint) else hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -193,6 +220,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config: expected a mapping, got {type(data).__name__}")
         data = dict(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -204,6 +233,8 @@ class ModelConfig:
         gen = from_dict(GeneratorConfig, data.pop("generator", {}), "generator")
         ie_data = data.pop("image_encoder", None)
         ie = from_dict(ImageEncoderConfig, ie_data, "image_encoder") if ie_data is not None else None
+        if not isinstance(data.get("name", ""), str):
+            raise ConfigError(f"name: expected str, got {type(data['name']).__name__}")
         return cls(text_encoder=te, generator=gen, image_encoder=ie, **data)
 
 

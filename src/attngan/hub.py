@@ -1,7 +1,9 @@
 """Inference folders: ``config.json`` + ``model.safetensors`` + ``vocab.json``.
 
 Written atomically (a temporary sibling folder renamed into place); read with
-safetensors and JSON only, so loading a folder can never execute code.
+safetensors and JSON only, so loading a folder can never execute code. ``config.json``
+records the SHA-256 of ``model.safetensors`` (``weights_sha256``), checked on load: a
+truncated, bit-flipped or swapped weights file is refused, naming it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
+CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},
+                 "attngan-damsm": {"format", "format_version", "text_encoder", "image_encoder", "metadata",
+                                   "weights_sha256"}}
 
 
 @dataclass
@@ -80,8 +85,9 @@ def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: d
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        config = {**config, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME)}
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
         vocab.save(tmp / VOCAB_NAME)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -97,14 +103,47 @@ def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: d
     return path
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path, expected_sha256: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of ``model.safetensors`` and its SHA-256, checked against ``config.json``'s."""
     weights = path / WEIGHTS_NAME
     try:
-        return load_file(str(weights))
+        digest = file_sha256(weights)
     except FileNotFoundError:
         raise FileNotFoundError(f"{weights} not found") from None
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ValueError(f"{weights} is truncated or corrupt: its SHA-256 is not the one {path / CONFIG_NAME} "
+                         "records (a damaged copy, or weights from another folder)")
+    try:
+        return load_file(str(weights)), digest
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{weights} is truncated or corrupt ({exc})") from None
+
+
+def _read_json(path: Path, kind: str, hint: str) -> dict[str, Any]:
+    """``config.json`` of a folder of format ``kind``, its top-level fields checked; errors name it."""
+    file = path / CONFIG_NAME
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} not found: is {path} {hint}?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != kind:
+        raise ValueError(f"{file} is not {hint} ('format' must be {kind!r})")
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(f"{file}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{file} has format_version {version}; this attngan reads up to {FORMAT_VERSION}")
+    unknown = sorted(set(data) - CONFIG_FIELDS[kind])
+    if unknown:
+        raise ConfigError(f"{file}: unknown field(s) {', '.join(unknown)}")
+    if not isinstance(data.get("metadata") or {}, dict):
+        raise ConfigError(f"{file}: metadata must be an object")
+    digest = data.get("weights_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise ConfigError(f"{file}: weights_sha256 must be a string")
+    return data
 
 
 def _load_modules(path: Path, modules: dict[str, torch.nn.Module], state: dict[str, torch.Tensor]) -> None:
@@ -126,22 +165,20 @@ def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
 
 def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
     """``(ModelConfig, metadata)`` from a folder's ``config.json``; errors name the file."""
-    file = Path(path) / CONFIG_NAME
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file} not found: is {path} an attngan model folder?") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != "attngan" or "model" not in data:
-        raise ValueError(f"{file} is not an attngan model config (no 'format': 'attngan' / 'model')")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{file} has format_version {data['format_version']}; this attngan reads up to {FORMAT_VERSION}")
+    config, metadata, _ = _read_model_config(Path(path))
+    return config, metadata
+
+
+def _read_model_config(path: Path) -> tuple[ModelConfig, dict[str, Any], str | None]:
+    data = _read_json(path, "attngan", "an attngan model folder")
+    file = path / CONFIG_NAME
+    if "model" not in data:
+        raise ConfigError(f"{file}: missing field model")
     try:
         config = ModelConfig.from_dict(data["model"])
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    return config, dict(data.get("metadata") or {})
+    return config, dict(data.get("metadata") or {}), data.get("weights_sha256")
 
 
 def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
@@ -149,12 +186,16 @@ def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path}")
-    config, metadata = read_config(path)
+    config, metadata, expected = _read_model_config(path)
     vocab = Vocabulary.load(path / VOCAB_NAME)
+    if len(vocab) != config.text_encoder.vocab_size:
+        raise ConfigError(f"{path / VOCAB_NAME} has {len(vocab)} words but {path / CONFIG_NAME} says "
+                          f"text_encoder.vocab_size {config.text_encoder.vocab_size}")
     bundle = build_bundle(config, vocab, metadata)
-    _load_modules(path, bundle.modules(), _read_weights(path))
+    state, digest = _read_weights(path, expected)
+    _load_modules(path, bundle.modules(), state)
     # where the weights were read from and their hash describe this copy, never a saved one
-    bundle.metadata.update(path=str(path), sha256=file_sha256(path / WEIGHTS_NAME)[:16])
+    bundle.metadata.update(path=str(path), sha256=digest[:16])
     return bundle
 
 
@@ -196,21 +237,20 @@ def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
 
     path = Path(path)
     file = path / CONFIG_NAME
+    data = _read_json(path, "attngan-damsm", "a DAMSM folder written by train-damsm")
     try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file} not found: is {path} a DAMSM folder written by train-damsm?") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != "attngan-damsm":
-        raise ValueError(f"{file} is not a DAMSM encoder config ('format' must be 'attngan-damsm')")
-    te_cfg = from_dict(TextEncoderConfig, data["text_encoder"], "text_encoder")
-    ie_cfg = from_dict(ImageEncoderConfig, data["image_encoder"], "image_encoder")
+        for name in ("text_encoder", "image_encoder"):
+            if name not in data:
+                raise ConfigError(f"missing field {name}")
+        te_cfg = from_dict(TextEncoderConfig, data["text_encoder"], "text_encoder")
+        ie_cfg = from_dict(ImageEncoderConfig, data["image_encoder"], "image_encoder")
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     vocab = Vocabulary.load(path / VOCAB_NAME)
     if len(vocab) != te_cfg.vocab_size:
         raise ConfigError(f"{path / VOCAB_NAME} has {len(vocab)} words but {file} says vocab_size {te_cfg.vocab_size}")
     enc = DAMSMEncoders(TextEncoder(te_cfg), build_image_encoder(ie_cfg), vocab, dict(data.get("metadata") or {}))
-    _load_modules(path, enc.modules(), _read_weights(path))
+    _load_modules(path, enc.modules(), _read_weights(path, data.get("weights_sha256"))[0])
     for m in enc.modules().values():
         m.eval()
     return enc

@@ -25,7 +25,7 @@ from .config import DiscriminatorConfig, GeneratorConfig, ImageEncoderConfig, Te
 # --------------------------------------------------------------------------- pickles
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """A pickle asked for a Python object that plain data never needs."""
 
 
@@ -52,7 +52,15 @@ def _numpy_reconstruct(cls: Any, shape: Any, dtype_code: Any) -> np.ndarray:
     return np.ndarray.__new__(np.ndarray, (0,), np.uint8)
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode``, as Python 3 pickles bytes (numpy buffers) in protocols 0-2; latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError("_codecs.encode is only allowed for latin-1 text")
+    return text.encode("latin1")
+
+
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _latin1_bytes,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
@@ -113,6 +121,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except pickle.UnpicklingError as exc:
+        raise UnsafePickleError(f"{path}: refusing to load objects other than tensors and plain data "
+                                f"({refusal_reason(exc)})") from None
     except Exception as exc:
         raise ValueError(f"{path} is not a loadable weights file ({type(exc).__name__}: {str(exc)[:200]})") from None
     for key in ("state_dict", "model"):
@@ -121,6 +132,13 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state_dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The line of a ``torch.load(weights_only=True)`` refusal that names what was refused."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "global" in line.lower()]
+    return (named or lines or [type(exc).__name__])[0][:200]
 
 
 Rule = tuple[str, str, int, str]  # (legacy prefix, our prefix, index offset, group regex); "{}" marks the group

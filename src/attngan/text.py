@@ -99,14 +99,19 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"vocabulary not found: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read vocabulary {path}: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("words"), list):
             raise ValueError(f"vocabulary {path}: expected an object with a 'words' list")
         if not all(isinstance(w, str) for w in data["words"]):
             raise ValueError(f"vocabulary {path}: every word must be a string")
-        return cls(data["words"])
+        try:
+            return cls(data["words"])
+        except ValueError as exc:
+            raise ValueError(f"vocabulary {path}: {exc}") from None
 
     def encode_tokens(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
         """Known ids and the unknown words (in order)."""

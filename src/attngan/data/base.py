@@ -106,6 +106,8 @@ class CaptionImageDataset(Dataset):
         self.num_classes = 0
         self.cache = ImageCache(cache_dir, cache_memory_mb)
         self._bad_indices: set[int] = set()
+        self.num_words = 0  # caption words read (kept records' and dropped ones')
+        self.unknown_words: dict[str, int] = {}  # words not in the vocabulary -> count
 
     # ------------------------------------------------------------------ public API
 
@@ -247,14 +249,18 @@ class CaptionImageDataset(Dataset):
                        len(missing), total, listing, where, total - len(missing), first)
 
     def finalise(self, pending: Iterable[Pending], vocab: Vocabulary, required: int | None) -> None:
-        """Encode captions with ``vocab`` (unknown words dropped, as the original) and keep
-        the records with at least ``required`` captions (any number if None, but >= 1)."""
+        """Encode captions with ``vocab`` (unknown words dropped, as the original, and counted
+        in ``unknown_words``) and keep the records with at least ``required`` captions (any
+        number if None, but >= 1)."""
         self.vocab = vocab
         records = []
         for item in pending:
             captions = []
             for tokens, where in zip(item.tokens, item.where):
-                ids, _ = vocab.encode_tokens(tokens)
+                ids, dropped = vocab.encode_tokens(tokens)
+                self.num_words += len(tokens)
+                for word in dropped:
+                    self.unknown_words[word] = self.unknown_words.get(word, 0) + 1
                 if ids:
                     captions.append(ids)
                 elif not self.skip_bad:

@@ -317,6 +317,9 @@ class ShapesDataset(Dataset):
         self.max_objects, self.min_objects = max_objects, min_objects
         self.captions_per_image = captions_per_image
         self.vocab = vocab or shapes_vocabulary()
+        own = shapes_vocabulary().words[1:]  # unknown words of a given vocabulary, by kind of word
+        self.num_words = len(own)
+        self.unknown_words = {w: 1 for w in own if w not in self.vocab}
         self.skip_bad = skip_bad
         self.skipped: dict[str, list[str]] = {}
         self.missing: list[str] = []

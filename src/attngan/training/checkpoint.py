@@ -1,29 +1,57 @@
 """Resume checkpoints: one plain dict of tensors and numbers per file, written atomically.
 
-Files are ``ckpt-<step>.pt`` in the run folder; the newest ``keep`` are kept. Loading uses
-``torch.load(weights_only=True)``: a checkpoint can never run code.
+Files are ``ckpt-<step>.pt`` in the run folder; the newest ``keep`` are kept. A new file
+is complete before it gets its name and before any older one is deleted, so a run killed at
+any moment leaves its previous checkpoints intact. Loading first checks the CRC-32 of every
+record of the (zip) file, so a truncated or bit-flipped checkpoint is refused rather than
+resumed from, then uses ``torch.load(weights_only=True)``: a checkpoint can never run code.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
 import tempfile
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
+from ..legacy import refusal_reason
+
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"ckpt-(\d+)\.pt$")
+_TEMP = re.compile(r"\.ckpt-\d+\.pt\..*\.tmp$")  # left behind by a writer that was killed
 FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the message names the file."""
+
+
+class _Writer:
+    """Passes writes to ``f`` and keeps the ``OSError`` one raised: ``torch.save`` swallows it
+    and reports only a bare ``RuntimeError`` (for a full disk: "unexpected pos ...")."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -32,7 +60,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            writer = _Writer(f)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError:
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -67,27 +101,69 @@ def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def save_checkpoint(folder: str | os.PathLike[str], step: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write ``ckpt-<step>.pt`` atomically, then delete all but the newest ``keep``."""
+    """Write ``ckpt-<step>.pt`` atomically, then delete all but the newest ``keep``.
+
+    Checkpoints of later steps than ``step`` are left from an abandoned run (the resume
+    passed over them, for instance because they were corrupt): they are deleted rather than
+    kept in place of this one. So are temporary files of writes that were killed.
+    """
     folder = Path(folder)
     path = folder / f"ckpt-{step:08d}.pt"
     atomic_torch_save({"format_version": FORMAT_VERSION, **state}, path)
-    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+    found = list_checkpoints(folder)
+    later = [p for p in found if _step_of(p) > step]
+    older = [p for p in found if _step_of(p) <= step]
+    for old in later + (older[:-keep] if keep > 0 else []):
+        if old in later:
+            log.warning("deleting %s: it is newer than the checkpoint just written (step %d)", old, step)
         old.unlink(missing_ok=True)
+    _remove(p for p in folder.iterdir() if _TEMP.match(p.name))
     return path
 
 
+def _step_of(path: Path) -> int:
+    m = _NAME.match(path.name)
+    assert m is not None
+    return int(m.group(1))
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for p in paths:
+        log.info("removing %s, left by an interrupted checkpoint write", p)
+        p.unlink(missing_ok=True)
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read one checkpoint; a truncated or corrupt file raises :class:`CheckpointError` naming it."""
+    """Read one checkpoint; a truncated, corrupt or unsafe file raises :class:`CheckpointError`
+    naming it."""
     path = Path(path)
+    _check_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"refusing to load checkpoint {path}: it holds more than tensors and plain data "
+                              f"({refusal_reason(exc)})") from None
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an attngan resume checkpoint")
     return state
+
+
+def _check_crc(path: Path) -> None:
+    """Check every record of a checkpoint against the CRC-32 its zip directory holds
+    (``torch.load`` itself does not)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: record {bad} fails its CRC check")
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
@@ -135,5 +211,37 @@ def check_writable(folder: str | os.PathLike[str], need_bytes: int = 0) -> None:
         free = shutil.disk_usage(folder).free
         if free < need_bytes:
             raise CheckpointError(
-                f"output folder {folder} has {free / 2**20:.0f} MiB free; a checkpoint needs about "
-                f"{need_bytes / 2**20:.0f} MiB")
+                f"output folder {folder} has {free / 2**20:.1f} MiB free; the run's checkpoints need about "
+                f"{need_bytes / 2**20:.1f} MiB")
+
+
+def state_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict/list/tuple: about what ``torch.save`` writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_bytes(v) for v in obj)
+    return 0
+
+
+def pending_optimizer_bytes(optimizers: Iterable[torch.optim.Optimizer]) -> int:
+    """Bytes Adam's two moments will add to a checkpoint for parameters that have no state yet."""
+    return sum(2 * p.nelement() * p.element_size()
+               for opt in optimizers for group in opt.param_groups for p in group["params"] if p not in opt.state)
+
+
+def check_space(folder: str | os.PathLike[str], checkpoint_bytes: int, keep: int) -> None:
+    """Before training: fail unless ``folder`` is writable and has room for the checkpoints the
+    run will hold at once (``keep`` of them plus the one being written), less those already there."""
+    copies = max(1, keep + 1 - len(list_checkpoints(folder))) if keep > 0 else 1
+    check_writable(folder, checkpoint_bytes * copies)
+
+
+def check_fresh(folder: str | os.PathLike[str]) -> None:
+    """A run that does not resume must not start over the checkpoints of an earlier one."""
+    found = list_checkpoints(folder)
+    if found:
+        raise CheckpointError(f"{folder} already holds checkpoints of an earlier run (newest: {found[-1].name}); "
+                              "pass --resume to continue it, or choose another run folder")

@@ -78,6 +78,9 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
     torch.manual_seed(run.seed + dist.rank)
     if dist.is_main:
         ckpt.check_writable(out)
+    folder = out / "checkpoints-damsm"
+    if not resume:
+        ckpt.check_fresh(folder)
     data = build_data(cfg.data, (cfg.image_encoder.image_size,), cfg.text_encoder.max_words, seed=run.seed)
     vocab = data.vocab
     cfg = dataclasses.replace(cfg, text_encoder=dataclasses.replace(cfg.text_encoder, vocab_size=len(vocab)))
@@ -101,17 +104,24 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
     stream = BatchStream(data, _collate(), run.batch_size, run.seed, dist, cfg.data.num_workers)
 
     start = 0
-    folder = out / "checkpoints-damsm"
     if resume:
         found = ckpt.latest_checkpoint(folder)
         if found is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {folder}")
         path, state = found
-        text_encoder.load_state_dict(state["models"]["text_encoder"])
-        image_encoder.load_state_dict(state["models"]["image_encoder"])
-        optimizer.load_state_dict(state["optimizers"]["encoders"])
-        ckpt.set_rng_state(state["rng"])
-        start = int(state["step"])
+        try:
+            words = state.get("vocab")
+            if words is not None and list(words) != vocab.words:
+                raise ValueError(f"it was trained with another vocabulary ({len(words)} words) than the data set's "
+                                 f"({len(vocab)} words)")
+            text_encoder.load_state_dict(state["models"]["text_encoder"])
+            image_encoder.load_state_dict(state["models"]["image_encoder"])
+            optimizer.load_state_dict(state["optimizers"]["encoders"])
+            ckpt.set_rng_state(state["rng"])
+            start = int(state["step"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ckpt.CheckpointError(f"{path} does not fit this run: {reason}") from None
         log.info("resumed from %s at step %d", path, start)
 
     te: Any = text_encoder
@@ -124,7 +134,11 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
     def state_dict(step: int) -> dict[str, Any]:
         return {"step": step, "version": __version__, "config": to_dict(cfg),
                 "models": {"text_encoder": text_encoder.state_dict(), "image_encoder": image_encoder.state_dict()},
-                "optimizers": {"encoders": optimizer.state_dict()}, "rng": ckpt.rng_state()}
+                "optimizers": {"encoders": optimizer.state_dict()}, "rng": ckpt.rng_state(), "vocab": vocab.words}
+
+    if dist.is_main:
+        need = ckpt.state_bytes(state_dict(start)) + ckpt.pending_optimizer_bytes([optimizer])
+        ckpt.check_space(folder, need, run.keep_checkpoints)
 
     sink = MetricsSink(out, dist.is_main, run.max_steps, start, "damsm")
     deadline = time.time() + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else None

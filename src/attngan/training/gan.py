@@ -84,6 +84,7 @@ class GANTrainer:
         if self.data.vocab != self.vocab:
             raise ValueError(f"vocabulary mismatch: the data set's ({len(self.data.vocab)} words) differs from "
                              f"{Path(cfg.damsm) / 'vocab.json'} ({len(self.vocab)} words)")
+        check_vocabulary_coverage(self.data, Path(cfg.damsm) / "vocab.json")
         self.generator = Generator(gen_cfg)
         self.generator.apply(init_weights_original)
         sizes = gen_cfg.image_sizes if gen_cfg.variant == "multi_stage" else gen_cfg.image_sizes[-1:]
@@ -116,9 +117,13 @@ class GANTrainer:
                            "discriminators": [d.state_dict() for d in self.discriminators]},
                 "optimizers": {"generator": self.opt_g.state_dict(),
                                "discriminators": [o.state_dict() for o in self.opt_d]},
-                "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}}
+                "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}, "vocab": self.vocab.words}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        words = state.get("vocab")
+        if words is not None and list(words) != self.vocab.words:
+            raise ValueError(f"it was trained with another vocabulary ({len(words)} words) than "
+                             f"{Path(self.cfg.damsm) / 'vocab.json'} ({len(self.vocab)} words)")
         self.generator.load_state_dict(state["models"]["generator"])
         self.ema.load_state_dict(state["models"]["ema"])
         for d, s in zip(self.discriminators, state["models"]["discriminators"], strict=True):
@@ -215,9 +220,17 @@ class GANTrainer:
             found = ckpt.latest_checkpoint(folder)
             if found is None:
                 raise ckpt.CheckpointError(f"--resume: no checkpoint in {folder}")
-            self.load_state_dict(found[1])
+            try:
+                self.load_state_dict(found[1])
+            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+                reason = " ".join(str(exc).split())[:300]
+                raise ckpt.CheckpointError(f"{found[0]} does not fit this run: {reason}") from None
             log.info("resumed from %s at step %d", found[0], self.step)
+        else:
+            ckpt.check_fresh(folder)
         if dist.is_main:
+            need = ckpt.state_bytes(self.state_dict()) + ckpt.pending_optimizer_bytes([self.opt_g, *self.opt_d])
+            ckpt.check_space(folder, need, run.keep_checkpoints)
             write_resolved_config(self.out, {"gan": to_dict(self.cfg), "version": __version__}, "train_config.yaml")
         sink = MetricsSink(self.out, dist.is_main, run.max_steps, self.step, "attngan")
         deadline = time.time() + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else None
@@ -266,6 +279,25 @@ class GANTrainer:
             test = [" ".join(self.vocab.decode(it["tokens"].tolist())) for it in items]
             self._sample_captions = test
         return test
+
+
+MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
+
+
+def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
+    """Refuse a data set more than ``MAX_UNKNOWN_WORDS`` of whose words are not in the DAMSM
+    vocabulary (its encoders were trained on another data set): such words would be dropped
+    from every caption. Fewer unknown words are a warning."""
+    unknown: dict[str, int] = getattr(data, "unknown_words", None) or {}
+    total = int(getattr(data, "num_words", 0))
+    if not unknown or not total:
+        return
+    fraction = sum(unknown.values()) / total
+    shown = ", ".join(sorted(unknown, key=lambda w: -unknown[w])[:8])
+    message = f"{fraction:.0%} of the data set's words are not in {vocab_file} (most frequent: {shown})"
+    if fraction > MAX_UNKNOWN_WORDS:
+        raise ValueError(f"vocabulary mismatch: {message}; were the DAMSM encoders trained on another data set?")
+    log.warning("%s; they are dropped from the captions", message)
 
 
 def _f(t: torch.Tensor | None) -> torch.Tensor | None:
