@@ -150,6 +150,13 @@ def markdown(res: dict[str, Any], out: Path) -> str:
                 for x in res["loader"]]
         parts += ["", "## Data loaders (64/128/256 px, training mode, batch 4)", "",
                   table(["data", "workers", "images/s", "items"], rows)]
+    if res.get("evaluate"):
+        ev = res["evaluate"]
+        keys = [k for k in ev["exact"] if k != "seconds" and k in ev["fast"]]
+        rows = [[k, _fmt(ev["exact"][k], 4), _fmt(ev["fast"][k], 4), _fmt(ev["fast"][k] - ev["exact"][k], 2)]
+                for k in keys]
+        parts += ["", f"## Evaluation, exact vs fast ({ev['model']}, {ev['num_samples']} images, same seeds)", "",
+                  table(["score", "exact", "fast", "difference"], rows)]
     for key in ("cold_start", "server", "onnx_export_s"):
         if key in res:
             parts += ["", f"- {key}: `{res[key]}`"]

@@ -33,7 +33,8 @@ import bench_train as train  # noqa: E402
 
 CUB = ROOT.parent / "shared" / "data" / "cub_birds_001-005"
 BUNDLED = ROOT / "src" / "attngan" / "assets" / "shapes-64"
-SECTIONS = ("machine", "flops", "generate", "parity", "memory", "train", "damsm", "loader", "cold", "server")
+SECTIONS = ("machine", "flops", "generate", "parity", "memory", "train", "damsm", "loader", "cold", "server",
+            "evaluate")
 
 
 def log(message: str) -> None:
@@ -133,6 +134,20 @@ def server_load(model: Path, clients: int, requests: int, duration: float) -> di
     return {**json.loads(lines[-1]), "command": shlex.join(["benchmarks/load_test.py", *command[2:]])}
 
 
+def evaluate_both(model: Path, samples: int) -> dict[str, Any]:
+    """The shapes evaluation (attribute accuracy, R-precision, FD) of ``model`` on the exact and fast paths."""
+    from attngan.metrics.run import evaluate_shapes
+    from attngan.pipeline import AttnGANPipeline
+
+    out: dict[str, Any] = {"model": str(model), "num_samples": samples}
+    for name, exact in (("exact", True), ("fast", False)):
+        t0 = time.perf_counter()
+        summary = evaluate_shapes(AttnGANPipeline.from_pretrained(model, exact=exact), num_samples=samples, seed=0)
+        out[name] = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        out[name]["seconds"] = time.perf_counter() - t0
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -140,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads [2]")
     parser.add_argument("--out", type=Path, help="output folder [benchmarks/results, or .../quick with --quick]")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--eval-model", type=Path, help="shapes model to score exact vs fast [the bundled model]")
+    parser.add_argument("--eval-samples", type=int, default=500, help="images per evaluation [500]")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sections = set(args.only.split(",")) if args.only else set(SECTIONS)
     if quick and not args.only:
-        sections -= {"memory", "train", "damsm", "server"}
+        sections -= {"memory", "train", "damsm", "server", "evaluate"}
     started = time.perf_counter()
     res: dict[str, Any] = {"command": shlex.join([Path(sys.executable).name, "benchmarks/run.py", *(argv or sys.argv[1:])]),
                            "quick": quick, "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
@@ -173,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             log("FLOPs per image: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["flops"].items()))
         paths = ["exact", "fast"] if quick else ["exact", "fast", "onnx", "compile", "exact-bf16", "fast-bf16"]
         onnx_dir = tmp / "onnx"
-        if "onnx" in paths:
+        if "onnx" in paths and sections & {"generate", "parity"}:
             t0 = time.perf_counter()
             bundle_onnx = gen.make_pipeline(bundle, "exact")
             bundle_onnx.export_onnx(onnx_dir)
@@ -224,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if "server" in sections:
             res["server"] = server_load(gen.save_bird_model(tmp), 8, 400, 45)
             log(f"server (8 clients): {json.dumps(res['server'])}")
+    eval_model = args.eval_model or (BUNDLED if BUNDLED.exists() else None)
+    if "evaluate" in sections and eval_model is not None:
+        res["evaluate"] = evaluate_both(eval_model, args.eval_samples)
+        log(f"evaluation exact vs fast: {json.dumps(res['evaluate'])}")
     res["machine"]["training_job_running_at_end"] = training_running()
     res["elapsed_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
