@@ -156,11 +156,22 @@ def _load_modules(path: Path, modules: dict[str, torch.nn.Module], state: dict[s
                              f"{str(exc)[:300]}") from None
 
 
-def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
-    """Write the folder atomically; an existing folder at ``path`` is replaced."""
+def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str], weights_dtype: str = "float32") -> Path:
+    """Write the folder atomically; an existing folder at ``path`` is replaced.
+
+    ``weights_dtype="float16"`` stores floating-point weights at half precision (half the
+    file); they are loaded back into float32 modules.
+    """
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
+    metadata = {k: v for k, v in bundle.metadata.items() if k not in RUNTIME_METADATA}
+    state = state_dict_of(bundle)
+    if weights_dtype == "float16":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        metadata["weights_dtype"] = "float16"
     config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
-              "metadata": {k: v for k, v in bundle.metadata.items() if k not in RUNTIME_METADATA}}
-    return _write_folder(path, config, state_dict_of(bundle), bundle.vocab)
+              "metadata": metadata}
+    return _write_folder(path, config, state, bundle.vocab)
 
 
 def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
