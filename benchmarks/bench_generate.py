@@ -130,27 +130,46 @@ def parity(bundle: ModelBundle, paths: list[str], batch: int = 8, onnx_dir: Path
 
 def sweep(bundle: ModelBundle, paths: list[str], batches: list[int], stages: list[int], reps: int,
           seconds: float, onnx_dir: Path | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Time per call for every (path, batch, stages); returns one row per measurement."""
-    rows = []
+    """Time per call for every (path, batch, stages); one row per measurement.
+
+    The paths are timed in alternation (one call of each per round, ``reps`` rounds or
+    ``seconds`` at least), so a burst of load from elsewhere hits them alike; ``s_per_call``
+    is the best call (the least disturbed), ``s_per_call_median`` the median.
+    """
+    pipes, setup = {}, {}
     for path in paths:
         t0 = time.perf_counter()
-        pipe = make_pipeline(bundle, path, onnx_dir)
-        setup = time.perf_counter() - t0
-        for n_stages in stages:
-            for batch in batches:
-                captions = captions_for(batch)
-                first = time.perf_counter()
-                pipe(captions, seed=0, num_stages=n_stages, batch_size=batch)
-                first = time.perf_counter() - first
-                t = time_calls(lambda pipe=pipe, captions=captions, n_stages=n_stages, batch=batch: pipe(
-                    captions, seed=0, num_stages=n_stages, batch_size=batch), reps, seconds, warmup=0)
+        pipes[path] = make_pipeline(bundle, path, onnx_dir)
+        setup[path] = time.perf_counter() - t0
+    rows = []
+    for n_stages in stages:
+        for batch in batches:
+            captions = captions_for(batch)
+            times: dict[str, list[float]] = {path: [] for path in paths}
+            first: dict[str, float] = {}
+            started = time.perf_counter()
+            round_ = 0
+            while True:
+                for path in paths:
+                    t0 = time.perf_counter()
+                    pipes[path](captions, seed=0, num_stages=n_stages, batch_size=batch)
+                    elapsed = time.perf_counter() - t0
+                    if round_ == 0:
+                        first[path] = elapsed
+                    else:
+                        times[path].append(elapsed)
+                round_ += 1
+                if round_ > 50 or (round_ > reps and time.perf_counter() - started >= seconds):
+                    break
+            for path in paths:
+                best, median = min(times[path]), statistics.median(times[path])
                 row = {"path": path, "batch": batch, "stages": n_stages,
                        "resolution": bundle.config.generator.image_sizes[n_stages - 1],
-                       "s_per_call": t["median_s"], "s_per_call_min": t["min_s"], "reps": t["reps"],
-                       "s_per_image": t["median_s"] / batch, "images_per_s": batch / t["median_s"],
-                       "first_call_s": first, "setup_s": setup}
+                       "s_per_call": best, "s_per_call_median": median, "reps": len(times[path]),
+                       "s_per_image": best / batch, "images_per_s": batch / best,
+                       "first_call_s": first[path], "setup_s": setup[path]}
                 rows.append(row)
-                log(f"  {path:10s} stages {n_stages} batch {batch:2d}: {row['s_per_call']:.4f} s/call, "
+                log(f"  {path:10s} stages {n_stages} batch {batch:2d}: best {best:.4f} s/call (median {median:.4f}), "
                     f"{row['images_per_s']:.2f} images/s")
     return rows
 

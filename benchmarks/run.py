@@ -198,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         if "generate" in sections:
             log("generation (bird configuration, 3 stages = 256x256):")
             batches = [1, 8] if quick else [1, 2, 4, 8, 16, 32]
-            rows = gen.sweep(bundle, ["exact", "fast"], batches, [3], 1 if quick else 3, 0.5 if quick else 3.0,
+            rows = gen.sweep(bundle, ["exact", "fast"], batches, [3], 1 if quick else 5, 0.5 if quick else 4.0,
                              None, log)
-            rows += gen.sweep(bundle, ["exact", "fast"], [1] if quick else [1, 8], [1, 2], 1 if quick else 3,
+            rows += gen.sweep(bundle, ["exact", "fast"], [1] if quick else [1, 8], [1, 2], 1 if quick else 5,
                               0.5 if quick else 2.0, None, log)
-            for extra in paths[2:]:  # bf16 without native support is slow: one timed call each
-                rows += gen.sweep(bundle, [extra], [1, 8], [3], 1 if "bf16" in extra else 3,
-                                  0.0 if "bf16" in extra else 2.0, onnx_dir, log)
+            fp32_extra = [p for p in paths[2:] if "bf16" not in p]
+            if fp32_extra:  # beside the fast path, so that they share the same conditions
+                rows += gen.sweep(bundle, ["fast", *fp32_extra], [1, 8], [3], 5, 3.0, onnx_dir, log)
+            bf16 = [p for p in paths[2:] if "bf16" in p]
+            if bf16:  # slow without native bf16: one timed call each
+                rows += gen.sweep(bundle, bf16, [1, 8], [3], 1, 0.0, onnx_dir, log)
             res["generate"] = rows
         if "parity" in sections:
             res["parity"] = {"bird_random": gen.parity(bundle, paths, batch=2 if quick else 8, onnx_dir=onnx_dir)}
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             res["memory"] = [child("gen.child_generate_memory", p, b) for p in ("exact", "fast") for b in (1, 8)]
             log(f"generation peak memory: {json.dumps(res['memory'])}")
         if "train" in sections:
-            steps = 2
+            steps = 3
             variants = ["reference", "fast"] + ([] if quick else ["fast-no-subpixel", "fast-no-fold",
                                                                     "fast-keep-grads"])
             res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800) for v in variants]
