@@ -135,11 +135,21 @@ def test_export_onnx_and_onnx_backend(tiny_model_dir: Path, tmp_path: Path) -> N
     assert code == 2 and "--backend onnx" in err
 
 
-def test_missing_bundled_model_is_a_clean_error(tmp_path: Path) -> None:
-    try:
-        bundled_model_path()
-        pytest.skip("the bundled model is installed")
-    except FileNotFoundError:
-        pass
+def test_missing_bundled_model_is_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import attngan.pipeline as pipeline_module
+
+    def absent(name: str = "shapes-64") -> Path:
+        raise FileNotFoundError(f"the bundled model {name!r} is not installed at {tmp_path / name}")
+
+    monkeypatch.setattr(pipeline_module, "bundled_model_path", absent)
     code, _, err = run("generate", "a red circle", "--out", str(tmp_path))
     assert code == 1 and "--model" in err and "Traceback" not in err
+
+
+def test_bundled_model_generates_the_readme_example(tmp_path: Path) -> None:
+    bundled_model_path()  # shipped inside the package
+    code, out, _ = run("generate", "a small red circle on the left", "--seed", "0", "--out", str(tmp_path))
+    assert code == 0, out
+    for size in (16, 32, 64):
+        assert Image.open(tmp_path / f"a-small-red-circle-on-the-left_0_{size}.png").size == (size, size)
+    assert (tmp_path / "a-small-red-circle-on-the-left_0_attention.png").exists()
