@@ -113,8 +113,11 @@ def markdown(res: dict[str, Any], out: Path) -> str:
              f"- Machine: {m['cpu']}, {m['cores']} cores ({m['threads_used']} threads used), "
              f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, torch {m['torch']}, "
              f"Python {m['python']}",
-             f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}; training job "
+             f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}, at end: "
+             f"{', '.join(f'{x:.2f}' for x in m.get('load_average_at_end', []))}; `attngan train` "
              f"running: {m['training_job_running']} at start, {m.get('training_job_running_at_end')} at end"]
+    if res.get("errors") or res.get("error"):
+        parts.append(f"- Errors: `{res.get('errors') or res.get('error')}`")
     if "gemm" in res:
         parts.append(f"- Machine limits: fp32 GEMM {res['gemm']['fp32_gflops']:.0f} GFLOP/s, "
                      f"bf16 GEMM {res['gemm']['bf16_gflops']:.0f} GFLOP/s")

@@ -9,6 +9,7 @@ GEMM limits. Writes ``results.json``, ``results.md`` and PNG plots to ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,75 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         res["gemm"] = {"fp32_gflops": gemm_gflops(torch.float32, 1024 if quick else 2048, 3 if quick else 8),
                        "bf16_gflops": gemm_gflops(torch.bfloat16, 1024, 2 if quick else 4)}
         log(f"GEMM: fp32 {res['gemm']['fp32_gflops']:.0f} GFLOP/s, bf16 {res['gemm']['bf16_gflops']:.0f} GFLOP/s")
-    bundle = gen.bird_bundle()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        if "flops" in sections:
-            res["flops"] = {f"{kind}_{s}_stages": gen.generation_flops(bundle, kind, s)
-                            for kind in ("exact", "fast") for s in (1, 2, 3)}
-            log("FLOPs per image: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["flops"].items()))
-        paths = ["exact", "fast"] if quick else ["exact", "fast", "onnx", "compile", "exact-bf16", "fast-bf16"]
-        onnx_dir = tmp / "onnx"
-        if "onnx" in paths and sections & {"generate", "parity"}:
-            t0 = time.perf_counter()
-            bundle_onnx = gen.make_pipeline(bundle, "exact")
-            bundle_onnx.export_onnx(onnx_dir)
-            res["onnx_export_s"] = time.perf_counter() - t0
-        if "generate" in sections:
-            log("generation (bird configuration, 3 stages = 256x256):")
-            batches = [1, 8] if quick else [1, 2, 4, 8, 16, 32]
-            rows = gen.sweep(bundle, ["exact", "fast"], batches, [3], 1 if quick else 5, 0.5 if quick else 4.0,
-                             None, log)
-            rows += gen.sweep(bundle, ["exact", "fast"], [1] if quick else [1, 8], [1, 2], 1 if quick else 5,
-                              0.5 if quick else 2.0, None, log)
-            fp32_extra = [p for p in paths[2:] if "bf16" not in p]
-            if fp32_extra:  # beside the fast path, so that they share the same conditions
-                rows += gen.sweep(bundle, ["fast", *fp32_extra], [1, 8], [3], 5, 3.0, onnx_dir, log)
-            bf16 = [p for p in paths[2:] if "bf16" in p]
-            if bf16:  # slow without native bf16: one timed call each
-                rows += gen.sweep(bundle, bf16, [1, 8], [3], 1, 0.0, onnx_dir, log)
-            res["generate"] = rows
-        if "parity" in sections:
-            res["parity"] = {"bird_random": gen.parity(bundle, paths, batch=2 if quick else 8, onnx_dir=onnx_dir)}
-            if BUNDLED.exists():
-                from attngan.hub import load_pretrained
-
-                res["parity"]["bundled"] = gen.parity(load_pretrained(BUNDLED), ["exact", "fast"], batch=8)
-            log(f"parity vs exact (PSNR dB per stage): {json.dumps(res['parity'])}")
-        if "memory" in sections:
-            res["memory"] = [child("gen.child_generate_memory", p, b) for p in ("exact", "fast") for b in (1, 8)]
-            log(f"generation peak memory: {json.dumps(res['memory'])}")
-        if "train" in sections:
-            steps = 3
-            variants = ["reference", "fast"] + ([] if quick else ["fast-no-subpixel", "fast-no-fold",
-                                                                    "fast-keep-grads"])
-            res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800) for v in variants]
-            log(f"training step: {json.dumps(res['train'])}")
-        if "damsm" in sections:
-            res["damsm"] = [child("train.child_damsm_step", v, 2, args.threads) for v in ("reference", "channels_last")]
-            log(f"DAMSM step: {json.dumps(res['damsm'])}")
-        if "loader" in sections:
-            res["loader"] = [train.loader_throughput("shapes", None, 0, 5 if quick else 30, args.threads)]
-            if CUB.exists():
-                for workers in ([0] if quick else [0, 2]):
-                    res["loader"].append(train.loader_throughput("cub", str(CUB), workers, 5 if quick else 30,
-                                                                 args.threads))
-            log(f"data loaders: {json.dumps(res['loader'])}")
-        if "cold" in sections:
-            model = BUNDLED if BUNDLED.exists() else shapes_stand_in(tmp)
-            res["cold_start"] = {"model": "bundled shapes-64" if BUNDLED.exists() else "shapes-size stand-in (random)",
-                                 "fast": cold_start(model, [], 1 if quick else 3)}
-            if not quick:
-                res["cold_start"]["exact"] = cold_start(model, ["--exact"], 3)
-            log(f"cold start: {json.dumps(res['cold_start'])}")
-        if "server" in sections:
-            res["server"] = server_load(gen.save_bird_model(tmp), 8, 400, 45)
-            log(f"server (8 clients): {json.dumps(res['server'])}")
-    eval_model = args.eval_model or (BUNDLED if BUNDLED.exists() else None)
-    if "evaluate" in sections and eval_model is not None:
-        res["evaluate"] = evaluate_both(eval_model, args.eval_samples)
-        log(f"evaluation exact vs fast: {json.dumps(res['evaluate'])}")
+    try:
+        run_sections(res, sections, quick, args)
+    except Exception as exc:  # keep what was measured; say what failed
+        res["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"ERROR: {res['error']}")
     res["machine"]["training_job_running_at_end"] = training_running()
+    res["machine"]["load_average_at_end"] = os.getloadavg()
     res["elapsed_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
     markdown = report.markdown(res, out)
@@ -257,6 +197,97 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     log(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots in {res['elapsed_s']:.0f} s")
     return 0
+
+
+@contextlib.contextmanager
+def section(res: dict[str, Any], name: str) -> Iterator[None]:
+    """Record an error of one section in ``res["errors"]`` and go on with the others."""
+    try:
+        yield
+    except Exception as exc:
+        res.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+        log(f"ERROR in {name}: {res['errors'][name]}")
+
+
+def run_sections(res: dict[str, Any], sections: set[str], quick: bool, args: argparse.Namespace) -> None:
+    bundle = gen.bird_bundle()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "flops" in sections:
+            with section(res, "flops"):
+                res["flops"] = {f"{kind}_{s}_stages": gen.generation_flops(bundle, kind, s)
+                                for kind in ("exact", "fast") for s in (1, 2, 3)}
+                log("FLOPs per image: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["flops"].items()))
+        paths = ["exact", "fast"] if quick else ["exact", "fast", "onnx", "compile", "exact-bf16", "fast-bf16"]
+        onnx_dir = tmp / "onnx"
+        if "onnx" in paths and sections & {"generate", "parity"}:
+            with section(res, "onnx_export"):
+                t0 = time.perf_counter()
+                gen.make_pipeline(bundle, "exact").export_onnx(onnx_dir)
+                res["onnx_export_s"] = time.perf_counter() - t0
+        if "generate" in sections:
+            with section(res, "generate"):
+                log("generation (bird configuration, 3 stages = 256x256):")
+                batches = [1, 8] if quick else [1, 2, 4, 8, 16, 32]
+                res["generate"] = rows = []
+                rows += gen.sweep(bundle, ["exact", "fast"], batches, [3], 1 if quick else 5, 0.5 if quick else 4.0,
+                                 None, log)
+                rows += gen.sweep(bundle, ["exact", "fast"], [1] if quick else [1, 8], [1, 2], 1 if quick else 5,
+                                  0.5 if quick else 2.0, None, log)
+                fp32_extra = [p for p in paths[2:] if "bf16" not in p]
+                if fp32_extra:  # beside the fast path, so that they share the same conditions
+                    rows += gen.sweep(bundle, ["fast", *fp32_extra], [1, 8], [3], 5, 3.0, onnx_dir, log)
+                bf16 = [p for p in paths[2:] if "bf16" in p]
+                if bf16:  # slow without native bf16: one timed call each
+                    rows += gen.sweep(bundle, bf16, [1, 8], [3], 1, 0.0, onnx_dir, log)
+        if "parity" in sections:
+            with section(res, "parity"):
+                res["parity"] = {"bird_random": gen.parity(bundle, paths, batch=2 if quick else 8, onnx_dir=onnx_dir)}
+                if BUNDLED.exists():
+                    from attngan.hub import load_pretrained
+
+                    res["parity"]["bundled"] = gen.parity(load_pretrained(BUNDLED), ["exact", "fast"], batch=8)
+                log(f"parity vs exact (PSNR dB per stage): {json.dumps(res['parity'])}")
+        if "memory" in sections:
+            with section(res, "memory"):
+                res["memory"] = [child("gen.child_generate_memory", p, b) for p in ("exact", "fast") for b in (1, 8)]
+                log(f"generation peak memory: {json.dumps(res['memory'])}")
+        if "train" in sections:
+            with section(res, "train"):
+                steps = 3
+                variants = ["reference", "fast"] + ([] if quick else ["fast-no-subpixel", "fast-no-fold",
+                                                                        "fast-keep-grads"])
+                res["train"] = [child("train.child_train_step", v, steps, args.threads, timeout=1800) for v in variants]
+                log(f"training step: {json.dumps(res['train'])}")
+        if "damsm" in sections:
+            with section(res, "damsm"):
+                res["damsm"] = [child("train.child_damsm_step", v, 2, args.threads) for v in ("reference", "channels_last")]
+                log(f"DAMSM step: {json.dumps(res['damsm'])}")
+        if "loader" in sections:
+            with section(res, "loader"):
+                res["loader"] = [train.loader_throughput("shapes", None, 0, 5 if quick else 30, args.threads)]
+                if CUB.exists():
+                    for workers in ([0] if quick else [0, 2]):
+                        res["loader"].append(train.loader_throughput("cub", str(CUB), workers, 5 if quick else 30,
+                                                                     args.threads))
+                log(f"data loaders: {json.dumps(res['loader'])}")
+        if "cold" in sections:
+            with section(res, "cold"):
+                model = None if BUNDLED.exists() else shapes_stand_in(tmp)  # None: no --model, the bundled one
+                res["cold_start"] = {"model": "bundled shapes-64" if BUNDLED.exists() else "shapes-size stand-in (random)",
+                                     "fast": cold_start(model, [], 1 if quick else 3)}
+                if not quick:
+                    res["cold_start"]["exact"] = cold_start(model, ["--exact"], 3)
+                log(f"cold start: {json.dumps(res['cold_start'])}")
+        if "server" in sections:
+            with section(res, "server"):
+                res["server"] = server_load(gen.save_bird_model(tmp), 8, 400, 45)
+                log(f"server (8 clients): {json.dumps(res['server'])}")
+    eval_model = args.eval_model or (BUNDLED if BUNDLED.exists() else None)
+    if "evaluate" in sections and eval_model is not None:
+        with section(res, "evaluate"):
+            res["evaluate"] = evaluate_both(eval_model, args.eval_samples)
+        log(f"evaluation exact vs fast: {json.dumps(res.get('evaluate'))}")
 
 
 if __name__ == "__main__":

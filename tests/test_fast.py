@@ -177,6 +177,20 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert pipe.set_precision("auto", exact=True).exact and pipe.precision == "fp32"
 
 
+def test_exact_bf16_runs_the_text_encoder_in_fp32() -> None:
+    """bf16 autocast must not reach the LSTM (oneDNN has no bf16 LSTM without native bf16)."""
+    from attngan.config import ModelConfig
+    from attngan.hub import build_bundle
+
+    tiny = make_tiny_bundle()
+    config = ModelConfig(text_encoder=dataclasses.replace(bird_config().text_encoder, vocab_size=len(tiny.vocab)),
+                         generator=dataclasses.replace(tiny.config.generator, text_dim=256), name="bf16-test")
+    bundle = build_bundle(config, tiny.vocab)
+    for exact in (True, False):
+        out = AttnGANPipeline(bundle, precision="bf16", exact=exact)(["a red circle", "blue"], seed=1)
+        assert out.settings["precision"] == "bf16" and torch.isfinite(out.images[-1]).all()
+
+
 def test_cli_exact_and_precision_flags(tiny_model_dir: Path, tmp_path: Path) -> None:
     for flags in (["--exact"], ["--precision", "auto"], ["--precision", "fp32"]):
         result = CliRunner().invoke(main, ["generate", "a red circle", "--seed", "1", "--model", str(tiny_model_dir),

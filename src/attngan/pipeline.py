@@ -200,12 +200,15 @@ class AttnGANPipeline:
         """``(word_features [N, D, T], sentence [N, D], mask [N, T])`` on the pipeline's device."""
         tokens, lengths = pad_batch([e.ids for e in encoded])
         tokens = tokens.to(self.device)
-        if self.exact:
-            words, sentence = self.bundle.text_encoder(tokens, lengths)
-        else:  # the same function without sequence packing when the lengths are equal
-            from .fast import encode_text
+        # fp32 even under bf16 autocast: the LSTM is cheap, and oneDNN has no bf16 LSTM on CPUs
+        # without native bf16 (it raises "could not create a primitive descriptor")
+        with torch.autocast(self.device.type, enabled=False):
+            if self.exact:
+                words, sentence = self.bundle.text_encoder(tokens, lengths)
+            else:  # the same function without sequence packing when the lengths are equal
+                from .fast import encode_text
 
-            words, sentence = encode_text(self.bundle.text_encoder, tokens, lengths)
+                words, sentence = encode_text(self.bundle.text_encoder, tokens, lengths)
         return words, sentence, tokens == 0
 
     def make_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
