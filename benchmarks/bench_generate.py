@@ -57,8 +57,17 @@ def save_bird_model(folder: Path) -> Path:
     return save_pretrained(bird_bundle(), folder / "bird-random")
 
 
+ABLATIONS = ("fast-no-subpixel", "fast-unfused", "fast-unpacked")
+
+
 def make_pipeline(bundle: ModelBundle, path: str, onnx_dir: Path | None = None) -> Any:
-    """A callable ``(captions, seed, num_stages) -> PipelineOutput`` for ``path``."""
+    """A callable ``(captions, seed=, num_stages=, batch_size=) -> PipelineOutput`` for ``path``.
+
+    Besides the paths of the module docstring, the fast path with one change left out:
+    ``fast-no-subpixel`` (upsample then 3x3 conv), ``fast-unfused`` (no oneDNN post-ops:
+    conv, then separate sigmoid / mul / add / tanh), ``fast-unpacked`` (weights not
+    pre-reordered for oneDNN).
+    """
     exact = path.startswith("exact") or path == "compile"
     precision = "bf16" if path.endswith("bf16") else "fp32"
     pipe = AttnGANPipeline(bundle, precision=precision, exact=exact)
@@ -68,7 +77,29 @@ def make_pipeline(bundle: ModelBundle, path: str, onnx_dir: Path | None = None) 
         bundle_c = ModelBundle(bundle.config, bundle.vocab, bundle.text_encoder,
                                torch.compile(bundle.generator), bundle.image_encoder, bundle.metadata)  # type: ignore[arg-type]
         pipe = AttnGANPipeline(bundle_c, precision="fp32", exact=True)
+    if path == "fast-no-subpixel":
+        pipe._fast_generator = fast.FastGenerator(bundle.generator, subpixel=False)
+    if path in ("fast-unfused", "fast-unpacked"):
+        return _Patched(pipe, path)
     return pipe
+
+
+class _Patched:
+    """Calls a fast pipeline with one of its oneDNN features switched off for the call."""
+
+    def __init__(self, pipe: AttnGANPipeline, path: str) -> None:
+        self.pipe, self.path = pipe, path
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        saved_ok, saved_pack = fast._mkldnn_ok, fast.FusedConv.packed_weight
+        if self.path == "fast-unfused":
+            fast._mkldnn_ok = lambda x: False
+        else:
+            fast.FusedConv.packed_weight = lambda conv, x: conv.weight  # type: ignore[method-assign]
+        try:
+            return self.pipe(*args, **kwargs)
+        finally:
+            fast._mkldnn_ok, fast.FusedConv.packed_weight = saved_ok, saved_pack  # type: ignore[method-assign]
 
 
 def captions_for(batch: int) -> list[str]:
@@ -189,11 +220,12 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def child_generate_memory(path: str, batch: int) -> dict[str, Any]:
-    """(Run in a fresh process.) Peak memory of generating one batch on ``path``."""
-    bundle = bird_bundle()
-    pipe = make_pipeline(bundle, path)
-    before = peak_rss_gib()
+def child_generate_memory(path: str, batch: int, model_dir: str) -> dict[str, Any]:
+    """(Run in a fresh process.) Peak memory of loading ``model_dir`` and generating one batch on ``path``."""
+    from attngan.hub import load_pretrained
+
+    pipe = make_pipeline(load_pretrained(model_dir), path)
+    loaded = peak_rss_gib()
     pipe(captions_for(batch), seed=0, batch_size=batch)
     pipe(captions_for(batch), seed=1, batch_size=batch)
-    return {"path": path, "batch": batch, "peak_rss_gib": peak_rss_gib(), "model_loaded_rss_gib": before}
+    return {"path": path, "batch": batch, "peak_rss_gib": peak_rss_gib(), "model_loaded_rss_gib": loaded}

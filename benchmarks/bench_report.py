@@ -90,11 +90,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def generation_rows(res: dict[str, Any]) -> list[list[str]]:
+def generation_rows(res: dict[str, Any], key: str = "generate") -> list[list[str]]:
     flops = res.get("flops", {})
     peak = res.get("gemm", {}).get("fp32_gflops")
     rows = []
-    for r in res.get("generate", []):
+    for r in res.get(key, []):
         model_flops = flops.get(f"exact_{r['stages']}_stages")
         executed = flops.get(f"{'fast' if r['path'].startswith('fast') else 'exact'}_{r['stages']}_stages")
         eff = model_flops * r["images_per_s"] / 1e9 if model_flops else None
@@ -116,6 +116,9 @@ def markdown(res: dict[str, Any], out: Path) -> str:
              f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}, at end: "
              f"{', '.join(f'{x:.2f}' for x in m.get('load_average_at_end', []))}; `attngan train` "
              f"running: {m['training_job_running']} at start, {m.get('training_job_running_at_end')} at end"]
+    for update in res.get("updates", []):
+        parts.append(f"- Sections re-measured with `{update['command']}` ({update['date_utc']} UTC, load average "
+                     f"{', '.join(f'{x:.2f}' for x in update['load_average'])})")
     if res.get("errors") or res.get("error"):
         parts.append(f"- Errors: `{res.get('errors') or res.get('error')}`")
     if "gemm" in res:
@@ -135,6 +138,10 @@ def markdown(res: dict[str, Any], out: Path) -> str:
                   "path runs; % = executed GFLOP/s of the fp32 GEMM limit.", "",
                   table(["path", "px", "batch", "s/call (median)", "ms/image", "images/s", "model GFLOP/s",
                          "executed GFLOP/s", "% fp32 peak"], generation_rows(res))]
+        if res.get("ablation"):
+            parts += ["", "### The fast path with one part left out", "",
+                      table(["path", "px", "batch", "s/call (median)", "ms/image", "images/s", "model GFLOP/s",
+                             "executed GFLOP/s", "% fp32 peak"], generation_rows(res, "ablation"))]
         plots = plot(res, out)
         parts += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     if res.get("parity"):

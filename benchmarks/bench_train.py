@@ -95,8 +95,7 @@ def child_damsm_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
     from attngan.training.damsm import damsm_step_losses
 
     torch.set_num_threads(threads)
-    image_size = 299
-    data = build_data(_shapes_options(), (image_size,), 18)
+    data = build_data(_shapes_options(), (256,), 18)  # the encoder resizes to 299 itself
     cfg = DAMSMTrainConfig(text_encoder=dataclasses.replace(bird_config().text_encoder, vocab_size=len(data.vocab)),
                            image_encoder=bird_config().image_encoder, data=_shapes_options(),
                            run=RunOptions(batch_size=BATCH, device="cpu"))

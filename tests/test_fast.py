@@ -126,6 +126,7 @@ def test_fast_generator_matches_tiny_model(variant: str, monkeypatch: pytest.Mon
         gen.initial.self_attention.gamma.data.fill_(0.5)
     args = inputs(3, cfg.noise_dim, cfg.condition_dim, cfg.text_dim, 6, [6, 3, 1])
     compare(gen, FastGenerator(gen), args, 30.0, 1e-5)
+    compare(gen, FastGenerator(gen, subpixel=False), args, 30.0, 1e-5)
     monkeypatch.setattr(fast, "_mkldnn_ok", lambda x: False)  # the plain-op path (non-CPU devices)
     compare(gen, FastGenerator(gen), args, 30.0, 1e-5)
 

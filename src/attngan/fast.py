@@ -185,12 +185,17 @@ class GatedConv(nn.Module):
 
 
 class FastUpBlock(nn.Module):
-    """``up_block`` (upsample x2 -> conv3x3 -> BN -> GLU) as a gated four-phase 2x2 convolution."""
+    """``up_block`` (upsample x2 -> conv3x3 -> BN -> GLU) as a gated four-phase 2x2 convolution
+    (``subpixel=False``: upsampling, then the gated, folded 3x3 convolution; for comparison)."""
 
-    def __init__(self, block: nn.Sequential, dtype: torch.dtype) -> None:
+    def __init__(self, block: nn.Sequential, dtype: torch.dtype, subpixel: bool = True) -> None:
         super().__init__()
         conv, bn = block[1], block[2]
         weight, bias = fold_batchnorm(_conv_weight(conv), None, bn)
+        self.subpixel = subpixel
+        if not subpixel:
+            self.conv = GatedConv(weight, bias, 1, dtype)
+            return
         phases = subpixel_kernels(weight)  # [4, 2 * O, C, 2, 2]
         half = phases.shape[1] // 2
         value = phases[:, :half].reshape(-1, *phases.shape[2:])
@@ -201,6 +206,8 @@ class FastUpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` -> ``[B, O, 2H, 2W]`` (channels-last)."""
+        if not self.subpixel:
+            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
         b, _, h, w = x.shape
         y = self.conv(x)  # [B, 4 * O, H + 1, W + 1]: phase-major channels
         o = self.out_channels
@@ -240,7 +247,7 @@ def _glu(x: torch.Tensor) -> torch.Tensor:
 class FastInitialStage(nn.Module):
     """First stage: folded fc + GLU to a 4x4 map, then fast up-blocks (self-attention kept)."""
 
-    def __init__(self, stage: InitialStage, dtype: torch.dtype) -> None:
+    def __init__(self, stage: InitialStage, dtype: torch.dtype, subpixel: bool = True) -> None:
         super().__init__()
         linear, bn = stage.fc[0], stage.fc[1]
         weight, bias = fold_batchnorm(linear.weight, linear.bias, bn)
@@ -248,7 +255,7 @@ class FastInitialStage(nn.Module):
         self.fc.weight.data.copy_(weight)
         self.fc.bias.data.copy_(bias)
         self.start_channels = stage.start_channels
-        self.upsample = nn.Sequential(*[FastUpBlock(block, dtype) for block in stage.upsample])
+        self.upsample = nn.Sequential(*[FastUpBlock(block, dtype, subpixel) for block in stage.upsample])
         self.self_attention = stage.self_attention
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -287,12 +294,12 @@ def channels_last_word_attention(features: torch.Tensor, words: torch.Tensor, ma
 class FastRefineStage(nn.Module):
     """Word attention, fused residual blocks and a fast up-block."""
 
-    def __init__(self, stage: RefineStage, dtype: torch.dtype) -> None:
+    def __init__(self, stage: RefineStage, dtype: torch.dtype, subpixel: bool = True) -> None:
         super().__init__()
         self.project_words = nn.Parameter(stage.attention.project_words.weight.detach()[:, :, 0, 0].to(dtype),
                                           requires_grad=False)  # [C, D]
         self.residual = nn.Sequential(*[FastResidualBlock(block, dtype) for block in stage.residual])
-        self.upsample = FastUpBlock(stage.upsample, dtype)
+        self.upsample = FastUpBlock(stage.upsample, dtype, subpixel)
 
     def forward(self, features: torch.Tensor, words: torch.Tensor, mask: torch.Tensor | None,
                 legacy_mask_tiling: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,7 +334,7 @@ class FastGenerator(nn.Module):
     Images and attention maps come back as contiguous float32 NCHW tensors.
     """
 
-    def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, generator: Generator, dtype: torch.dtype = torch.float32, subpixel: bool = True) -> None:
         super().__init__()
         if generator.training:
             raise ValueError("FastGenerator folds BatchNorm statistics: put the generator in eval mode first")
@@ -336,8 +343,8 @@ class FastGenerator(nn.Module):
         self.config = generator.config
         self.dtype = dtype
         self.conditioning = _FrozenConditioning(source.conditioning)
-        self.initial = FastInitialStage(source.initial, dtype)
-        self.refine = nn.ModuleList([FastRefineStage(stage, dtype) for stage in source.refine])
+        self.initial = FastInitialStage(source.initial, dtype, subpixel)
+        self.refine = nn.ModuleList([FastRefineStage(stage, dtype, subpixel) for stage in source.refine])
         self.to_image = nn.ModuleList([FastImageHead(head.conv, dtype) for head in source.to_image])
         self.to(device)
         self.eval().requires_grad_(False)
