@@ -194,8 +194,9 @@ def plot(res: dict[str, Any], out: Path) -> list[Path]:
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=path)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("ms per image (256x256)")
+    ax.set_ylabel("ms per image (256x256, log scale)")
     ax.set_title("Time per image vs batch size")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -211,8 +212,9 @@ def plot(res: dict[str, Any], out: Path) -> list[Path]:
             if len(pts) > 1:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path}, batch {batch}")
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("output resolution (stages 1, 2, 3)")
-    ax.set_ylabel("ms per image")
+    ax.set_ylabel("ms per image (log scale)")
     ax.set_title("Time per image vs resolution")
     ax.grid(alpha=0.3)
     ax.legend()
