@@ -136,3 +136,19 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path) -> No
     assert_same(a[1]["models"]["generator"], b[1]["models"]["generator"], atol=1e-4)
     for da, db in zip(a[1]["models"]["discriminators"], b[1]["models"]["discriminators"], strict=True):
         assert_same(da, db, atol=1e-4)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_picks_bf16_only_with_native_support(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attngan import fast
+    from attngan.config import ConfigError
+    from attngan.training.damsm import _autocast
+    from attngan.training.options import RunOptions
+
+    assert RunOptions(precision="auto").precision == "auto"
+    with pytest.raises(ConfigError, match="run.precision"):
+        RunOptions(precision="fp16")
+    monkeypatch.setattr(fast, "native_bf16", lambda device="cpu": native)
+    with _autocast("auto", torch.device("cpu")):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == (torch.bfloat16 if native else torch.float32)

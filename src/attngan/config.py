@@ -154,6 +154,10 @@ class GeneratorConfig:
     variant: str = "multi_stage"  # or "dcgan" (one image from the last stage)
     self_attention: bool = False
     spectral_norm: bool = False
+    # Scale of the conditioning-augmentation noise: c = mu + condition_noise * eps * sigma. The
+    # original is 1.0. Small text encoders give small sentence features, whose mu is then drowned
+    # by unit noise and the first stage ignores the caption; a smaller scale keeps it audible.
+    condition_noise: float = 1.0
     # The original tiles the word mask with ``repeat(queryL, 1)``, which pairs rows with the
     # wrong sample when captions in a batch have different lengths. True reproduces it exactly
     # (converted checkpoints); False masks each sample's own padding.
@@ -165,6 +169,7 @@ class GeneratorConfig:
                "generator.first_stage_size must be one of 8, 16, 32, 64, 128")
         _check(self.variant in ("multi_stage", "dcgan"), "generator.variant must be 'multi_stage' or 'dcgan'")
         _check(self.channels % 2 == 0 and self.channels >= 2, "generator.channels must be even")
+        _check(self.condition_noise >= 0, "generator.condition_noise must be >= 0")
 
     @property
     def image_sizes(self) -> tuple[int, ...]:

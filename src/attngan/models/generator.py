@@ -14,11 +14,12 @@ from .layers import GLU, ResidualBlock, SelfAttention, conv3x3, glu, up_block
 
 
 class ConditioningAugmentation(nn.Module):
-    """Sentence feature ``[B, D]`` -> condition ``c = mu + eps * exp(logvar / 2)`` ``[B, C]``."""
+    """Sentence feature ``[B, D]`` -> condition ``c = mu + noise_scale * eps * exp(logvar / 2)`` ``[B, C]``."""
 
-    def __init__(self, text_dim: int, condition_dim: int) -> None:
+    def __init__(self, text_dim: int, condition_dim: int, noise_scale: float = 1.0) -> None:
         super().__init__()
         self.condition_dim = condition_dim
+        self.noise_scale = noise_scale
         self.fc = nn.Linear(text_dim, condition_dim * 4)
 
     def encode(self, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +40,8 @@ class ConditioningAugmentation(nn.Module):
         mu, logvar = self.encode(sentence)
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if self.noise_scale != 1.0:
+            eps = eps * self.noise_scale
         return mu + eps * torch.exp(0.5 * logvar), mu, logvar
 
 
@@ -111,7 +114,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         c = config.channels
-        self.conditioning = ConditioningAugmentation(config.text_dim, config.condition_dim)
+        self.conditioning = ConditioningAugmentation(config.text_dim, config.condition_dim, config.condition_noise)
         self.initial = InitialStage(config.noise_dim + config.condition_dim, c, config.first_stage_size,
                                     config.self_attention, config.spectral_norm)
         self.refine = nn.ModuleList(

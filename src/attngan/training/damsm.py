@@ -186,6 +186,10 @@ def _collate() -> Any:
 def _autocast(precision: str, device: torch.device) -> Any:
     import contextlib
 
+    if precision == "auto":
+        from ..fast import native_bf16
+
+        precision = "bf16" if native_bf16(device) else "fp32"
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

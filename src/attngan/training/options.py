@@ -58,15 +58,15 @@ class RunOptions:
     sample_every: int = 200
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the device has native bf16, else fp32)
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     time_limit_minutes: float = 0.0  # stop (saving a checkpoint) after this long; 0 = none
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError("run.precision must be 'fp32' or 'bf16'")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"run.precision must be 'fp32', 'bf16' or 'auto', not {self.precision!r}")
         if self.batch_size < 2:
             raise ConfigError("run.batch_size must be >= 2 (the losses contrast samples in a batch)")
 
