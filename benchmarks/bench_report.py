@@ -187,39 +187,32 @@ def plot(res: dict[str, Any], out: Path) -> list[Path]:
         return []
     rows = res["generate"]
     paths = sorted({r["path"] for r in rows}, key=lambda p: (p != "exact", p))
-    written = []
+    by_batch = {path: sorted((r["batch"], r["s_per_image"] * 1000) for r in rows
+                             if r["path"] == path and r["stages"] == 3) for path in paths}
+    by_resolution = {f"{path}, batch {batch}": sorted((r["resolution"], r["s_per_image"] * 1000) for r in rows
+                                                       if r["path"] == path and r["batch"] == batch)
+                     for path in ("exact", "fast") for batch in (1, 8)}
+    return [_log_plot(plt, by_batch, 1, "batch size", "ms per image (256x256, log scale)",
+                      "Time per image vs batch size", out / "time_vs_batch.png"),
+            _log_plot(plt, by_resolution, 2, "output resolution (stages 1, 2, 3)", "ms per image (log scale)",
+                      "Time per image vs resolution", out / "time_vs_resolution.png")]
+
+
+def _log_plot(plt: Any, series: dict[str, list[tuple[float, float]]], min_points: int, xlabel: str, ylabel: str,
+              title: str, path: Path) -> Path:
+    """One log-log line plot of ``series`` (label -> points) saved as ``path``."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for path in paths:
-        pts = sorted((r["batch"], r["s_per_image"] * 1000) for r in rows if r["path"] == path and r["stages"] == 3)
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label=path)
+    for label, pts in series.items():
+        if len(pts) >= min_points:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("ms per image (256x256, log scale)")
-    ax.set_title("Time per image vs batch size")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    written.append(out / "time_vs_batch.png")
     fig.tight_layout()
-    fig.savefig(written[-1], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for path in ("exact", "fast"):
-        for batch in (1, 8):
-            pts = sorted((r["resolution"], r["s_per_image"] * 1000) for r in rows
-                         if r["path"] == path and r["batch"] == batch)
-            if len(pts) > 1:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path}, batch {batch}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("output resolution (stages 1, 2, 3)")
-    ax.set_ylabel("ms per image (log scale)")
-    ax.set_title("Time per image vs resolution")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    written.append(out / "time_vs_resolution.png")
-    fig.tight_layout()
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-    return written
+    return path
