@@ -141,7 +141,9 @@ def evaluate_both(model: Path, samples: int) -> dict[str, Any]:
     from attngan.metrics.run import evaluate_shapes
     from attngan.pipeline import AttnGANPipeline
 
-    out: dict[str, Any] = {"model": str(model), "num_samples": samples}
+    shown = model.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # no machine paths in results
+    out: dict[str, Any] = {"model": str(shown), "num_samples": samples}
     for name, exact in (("exact", True), ("fast", False)):
         t0 = time.perf_counter()
         summary = evaluate_shapes(AttnGANPipeline.from_pretrained(model, exact=exact), num_samples=samples, seed=0)
