@@ -142,7 +142,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path) -> No
 def test_precision_auto_picks_bf16_only_with_native_support(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from attngan import fast
     from attngan.config import ConfigError
-    from attngan.training.damsm import _autocast
+    from attngan.training.damsm import _autocast, resolve_precision
     from attngan.training.options import RunOptions
 
     assert RunOptions(precision="auto").precision == "auto"
@@ -152,3 +152,6 @@ def test_precision_auto_picks_bf16_only_with_native_support(native: bool, monkey
     with _autocast("auto", torch.device("cpu")):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == (torch.bfloat16 if native else torch.float32)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")  # what the resolved config records
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"

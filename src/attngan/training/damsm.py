@@ -83,7 +83,8 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
         ckpt.check_fresh(folder)
     data = build_data(cfg.data, (cfg.image_encoder.image_size,), cfg.text_encoder.max_words, seed=run.seed)
     vocab = data.vocab
-    cfg = dataclasses.replace(cfg, text_encoder=dataclasses.replace(cfg.text_encoder, vocab_size=len(vocab)))
+    cfg = dataclasses.replace(cfg, text_encoder=dataclasses.replace(cfg.text_encoder, vocab_size=len(vocab)),
+                              run=dataclasses.replace(cfg.run, precision=resolve_precision(cfg.run.precision, dist.device)))
     if dist.is_main:
         write_resolved_config(out, {"damsm": to_dict(cfg), "version": __version__}, "damsm_config.yaml")
 
@@ -183,13 +184,18 @@ def _collate() -> Any:
     return collate
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``run.precision`` as used on ``device``: ``auto`` becomes bf16 where it is native, else fp32."""
+    if precision != "auto":
+        return precision
+    from ..fast import native_bf16
+
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def _autocast(precision: str, device: torch.device) -> Any:
     import contextlib
 
-    if precision == "auto":
-        from ..fast import native_bf16
-
-        precision = "bf16" if native_bf16(device) else "fp32"
-    if precision == "bf16":
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -22,7 +22,7 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from . import checkpoint as ckpt
-from .damsm import _autocast, _collate, build_data
+from .damsm import _autocast, _collate, build_data, resolve_precision
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA
 from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
@@ -76,7 +76,8 @@ class GANTrainer:
         self.image_encoder = enc.image_encoder.to(dist.device).eval().requires_grad_(False)
         te_cfg = enc.text_encoder.config
         gen_cfg = dataclasses.replace(cfg.generator, text_dim=te_cfg.hidden_dim)
-        self.cfg = cfg = dataclasses.replace(cfg, generator=gen_cfg)
+        run = dataclasses.replace(run, precision=resolve_precision(run.precision, dist.device))  # recorded as used
+        self.cfg = cfg = dataclasses.replace(cfg, generator=gen_cfg, run=run)
         self.max_words = te_cfg.max_words
         if dist.is_main:
             ckpt.check_writable(self.out)
