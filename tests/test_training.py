@@ -142,7 +142,8 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path) -> No
 def test_precision_auto_picks_bf16_only_with_native_support(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from attngan import fast
     from attngan.config import ConfigError
-    from attngan.training.damsm import _autocast, resolve_precision
+    from attngan.fast import resolve_precision
+    from attngan.training.damsm import _autocast
     from attngan.training.options import RunOptions
 
     assert RunOptions(precision="auto").precision == "auto"

@@ -19,6 +19,7 @@ only on hardware with native bf16 arithmetic (see :func:`native_bf16`).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 
 import torch
@@ -39,16 +40,27 @@ _PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 convolutions and GEMMs run natively (faster than fp32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
+    """True where bf16 convolutions and GEMMs run natively (faster than fp32); asked once per device kind."""
+    return _native_bf16(torch.device(device).type)
+
+
+@functools.cache
+def _native_bf16(device_type: str) -> bool:
+    if device_type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
+    if device_type == "cpu":
         try:
             return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``"auto"`` -> ``"bf16"`` where ``device`` has native bf16, else ``"fp32"``; other values unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def encode_text(text_encoder: TextEncoder, tokens: torch.Tensor,

@@ -127,10 +127,10 @@ class AttnGANPipeline:
         if exact is not None:
             self.exact = bool(exact)
         self._requested_precision = precision
-        if precision == "auto":
-            from .fast import native_bf16
+        if precision == "auto":  # bf16 only on the fast path, and only where the hardware has it
+            from .fast import resolve_precision
 
-            precision = "bf16" if not self.exact and self.onnx_backend is None and native_bf16(self.device) else "fp32"
+            precision = resolve_precision("auto", self.device) if not self.exact and self.onnx_backend is None else "fp32"
         self.precision = precision
         self._fast_generator = None
         return self

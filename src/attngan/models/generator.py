@@ -40,9 +40,7 @@ class ConditioningAugmentation(nn.Module):
         mu, logvar = self.encode(sentence)
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        if self.noise_scale != 1.0:
-            eps = eps * self.noise_scale
-        return mu + eps * torch.exp(0.5 * logvar), mu, logvar
+        return mu + (eps * self.noise_scale) * torch.exp(0.5 * logvar), mu, logvar  # x * 1.0 is exact
 
 
 class InitialStage(nn.Module):

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..config import to_dict
+from ..fast import resolve_precision
 from ..hub import DAMSMEncoders, save_damsm
 from ..losses.damsm import sentence_loss, words_loss
 from ..models.image_encoder import build_image_encoder, load_inception_imagenet_weights
@@ -83,8 +84,8 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
         ckpt.check_fresh(folder)
     data = build_data(cfg.data, (cfg.image_encoder.image_size,), cfg.text_encoder.max_words, seed=run.seed)
     vocab = data.vocab
-    cfg = dataclasses.replace(cfg, text_encoder=dataclasses.replace(cfg.text_encoder, vocab_size=len(vocab)),
-                              run=dataclasses.replace(cfg.run, precision=resolve_precision(cfg.run.precision, dist.device)))
+    run = dataclasses.replace(run, precision=resolve_precision(run.precision, dist.device))  # recorded as used
+    cfg = dataclasses.replace(cfg, text_encoder=dataclasses.replace(cfg.text_encoder, vocab_size=len(vocab)), run=run)
     if dist.is_main:
         write_resolved_config(out, {"damsm": to_dict(cfg), "version": __version__}, "damsm_config.yaml")
 
@@ -184,16 +185,8 @@ def _collate() -> Any:
     return collate
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``run.precision`` as used on ``device``: ``auto`` becomes bf16 where it is native, else fp32."""
-    if precision != "auto":
-        return precision
-    from ..fast import native_bf16
-
-    return "bf16" if native_bf16(device) else "fp32"
-
-
 def _autocast(precision: str, device: torch.device) -> Any:
+    """bf16 autocast for ``precision`` "bf16" (or "auto" where bf16 is native), else a no-op context."""
     import contextlib
 
     if resolve_precision(precision, device) == "bf16":

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..config import ModelConfig, to_dict
+from ..fast import resolve_precision
 from ..hub import ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import sentence_loss, words_loss
 from ..losses.gan import discriminator_loss, generator_adversarial_loss, kl_loss
@@ -22,7 +23,7 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from . import checkpoint as ckpt
-from .damsm import _autocast, _collate, build_data, resolve_precision
+from .damsm import _autocast, _collate, build_data
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA
 from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
