@@ -15,6 +15,18 @@ CUB = DATA / "cub_birds_001-005"
 ANIME = DATA / "anime_faces"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (small CPU work runs faster so when the cores are shared);
+    modules ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def require(path: Path) -> Path:
     """Skip the calling test, saying why, when a shared file is absent."""
     if not path.exists():

@@ -26,12 +26,7 @@ TINY_RECIPE = {"train_images": 96, "channels": 4, "feature_dim": 16, "epochs": 1
                "lr_schedule": "cosine"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(autouse=True)

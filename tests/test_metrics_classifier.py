@@ -58,13 +58,7 @@ class Squares(torch.utils.data.Dataset):
         return self.images, self.attributes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU work runs faster on one thread when the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from attngan.metrics.inception import (
     to_uint8,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU work runs faster on one thread when the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ RECORD_FIELDS = {"metric", "values", "label", "feature_extractor", "model", "mod
                  "num_samples", "time", "seconds", "versions", "extra"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU work runs faster on one thread when the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def test_custom_metric_record_and_jsonl(tmp_path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -24,17 +23,17 @@ import json
 import logging
 import os
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from PIL import Image
 
+from .files import atomic_file, write_atomic
 from .pipeline import PipelineOutput, to_pil
-from .viz import image_from_png_bytes, png_base64, write_atomic
+from .viz import image_from_png_bytes, png_base64
 
 log = logging.getLogger(__name__)
 
@@ -139,23 +138,6 @@ def export_format(path: str | os.PathLike[str]) -> str:
     if fmt is None:
         raise ExportError(f"{path}: unknown export format (use .csv, .jsonl or .parquet)")
     return fmt
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A binary file that replaces ``path`` only when the block finishes without error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def slugify(text: str, max_length: int = 48) -> str:

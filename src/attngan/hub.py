@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, ModelConfig, to_dict
+from .files import read_format_json, staged_dir
 from .models.generator import Generator
 from .models.image_encoder import build_image_encoder
 from .models.text_encoder import TextEncoder
@@ -82,24 +81,11 @@ def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: d
                   vocab: Vocabulary) -> Path:
     """Write config.json + model.safetensors + vocab.json into ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         config = {**config, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME)}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
         vocab.save(tmp / VOCAB_NAME)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -122,14 +108,7 @@ def _read_weights(path: Path, expected_sha256: str | None) -> tuple[dict[str, to
 def _read_json(path: Path, kind: str, hint: str) -> dict[str, Any]:
     """``config.json`` of a folder of format ``kind``, its top-level fields checked; errors name it."""
     file = path / CONFIG_NAME
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file} not found: is {path} {hint}?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != kind:
-        raise ValueError(f"{file} is not {hint} ('format' must be {kind!r})")
+    data = read_format_json(file, kind, hint)
     version = data.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise ConfigError(f"{file}: format_version must be an integer, got {version!r}")

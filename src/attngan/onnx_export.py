@@ -17,8 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .files import read_format_json, staged_dir
 from .hub import ModelBundle, state_dict_of
 from .models.generator import Generator
 from .models.text_encoder import TextEncoder
@@ -172,8 +171,7 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
     eps = torch.randn(2, gcfg.condition_dim, device=device)
     image_names, attention_names = _output_names(bundle.generator)
     gen_outputs = [*image_names, *attention_names, "mu", "logvar", "condition"]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_dir(folder) as tmp:
         _export(text, (tokens, lengths), tmp / TEXT_ENCODER_FILE, ["tokens", "lengths"], ["words", "sentence"],
                 {"tokens": {0: "batch", 1: "words"}, "lengths": {0: "batch"}, "words": {0: "batch", 2: "words"},
                  "sentence": {0: "batch"}}, opset)
@@ -188,36 +186,14 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
                 "opset": opset, "images": image_names,
                 "attention": attention_names, "torch": torch.__version__}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
-        _replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %s to %s (opset %d)", cfg.name, folder, opset)
     return folder
-
-
-def _replace_dir(tmp: Path, folder: Path) -> None:
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
 
 
 def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``onnx.json`` of an exported folder; errors name the file."""
     file = Path(folder) / META_NAME
-    try:
-        meta = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file} not found: is {folder} an attngan ONNX folder?") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "attngan-onnx":
-        raise ValueError(f"{file} is not an attngan ONNX description (no 'format': 'attngan-onnx')")
+    meta = read_format_json(file, "attngan-onnx", "an attngan ONNX folder")
     return meta
 
 

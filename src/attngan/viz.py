@@ -10,7 +10,6 @@ import base64
 import binascii
 import io
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from .files import write_atomic
 from .pipeline import PipelineOutput
 
 PAD = 4  # pixels between panels and around the sheet
@@ -244,24 +244,6 @@ def image_from_png_base64(text: str) -> Image.Image:
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError(f"invalid base64 image data ({exc})") from None
     return image_from_png_bytes(data)
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary sibling file, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..files import read_format_json, staged_dir
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
@@ -200,14 +202,15 @@ def train_attribute_classifier(
 
 def save_classifier(classifier: AttributeClassifier, path: str | os.PathLike[str],
                     metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into folder ``path``."""
+    """Write ``config.json`` and ``model.safetensors`` into folder ``path``, replacing it whole
+    (a crash leaves the previous folder or none, never a mix)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     meta = {**getattr(classifier, "metadata", {}), **(metadata or {})}
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(classifier.config), "metadata": meta}
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
-    (path / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+    with staged_dir(path) as tmp:
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -215,14 +218,7 @@ def load_classifier(path: str | os.PathLike[str], device: str | torch.device = "
     """Load a folder written by :func:`save_classifier` (eval mode); errors name the file at fault."""
     path = Path(path)
     file = path / CONFIG_NAME
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file} not found: is {path} an attribute-classifier folder?") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{file} is not an attribute-classifier config (format {FORMAT!r} expected)")
+    data = read_format_json(file, FORMAT, "an attribute-classifier folder")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{file} has format_version {data['format_version']}; this version reads up to {FORMAT_VERSION}")
     try:

@@ -1,0 +1,88 @@
+"""What every writer and reader of artefacts shares: atomic file and folder replacement, and
+``config.json``-style reads whose errors name the file.
+
+A reader never sees a half-written file or folder: files are written to a temporary sibling,
+fsynced and moved into place with ``os.replace``; folders are built beside the target and
+swapped in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` only when the block finishes without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+def replace_dir(tmp: Path, folder: Path) -> None:
+    """Move the finished folder ``tmp`` to ``folder``, replacing any folder there."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+@contextlib.contextmanager
+def staged_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh temporary folder beside ``folder`` to fill; it replaces ``folder`` when the block
+    finishes without error and is removed otherwise (``folder`` is then left as it was)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_format_json(file: Path, kind: str, hint: str) -> dict[str, Any]:
+    """The JSON object in ``file`` whose ``format`` field is ``kind``.
+
+    ``hint`` says what the file's folder should be ("an attngan model folder"); every error
+    names ``file``: missing, unreadable, not JSON, or not of format ``kind``.
+    """
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file} not found: is {file.parent} {hint}?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != kind:
+        raise ValueError(f"{file} is not {hint} ('format' must be {kind!r})")
+    return data
