@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -30,3 +32,14 @@ def test_float16_weights_load_into_float32_modules(tmp_path: Path) -> None:
         if a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], atol=1e-2, rtol=1e-3), k
     assert loaded.metadata["weights_dtype"] == "float16"
+
+
+def test_model_folder_gets_the_umask_permissions_of_plain_files(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = save_pretrained(make_tiny_bundle(), tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    for name in ("config.json", "model.safetensors", "vocab.json"):
+        assert stat.S_IMODE((path / name).stat().st_mode) == 0o644, name

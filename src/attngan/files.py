@@ -13,10 +13,12 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import safetensors.torch
+import torch
 
 
 @contextlib.contextmanager
@@ -44,6 +46,14 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return Path(path)
 
 
+def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str],
+                      metadata: dict[str, str] | None = None) -> Path:
+    """Write ``state`` as safetensors to ``path`` with the permissions of a plain ``open``
+    (``safetensors.torch.save_file`` makes the file private to its owner)."""
+    Path(path).write_bytes(safetensors.torch.save(state, metadata=metadata))
+    return Path(path)
+
+
 def replace_dir(tmp: Path, folder: Path) -> None:
     """Move the finished folder ``tmp`` to ``folder``, replacing any folder there."""
     if folder.exists():
@@ -62,7 +72,8 @@ def staged_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
     finishes without error and is removed otherwise (``folder`` is then left as it was)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
+    tmp.mkdir(0o777)  # the umask applies (mkdtemp would make it private)
     try:
         yield tmp
         replace_dir(tmp, folder)

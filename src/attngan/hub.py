@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .config import ConfigError, ModelConfig, to_dict
-from .files import read_format_json, staged_dir
+from .files import read_format_json, staged_dir, write_safetensors
 from .models.generator import Generator
 from .models.image_encoder import build_image_encoder
 from .models.text_encoder import TextEncoder
@@ -82,7 +82,7 @@ def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: d
     """Write config.json + model.safetensors + vocab.json into ``path`` atomically."""
     path = Path(path)
     with staged_dir(path) as tmp:
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        write_safetensors(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         config = {**config, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME)}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
         vocab.save(tmp / VOCAB_NAME)

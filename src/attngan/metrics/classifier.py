@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..files import read_format_json, staged_dir
+from ..files import read_format_json, staged_dir, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def save_classifier(classifier: AttributeClassifier, path: str | os.PathLike[str
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": asdict(classifier.config), "metadata": meta}
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
     with staged_dir(path) as tmp:
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        write_safetensors(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     return path
 
