@@ -43,3 +43,17 @@ def test_model_folder_gets_the_umask_permissions_of_plain_files(tmp_path: Path) 
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     for name in ("config.json", "model.safetensors", "vocab.json"):
         assert stat.S_IMODE((path / name).stat().st_mode) == 0o644, name
+
+
+def test_saving_over_a_model_folder_keeps_its_other_files(tmp_path: Path) -> None:
+    path = save_pretrained(make_tiny_bundle(), tmp_path / "m")
+    (path / "MODEL_CARD.md").write_text("# card\n")
+    (path / "samples").mkdir()
+    (path / "samples" / "a.png").write_bytes(b"png")
+    before = (path / "model.safetensors").read_bytes()
+    save_pretrained(make_tiny_bundle(), path, weights_dtype="float16")
+    assert (path / "MODEL_CARD.md").read_text() == "# card\n"
+    assert (path / "samples" / "a.png").read_bytes() == b"png"
+    assert (path / "model.safetensors").read_bytes() != before
+    assert load_pretrained(path).metadata["weights_dtype"] == "float16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left behind

@@ -9,6 +9,7 @@ swapped in.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -47,16 +48,31 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str],
-                      metadata: dict[str, str] | None = None) -> Path:
+                      metadata: dict[str, str] | None = None) -> str:
     """Write ``state`` as safetensors to ``path`` with the permissions of a plain ``open``
-    (``safetensors.torch.save_file`` makes the file private to its owner)."""
-    Path(path).write_bytes(safetensors.torch.save(state, metadata=metadata))
-    return Path(path)
+    (``safetensors.torch.save_file`` makes the file private to its owner); returns the
+    SHA-256 (hex) of the bytes written."""
+    data = safetensors.torch.save(state, metadata=metadata)
+    Path(path).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def replace_dir(tmp: Path, folder: Path) -> None:
-    """Move the finished folder ``tmp`` to ``folder``, replacing any folder there."""
+def replace_dir(tmp: Path, folder: Path, keep_others: bool = False) -> None:
+    """Move the finished folder ``tmp`` to ``folder``, replacing any folder there.
+
+    ``keep_others``: entries of the old folder that ``tmp`` lacks (a model card, say) are
+    copied into ``tmp`` first, so only what was rewritten is replaced.
+    """
     if folder.exists():
+        if keep_others:
+            for entry in folder.iterdir():
+                target = tmp / entry.name
+                if target.exists() or entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    shutil.copytree(entry, target, symlinks=True)
+                else:
+                    shutil.copy2(entry, target, follow_symlinks=False)
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
@@ -67,16 +83,17 @@ def replace_dir(tmp: Path, folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+def staged_dir(folder: str | os.PathLike[str], keep_others: bool = False) -> Iterator[Path]:
     """A fresh temporary folder beside ``folder`` to fill; it replaces ``folder`` when the block
-    finishes without error and is removed otherwise (``folder`` is then left as it was)."""
+    finishes without error and is removed otherwise (``folder`` is then left as it was).
+    ``keep_others``: see :func:`replace_dir`."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{secrets.token_hex(6)}.tmp")
     tmp.mkdir(0o777)  # the umask applies (mkdtemp would make it private)
     try:
         yield tmp
-        replace_dir(tmp, folder)
+        replace_dir(tmp, folder, keep_others)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

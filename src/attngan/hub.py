@@ -81,9 +81,8 @@ def _write_folder(path: str | os.PathLike[str], config: dict[str, Any], state: d
                   vocab: Vocabulary) -> Path:
     """Write config.json + model.safetensors + vocab.json into ``path`` atomically."""
     path = Path(path)
-    with staged_dir(path) as tmp:
-        write_safetensors(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        config = {**config, "weights_sha256": file_sha256(tmp / WEIGHTS_NAME)}
+    with staged_dir(path, keep_others=True) as tmp:
+        config = {**config, "weights_sha256": write_safetensors(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
         vocab.save(tmp / VOCAB_NAME)
     return path
@@ -136,7 +135,8 @@ def _load_modules(path: Path, modules: dict[str, torch.nn.Module], state: dict[s
 
 
 def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str], weights_dtype: str = "float32") -> Path:
-    """Write the folder atomically; an existing folder at ``path`` is replaced.
+    """Write the folder atomically; in an existing folder at ``path`` the three model files are
+    replaced and any other file (a model card, say) is kept.
 
     ``weights_dtype="float16"`` stores floating-point weights at half precision (half the
     file); they are loaded back into float32 modules.
