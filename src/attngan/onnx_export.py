@@ -193,8 +193,7 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
 def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``onnx.json`` of an exported folder; errors name the file."""
     file = Path(folder) / META_NAME
-    meta = read_format_json(file, "attngan-onnx", "an attngan ONNX folder")
-    return meta
+    return read_format_json(file, "attngan-onnx", "an attngan ONNX folder")
 
 
 def default_onnx_dir(bundle: ModelBundle) -> Path:
