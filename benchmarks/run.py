@@ -53,7 +53,7 @@ def machine_info() -> dict[str, Any]:
         flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())  # type: ignore[union-attr]
     except (OSError, AttributeError):
         pass
-    from attngan.fast import native_bf16
+    from attngan.precision import native_bf16
 
     return {"cpu": cpu, "cores": os.cpu_count(), "threads_used": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),

@@ -39,7 +39,7 @@ def formats() -> list[str]:
 @pytest.fixture(scope="module")
 def output(tiny_model_dir: Path) -> PipelineOutput:
     """100 generations: 4 captions x 25 seeds."""
-    pipe = AttnGANPipeline.from_pretrained(tiny_model_dir)
+    pipe = AttnGANPipeline.from_pretrained(tiny_model_dir, precision="fp32")
     return pipe(CAPTIONS, num_images=25, seed=1000)
 
 

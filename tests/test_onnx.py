@@ -45,7 +45,8 @@ def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def pipes(model_dir: Path) -> tuple[AttnGANPipeline, AttnGANPipeline]:
-    return AttnGANPipeline.from_pretrained(model_dir), AttnGANPipeline.from_pretrained(model_dir, backend="onnx")
+    return (AttnGANPipeline.from_pretrained(model_dir, precision="fp32"),
+            AttnGANPipeline.from_pretrained(model_dir, backend="onnx"))
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -112,12 +113,9 @@ def test_onnx_pipeline_fewer_stages(pipes: tuple[AttnGANPipeline, AttnGANPipelin
     assert max_diff(actual.images[-1], expected.images[-1]) <= TOL
     with pytest.raises(ValueError, match="num_stages"):
         onnx_pipe("red", num_stages=4)
-    onnx_pipe.set_precision("bf16")
-    try:
-        with pytest.raises(ValueError, match="fp32"):
-            onnx_pipe("red")
-    finally:
-        onnx_pipe.set_precision("fp32")
+    with pytest.raises(ValueError, match="ONNX backend runs in fp32"):
+        onnx_pipe.set_precision("bf16")
+    assert onnx_pipe.precision == "fp32" and onnx_pipe.set_precision("auto").precision == "fp32"
 
 
 def test_cache_is_reused_and_refreshed(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path,
@@ -136,7 +134,7 @@ def test_cache_is_reused_and_refreshed(pipes: tuple[AttnGANPipeline, AttnGANPipe
     changed.bundle.generator.to_image[-1].conv.weight.data.mul_(2.0)
     changed.use_backend("onnx", folder)  # stale folder: exported again
     assert (folder / META_NAME).read_text() != before
-    expected = changed.use_backend("torch")("a red circle", seed=2).images[-1]
+    expected = changed.use_backend("torch").set_precision("fp32")("a red circle", seed=2).images[-1]
     actual = changed.use_backend("onnx", folder)("a red circle", seed=2).images[-1]
     assert max_diff(actual, expected) <= TOL
 
@@ -166,7 +164,7 @@ def test_spectral_norm_self_attention_gru_model(tmp_path: Path) -> None:
         for module in bundle.modules().values():
             for p in module.parameters():
                 p.add_(0.1 * torch.randn_like(p))  # non-zero self-attention gates
-    torch_pipe = AttnGANPipeline(bundle)
+    torch_pipe = AttnGANPipeline(bundle, precision="fp32")
     onnx_pipe = AttnGANPipeline(bundle).use_backend("onnx", tmp_path / "onnx")
     expected = torch_pipe(CAPTIONS, seed=4)
     actual = onnx_pipe(CAPTIONS, seed=4)

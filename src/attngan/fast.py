@@ -13,13 +13,12 @@ What changes (all exact in real arithmetic; fp32 results match to rounding, ~1e-
 * word attention is computed directly in channels-last order.
 
 Optionally the weights and activations are bfloat16 (``dtype=torch.bfloat16``), which pays
-only on hardware with native bf16 arithmetic (see :func:`native_bf16`).
+only on hardware with native bf16 arithmetic (the policy is in :mod:`attngan.precision`).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 
 import torch
@@ -28,8 +27,9 @@ from torch import nn
 
 from .models.attention import tile_mask_like_original
 from .models.generator import Generator, GeneratorOutput, InitialStage, RefineStage
-from .models.layers import ResidualBlock
+from .models.layers import ResidualBlock, SelfAttention
 from .models.text_encoder import TextEncoder
+from .precision import hardware_bf16
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +37,6 @@ log = logging.getLogger(__name__)
 # output phase 0 (even rows) and phase 1 (odd rows) of a nearest x2 upsampling: [phase, tap2, tap3].
 _PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
                             [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 convolutions and GEMMs run natively (faster than fp32); asked once per device kind."""
-    return _native_bf16(torch.device(device).type)
-
-
-@functools.cache
-def _native_bf16(device_type: str) -> bool:
-    if device_type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device_type == "cpu":
-        try:
-            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """``"auto"`` -> ``"bf16"`` where ``device`` has native bf16, else ``"fp32"``; other values unchanged."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
 
 
 def encode_text(text_encoder: TextEncoder, tokens: torch.Tensor,
@@ -130,7 +106,7 @@ def subpixel_kernels(weight: torch.Tensor) -> torch.Tensor:
 def _mkldnn_ok(x: torch.Tensor) -> bool:
     if x.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
-    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and native_bf16("cpu"))
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and hardware_bf16("cpu"))
 
 
 class FusedConv(nn.Module):
@@ -256,6 +232,30 @@ def _glu(x: torch.Tensor) -> torch.Tensor:
     return x[:, :half] * torch.sigmoid(x[:, half:])
 
 
+class FastSelfAttention(nn.Module):
+    """:class:`~attngan.models.layers.SelfAttention` in ``dtype`` on channels-last features, its
+    1x1 projections (spectral norm baked in) as matrix products. Bound to it by
+    ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``."""
+
+    def __init__(self, attention: SelfAttention, dtype: torch.dtype) -> None:
+        super().__init__()
+
+        def matrix(conv: nn.Module) -> torch.Tensor:  # [C_out, C_in, 1, 1] -> [C_in, C_out]
+            return _conv_weight(conv)[:, :, 0, 0].t().to(dtype).contiguous()
+
+        self.register_buffer("query", matrix(attention.query))
+        self.register_buffer("key", matrix(attention.key))
+        self.register_buffer("value", matrix(attention.value))
+        self.register_buffer("gamma", attention.gamma.detach().to(dtype).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` -> ``[B, C, H, W]`` (channels-last in, channels-last out)."""
+        b, c, h, w = x.shape
+        flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # [B, N, C]; a view for channels-last input
+        out = F.scaled_dot_product_attention(flat @ self.query, flat @ self.key, flat @ self.value, scale=1.0)
+        return (flat + self.gamma * out).view(b, h, w, c).permute(0, 3, 1, 2)
+
+
 class FastInitialStage(nn.Module):
     """First stage: folded fc + GLU to a 4x4 map, then fast up-blocks (self-attention kept)."""
 
@@ -268,7 +268,7 @@ class FastInitialStage(nn.Module):
         self.fc.bias.data.copy_(bias)
         self.start_channels = stage.start_channels
         self.upsample = nn.Sequential(*[FastUpBlock(block, dtype, subpixel) for block in stage.upsample])
-        self.self_attention = stage.self_attention
+        self.self_attention = FastSelfAttention(stage.self_attention, dtype) if stage.self_attention else None
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """``[B, Z]``, ``[B, C]`` -> ``[B, channels, size, size]`` (channels-last)."""

@@ -7,7 +7,6 @@ every call, in any batch, on any device.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from .hub import ModelBundle, load_pretrained, save_pretrained
+from .precision import check_precision, dtype_of, full_precision, resolve_precision
 from .text import EncodedCaption, pad_batch
 
 if TYPE_CHECKING:
@@ -115,23 +115,22 @@ class AttnGANPipeline:
         return self.set_precision(self._requested_precision)
 
     def set_precision(self, precision: str, exact: bool | None = None) -> AttnGANPipeline:
-        """``fp32``, ``bf16`` or ``auto`` (bf16 where the device has native bf16 arithmetic, else fp32).
+        """``fp32``, ``bf16`` or ``auto`` (see :mod:`attngan.precision`).
 
         With ``exact=False`` (the default) the generator runs as its fused inference copy
         (:class:`attngan.fast.FastGenerator`: BatchNorm folded, sub-pixel up-sampling, fused
-        activations; fp32 matches the reference to ~1e-6). ``exact=True`` runs the reference
-        modules (``bf16``: under autocast). ``exact=None`` keeps the current choice.
+        activations; fp32 matches the reference to ~1e-6) in the precision chosen. ``exact=True``
+        runs the reference modules, always in fp32; so does the ONNX backend. ``exact=None``
+        keeps the current choice.
         """
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-        if exact is not None:
-            self.exact = bool(exact)
+        check_precision(precision)
+        exact = self.exact if exact is None else bool(exact)
+        fp32_only = "the exact path" if exact else "the ONNX backend" if self.onnx_backend is not None else None
+        if fp32_only is not None and precision == "bf16":
+            raise ValueError(f"{fp32_only} runs in fp32; use precision='fp32' or 'auto'")
+        self.exact = exact
         self._requested_precision = precision
-        if precision == "auto":  # bf16 only on the fast path, and only where the hardware has it
-            from .fast import resolve_precision
-
-            precision = resolve_precision("auto", self.device) if not self.exact and self.onnx_backend is None else "fp32"
-        self.precision = precision
+        self.precision = "fp32" if fp32_only is not None else resolve_precision(precision, self.device)
         self._fast_generator = None
         return self
 
@@ -142,8 +141,7 @@ class AttnGANPipeline:
         if self._fast_generator is None:
             from .fast import FastGenerator
 
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            self._fast_generator = FastGenerator(self.bundle.generator.eval(), dtype=dtype)
+            self._fast_generator = FastGenerator(self.bundle.generator.eval(), dtype=dtype_of(self.precision))
         return self._fast_generator
 
     # ------------------------------------------------------------------ ONNX Runtime backend
@@ -200,9 +198,9 @@ class AttnGANPipeline:
         """``(word_features [N, D, T], sentence [N, D], mask [N, T])`` on the pipeline's device."""
         tokens, lengths = pad_batch([e.ids for e in encoded])
         tokens = tokens.to(self.device)
-        # fp32 even under bf16 autocast: the LSTM is cheap, and oneDNN has no bf16 LSTM on CPUs
-        # without native bf16 (it raises "could not create a primitive descriptor")
-        with torch.autocast(self.device.type, enabled=False):
+        # fp32 always (see attngan.precision): the RNN is cheap, and oneDNN has no bf16 LSTM on
+        # CPUs without native bf16 (it raises "could not create a primitive descriptor")
+        with full_precision(self.device):
             if self.exact:
                 words, sentence = self.bundle.text_encoder(tokens, lengths)
             else:  # the same function without sequence packing when the lengths are equal
@@ -220,11 +218,6 @@ class AttnGANPipeline:
             zs.append(torch.randn(cfg.noise_dim, generator=g))
             eps.append(torch.randn(cfg.condition_dim, generator=g))
         return torch.stack(zs).to(self.device), torch.stack(eps).to(self.device)
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "bf16" and self.exact:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ call
     @torch.inference_mode()
@@ -293,10 +286,9 @@ class AttnGANPipeline:
                   keep: bool) -> dict[str, Any]:
         if self.onnx_backend is not None:  # ONNX Runtime instead of the torch modules
             return self.onnx_backend.generate(self, encoded, seeds, num_stages, keep)
-        with self._autocast():
-            words, sentence, mask = self.encode_text(encoded)
-            noise, eps = self.make_noise(seeds)
-            out = self._generator()(noise, sentence, words, mask, eps=eps, num_stages=num_stages)
+        words, sentence, mask = self.encode_text(encoded)
+        noise, eps = self.make_noise(seeds)
+        out = self._generator()(noise, sentence, words, mask, eps=eps, num_stages=num_stages)
         images = [img.float() for img in out.images]
         attention = [a.float() for a in out.attention_maps]
         inter: dict[str, torch.Tensor] = {}

@@ -14,11 +14,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..config import to_dict
-from ..fast import resolve_precision
 from ..hub import DAMSMEncoders, save_damsm
 from ..losses.damsm import sentence_loss, words_loss
 from ..models.image_encoder import build_image_encoder, load_inception_imagenet_weights
 from ..models.text_encoder import TextEncoder
+from ..precision import autocast, full_precision, resolve_precision
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown
 from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
@@ -51,8 +51,10 @@ def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: dict[str, An
     max_words = cfg.text_encoder.max_words
     tokens = pad_to(batch["tokens"], max_words, 1).to(device)
     lengths = batch["lengths"]
-    words, sentence = text_encoder(tokens, lengths)
+    with full_precision(device):  # the RNN in fp32 (see attngan.precision)
+        words, sentence = text_encoder(tokens, lengths)
     regions, codes = image_encoder(batch["images"][-1].to(device))
+    regions, codes = regions.float(), codes.float()
     class_ids = gather(batch["class_ids"].to(device))
     all_lengths = gather(lengths.to(device))
     g = cfg.loss
@@ -154,7 +156,7 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
             if index == 0 and step > 0:  # the original decays the learning rate once per epoch
                 for group in optimizer.param_groups:
                     group["lr"] = max(group["lr"] * cfg.lr_decay_per_epoch, cfg.optim.lr / 10)
-            with _autocast(run.precision, device):
+            with autocast(run.precision, device):
                 losses = damsm_step_losses(te, ie, batch, cfg, device)
             total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
@@ -183,12 +185,3 @@ def _collate() -> Any:
     from ..data import collate
 
     return collate
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    """bf16 autocast for ``precision`` "bf16" (or "auto" where bf16 is native), else a no-op context."""
-    import contextlib
-
-    if resolve_precision(precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -15,15 +15,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..config import ModelConfig, to_dict
-from ..fast import resolve_precision
 from ..hub import ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import sentence_loss, words_loss
 from ..losses.gan import discriminator_loss, generator_adversarial_loss, kl_loss
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
+from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
-from .damsm import _autocast, _collate, build_data
+from .damsm import _collate, build_data
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA
 from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
@@ -166,7 +166,7 @@ class GANTrainer:
         eps = torch.randn(total, cfg.generator.condition_dim, generator=self.noise)
         rows = slice(dist.rank * b, (dist.rank + 1) * b)
         z, eps = z[rows].to(dev), eps[rows].to(dev)
-        with _autocast(cfg.run.precision, dev):
+        with autocast(cfg.run.precision, dev):
             out = self.g(z, sentence, words, mask, eps=eps)
         fakes = [out.images[i] for i in self.stage_of_d] if cfg.generator.variant == "multi_stage" else out.images
 
@@ -178,7 +178,7 @@ class GANTrainer:
         wrong_scale = len(wrong_rows) * dist.world_size / (total - 1)
         logs: dict[str, float] = {}
         for i, (step_d, opt) in enumerate(zip(self.d_steps, self.opt_d, strict=True)):
-            with _autocast(cfg.run.precision, dev):
+            with autocast(cfg.run.precision, dev):
                 lg = step_d(reals[i], fakes[i].detach(), sentence, wrong_sentence, wrong_rows)
                 loss_d = discriminator_loss(lg["cond_real"].float(), lg["cond_fake"].float(), lg["cond_wrong"].float(),
                                             _f(lg["uncond_real"]), _f(lg["uncond_fake"]), wrong_scale)
@@ -189,7 +189,7 @@ class GANTrainer:
 
         # generator: adversarial terms, DAMSM on the last stage, KL
         self.discriminators.requires_grad_(False)
-        with _autocast(cfg.run.precision, dev):
+        with autocast(cfg.run.precision, dev):
             loss_adv = sentence.new_zeros(())
             for i, d in enumerate(self.discriminators):
                 cond, uncond = d.logits(d(fakes[i]), sentence)
@@ -246,7 +246,7 @@ class GANTrainer:
                 if dist.is_main and (self.step % run.log_every == 0 or self.step == run.max_steps):
                     sink.log(self.step, {**logs, "step_s": time.time() - t0, "ema_decay": self.ema.current_decay()})
                 if dist.is_main and run.sample_every and self.step % run.sample_every == 0:
-                    self.save_samples()
+                    self.save_samples_safely()
                 if dist.is_main and self.step % run.checkpoint_every == 0:
                     ckpt.save_checkpoint(folder, self.step, self.state_dict(), run.keep_checkpoints)
         sink.close()
@@ -254,9 +254,18 @@ class GANTrainer:
         if dist.is_main:
             ckpt.save_checkpoint(folder, self.step, self.state_dict(), run.keep_checkpoints)
             path = self.export()
-            self.save_samples()
+            self.save_samples_safely()
             log.info("exported the EMA generator to %s", path)
         return path
+
+    def save_samples_safely(self) -> bool:
+        """:meth:`save_samples`, logging instead of raising: a sample grid never stops a run."""
+        try:
+            self.save_samples()
+            return True
+        except Exception:
+            log.exception("could not draw the sample grid at step %d; training goes on", self.step)
+            return False
 
     def save_samples(self) -> None:
         """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights."""
@@ -266,7 +275,7 @@ class GANTrainer:
         captions = self.sample_captions()
         bundle = ModelBundle(ModelConfig(text_encoder=self.text_encoder.config, generator=self.cfg.generator),
                              self.vocab, self.text_encoder, self.ema.shadow)
-        pipe = AttnGANPipeline(bundle, device=self.dist.device)
+        pipe = AttnGANPipeline(bundle, device=self.dist.device, precision=self.cfg.run.precision)
         out = pipe(captions, seed=list(range(len(captions))))
         folder = self.out / "samples"
         folder.mkdir(parents=True, exist_ok=True)
