@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from attngan import fast
 from attngan.config import bird_config
 from attngan.hub import ModelBundle, build_bundle, save_pretrained
+from attngan.inference import fast
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.models.layers import init_weights_original
-from attngan.pipeline import AttnGANPipeline
 from attngan.text import PAD_TOKEN, Vocabulary
 
 BIRD_WORDS = ("this bird has a red crown and white belly with black wings small beak long tail feathers "
@@ -80,7 +80,7 @@ def make_pipeline(bundle: ModelBundle, path: str, onnx_dir: Path | None = None) 
                                torch.compile(bundle.generator), bundle.image_encoder, bundle.metadata)  # type: ignore[arg-type]
         pipe = AttnGANPipeline(bundle_c, precision="fp32", exact=True)
     if path == "fast-no-subpixel":
-        pipe._fast_generator = fast.FastGenerator(bundle.generator, subpixel=False)
+        pipe.runner._generator = fast.FastGenerator(bundle.generator, subpixel=False)  # type: ignore[attr-defined]
     if path in ("fast-unfused", "fast-unpacked"):
         return _Patched(pipe, path)
     return pipe

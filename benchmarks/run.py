@@ -138,8 +138,8 @@ def server_load(model: Path, clients: int, requests: int, duration: float) -> di
 
 def evaluate_both(model: Path, samples: int) -> dict[str, Any]:
     """The shapes evaluation (attribute accuracy, R-precision, FD) of ``model`` on the exact and fast paths."""
+    from attngan.inference.pipeline import AttnGANPipeline
     from attngan.metrics.run import evaluate_shapes
-    from attngan.pipeline import AttnGANPipeline
 
     shown = model.resolve()
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown  # no machine paths in results

@@ -13,9 +13,9 @@ import argparse
 import torch
 
 from attngan.data.shapes import SHAPES, SIZES, ShapesDataset
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.metrics.classifier import attribute_hits
 from attngan.metrics.eval_data import DataSpec, data_classifier
-from attngan.pipeline import AttnGANPipeline
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from attngan.cli import main
-from attngan.export import read_export
-from attngan.pipeline import AttnGANPipeline, bundled_model_path, to_pil
+from attngan.inference.export import read_export
+from attngan.inference.pipeline import AttnGANPipeline, bundled_model_path
+from attngan.viz import to_pil
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -136,7 +137,7 @@ def test_export_onnx_and_onnx_backend(tiny_model_dir: Path, tmp_path: Path) -> N
 
 
 def test_missing_bundled_model_is_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import attngan.pipeline as pipeline_module
+    import attngan.inference.pipeline as pipeline_module
 
     def absent(name: str = "shapes-64") -> Path:
         raise FileNotFoundError(f"the bundled model {name!r} is not installed at {tmp_path / name}")

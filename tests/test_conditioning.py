@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attngan.config import ConfigError, GeneratorConfig, from_dict, to_dict
-from attngan.fast import FastGenerator
+from attngan.inference.fast import FastGenerator
 from attngan.models.generator import ConditioningAugmentation, Generator
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner
 
-from attngan import legacy
 from attngan.cli import main
 from attngan.config import bird_config
-from attngan.hub import load_pretrained
+from attngan.hub import legacy, load_pretrained
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.models import Generator, InceptionImageEncoder, TextEncoder
-from attngan.pipeline import AttnGANPipeline
 
 
 def _original_files(tmp_path: Path, drop_counters: bool) -> dict[str, Path]:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from attngan.cli import main
 from attngan.data import ShapesDataset
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.metrics import MissingWeightsError, attribute_accuracy, save_classifier
 from attngan.metrics.eval_data import (
     CLASSIFIER_RECIPES,
@@ -20,7 +21,6 @@ from attngan.metrics.eval_data import (
     train_data_classifier,
 )
 from attngan.metrics.run import EvalConfig, evaluate_shapes, resolve_metrics, run_evaluation
-from attngan.pipeline import AttnGANPipeline
 
 TINY_RECIPE = {"train_images": 96, "channels": 4, "feature_dim": 16, "epochs": 1, "batch_size": 32, "lr": 2e-3,
                "lr_schedule": "cosine"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attngan.export import (
+from attngan.inference.export import (
     FIELDS,
     ExportError,
     ExportRow,
@@ -18,7 +18,7 @@ from attngan.export import (
     rows_from_output,
     write_export,
 )
-from attngan.pipeline import AttnGANPipeline, PipelineOutput
+from attngan.inference.pipeline import AttnGANPipeline, PipelineOutput
 
 CAPTIONS = [
     "a small red circle on the left",
@@ -108,7 +108,7 @@ def test_failure_mid_write_keeps_previous_file(tmp_path: Path, rows: list[Export
     def broken_fsync(fd: int) -> None:  # every byte is written, then the disk fails
         raise OSError("I/O error")
 
-    monkeypatch.setattr("attngan.export.os.fsync", broken_fsync)
+    monkeypatch.setattr("attngan.inference.export.os.fsync", broken_fsync)
     with pytest.raises(OSError, match="I/O error"):
         write_export(path, rows[10:40], append=True)
     with pytest.raises(OSError, match="I/O error"):

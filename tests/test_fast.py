@@ -1,4 +1,4 @@
-"""The fused inference generator (``attngan.fast``): exactness of each rewrite, image parity
+"""The fused inference generator (``attngan.inference.fast``): exactness of each rewrite, image parity
 with the reference generator, and the pipeline / CLI options that choose it."""
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
-from attngan import fast
 from attngan.cli import main
 from attngan.config import bird_config
-from attngan.fast import FastGenerator, encode_text, fold_batchnorm, subpixel_kernels
+from attngan.inference import fast
+from attngan.inference.backends import FastBackend, ReferenceBackend
+from attngan.inference.fast import FastGenerator, encode_text
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.models.generator import Generator
 from attngan.models.layers import init_weights_original
+from attngan.models.rewrites import fold_batchnorm, subpixel_kernels
 from attngan.models.text_encoder import TextEncoder
-from attngan.pipeline import AttnGANPipeline
 
 from .conftest import make_tiny_bundle
 
@@ -156,7 +158,8 @@ def test_pipeline_defaults_to_the_fast_path() -> None:
     bundle = make_tiny_bundle()
     fast_pipe, exact_pipe = AttnGANPipeline(bundle, precision="fp32"), AttnGANPipeline(bundle, exact=True)
     assert not fast_pipe.exact and exact_pipe.exact
-    assert isinstance(fast_pipe._generator(), FastGenerator) and exact_pipe._generator() is bundle.generator
+    assert isinstance(fast_pipe.runner, FastBackend) and isinstance(fast_pipe.runner.generator, FastGenerator)
+    assert isinstance(exact_pipe.runner, ReferenceBackend)
     a = fast_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
     b = exact_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
     assert a.settings["exact"] is False and b.settings["exact"] is True
@@ -172,9 +175,9 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert AttnGANPipeline(bundle).precision == "fp32"
     monkeypatch.setenv("ATTNGAN_NATIVE_BF16", "1")
     pipe = AttnGANPipeline(bundle)
-    assert pipe.precision == "bf16" and pipe._generator().dtype == torch.bfloat16
+    assert pipe.precision == "bf16" and pipe.runner.generator.dtype == torch.bfloat16
     assert AttnGANPipeline(bundle, exact=True).precision == "fp32"  # the reference path stays exact
-    assert pipe.set_precision("fp32").precision == "fp32" and pipe._generator().dtype == torch.float32
+    assert pipe.set_precision("fp32").precision == "fp32" and pipe.runner.generator.dtype == torch.float32
     assert pipe.set_precision("auto", exact=True).exact and pipe.precision == "fp32"
     with pytest.raises(ValueError, match="exact path runs in fp32"):
         AttnGANPipeline(bundle, precision="bf16", exact=True)

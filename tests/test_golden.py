@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from attngan.convert import discriminator_from_legacy, generator_from_legacy, text_encoder_from_legacy
+from attngan.hub.convert import discriminator_from_legacy, generator_from_legacy, text_encoder_from_legacy
 from attngan.losses import kl_loss, sentence_loss, words_loss
 
 from .conftest import GOLDEN, require

@@ -22,7 +22,7 @@ from attngan.metrics import (
 )
 from attngan.models import LightImageEncoder, TextEncoder
 
-RECORD_FIELDS = {"metric", "values", "label", "feature_extractor", "model", "model_hash", "dataset", "seed",
+RECORD_FIELDS = {"metric", "values", "label", "feature_extractor", "model", "model_hash", "generation", "dataset", "seed",
                  "num_samples", "time", "seconds", "versions", "extra"}
 
 
@@ -136,8 +136,8 @@ def test_reference_stats_come_from_the_cache(toy_context: MetricContext) -> None
 def test_evaluate_model_with_a_tiny_pipeline(tmp_path) -> None:
     from attngan.config import GeneratorConfig, ModelConfig
     from attngan.hub import build_bundle
+    from attngan.inference.pipeline import AttnGANPipeline
     from attngan.metrics import evaluate_model
-    from attngan.pipeline import AttnGANPipeline
     from attngan.text import PAD_TOKEN, Vocabulary
 
     torch.manual_seed(0)

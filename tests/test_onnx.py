@@ -11,8 +11,8 @@ import torch
 
 from attngan.config import GeneratorConfig, ModelConfig, TextEncoderConfig
 from attngan.hub import build_bundle
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.models.text_encoder import TextEncoder
-from attngan.pipeline import AttnGANPipeline
 from attngan.text import PAD_TOKEN, Vocabulary, pad_batch
 
 from .conftest import TINY_WORDS
@@ -20,7 +20,7 @@ from .conftest import TINY_WORDS
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from attngan.onnx_export import (  # noqa: E402
+from attngan.inference.onnx import (  # noqa: E402
     META_NAME,
     ExportableTextEncoder,
     OnnxBackend,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from attngan.convert import convert_original
 from attngan.data import CubDataset
-from attngan.legacy import UnsafePickleError, load_captions_pickle, load_state_dict_file, safe_unpickle
+from attngan.hub.convert import convert_original
 from attngan.training import checkpoint as ckpt
+from attngan.untrusted import UnsafePickleError, load_captions_pickle, load_state_dict_file, safe_unpickle
 
 from .test_data_common import make_cub
 
@@ -122,7 +122,7 @@ def test_pth_files_are_refused(tmp_path: Path, marker: Path, zipped: bool, shape
 def _legacy_text_encoder(tmp_path: Path) -> Path:
     """A genuine original-layout text encoder (2 words) so that conversion reaches the generator."""
     from attngan.config import TextEncoderConfig
-    from attngan.legacy import TEXT_ENCODER_RULES, to_legacy
+    from attngan.hub.legacy import TEXT_ENCODER_RULES, to_legacy
     from attngan.models.text_encoder import TextEncoder
 
     module = TextEncoder(TextEncoderConfig(vocab_size=2, word_embedding_dim=4, hidden_dim=4))

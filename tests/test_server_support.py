@@ -12,7 +12,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load_tiny_pipeline(model_dir: Path) -> Any:
-    from attngan.pipeline import AttnGANPipeline
+    from attngan.inference.pipeline import AttnGANPipeline
 
     return AttnGANPipeline.from_pretrained(model_dir)
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from attngan import legacy
 from attngan.config import DiscriminatorConfig, bird_config
+from attngan.hub import legacy
 from attngan.models import Discriminator, Generator, InceptionImageEncoder, TextEncoder
 
 from .conftest import GOLDEN, require

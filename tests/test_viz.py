@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attngan.pipeline import AttnGANPipeline
+from attngan.inference.pipeline import AttnGANPipeline
 from attngan.viz import (
     MIN_PANEL,
     PAD,

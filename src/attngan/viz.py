@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomic
-from .pipeline import PipelineOutput
+
+if TYPE_CHECKING:
+    from .inference.pipeline import PipelineOutput
 
 PAD = 4  # pixels between panels and around the sheet
 MIN_PANEL = 64  # panels are at least this wide, so a word fits under them
@@ -67,6 +70,11 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """``[N, 3, H, W]`` in [-1, 1] -> ``[N, H, W, 3]`` uint8."""
     arr = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return arr.permute(0, 2, 3, 1).numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """``[N, 3, H, W]`` in [-1, 1] -> PIL RGB images."""
+    return [Image.fromarray(a) for a in _to_uint8(images)]
 
 
 def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:

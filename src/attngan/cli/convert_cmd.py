@@ -26,7 +26,7 @@ from . import main
 def convert(generator_path: str, text_encoder_path: str, captions_pickle: str | None, vocab_json: str | None,
             image_encoder_path: str | None, max_words: int, name: str, out_dir: str) -> None:
     """Convert original-layout checkpoints (config.json + model.safetensors + vocab.json)."""
-    from ..convert import convert_original
+    from ..hub.convert import convert_original
     from ..text import Vocabulary
 
     if (captions_pickle is None) == (vocab_json is None):

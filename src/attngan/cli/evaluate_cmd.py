@@ -122,10 +122,10 @@ def evaluate_cmd(model: str | None, data_kind: str, data_root: str | None, split
                  torchvision_inception_weights: str | None, classifier_dir: str | None, train_classifier: bool,
                  save_images: str | None, out: str, device: str) -> None:
     """Score a model on held-out captions: R-precision, attribute accuracy, in-domain FD, FID / IS."""
+    from ..inference.pipeline import AttnGANPipeline
     from ..metrics import MissingWeightsError, append_jsonl
     from ..metrics.eval_data import DataSpec
     from ..metrics.run import EvalConfig, resolve_metrics, run_evaluation
-    from ..pipeline import AttnGANPipeline
     from ..training.distributed import init_distributed, shutdown
 
     try:

@@ -12,7 +12,7 @@ import click
 from . import main
 
 if TYPE_CHECKING:
-    from ..pipeline import AttnGANPipeline, PipelineOutput
+    from ..inference.pipeline import AttnGANPipeline, PipelineOutput
 
 
 class CaptionError(click.ClickException):
@@ -39,7 +39,7 @@ def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir
           exact: bool = False) -> AttnGANPipeline:
     import torch
 
-    from ..pipeline import AttnGANPipeline
+    from ..inference.pipeline import AttnGANPipeline
 
     if device == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: no CUDA device is available")
@@ -64,7 +64,7 @@ class _Names:
         self.slugs: dict[str, str] = {}
 
     def stem(self, caption: str, seed: int) -> str:
-        from ..export import slugify
+        from ..inference.export import slugify
 
         if caption not in self.slugs:
             base = slug = slugify(caption)
@@ -78,8 +78,7 @@ class _Names:
 
 def _save_images(output: PipelineOutput, out_dir: Path, names: _Names) -> list[list[Path]]:
     """Every stage's image and an attention sheet per image; returns the paths per image."""
-    from ..pipeline import to_pil
-    from ..viz import attention_sheet, save_png
+    from ..viz import attention_sheet, save_png, to_pil
 
     stages = [to_pil(images) for images in output.images]
     written = []
@@ -137,7 +136,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
     """
     from tqdm import tqdm
 
-    from ..export import ExportError, export_format, rows_from_output, write_export
+    from ..inference.export import ExportError, export_format, rows_from_output, write_export
     from ..text import UnknownWordsError
 
     items = _read_captions(caption, captions_file)
@@ -196,8 +195,8 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
 def export_onnx_cmd(model: str | None, out_dir: str, opset: int) -> None:
     """Export the text encoder and the generator to ONNX (dynamic batch and caption length)."""
     from ..hub import load_pretrained
-    from ..onnx_export import export_onnx
-    from ..pipeline import bundled_model_path
+    from ..inference.onnx import export_onnx
+    from ..inference.pipeline import bundled_model_path
 
     try:
         folder = bundled_model_path() if model is None else Path(model)
@@ -214,7 +213,7 @@ def export_onnx_cmd(model: str | None, out_dir: str, opset: int) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs.")
 def show_export_cmd(export_file: str, out_dir: str) -> None:
     """Decode the images of an export (.csv, .jsonl, .parquet) back to PNG files."""
-    from ..export import ExportError, read_export, slugify
+    from ..inference.export import ExportError, read_export, slugify
     from ..viz import save_png
 
     try:

@@ -58,7 +58,7 @@ def serve(model_path: str | None, host: str, port: int, device: str, precision: 
     except ImportError as exc:
         raise click.ClickException(f"{exc.name} is missing: install the serve extra (pip install 'attngan[serve]')") \
             from None
-    from ..pipeline import AttnGANPipeline
+    from ..inference.pipeline import AttnGANPipeline
 
     try:
         pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact)

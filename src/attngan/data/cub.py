@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..legacy import load_captions_pickle, safe_unpickle
 from ..text import Vocabulary
+from ..untrusted import load_captions_pickle, safe_unpickle
 from .base import SPLITS, CaptionImageDataset, Pending, Record, build_vocabulary
 from .common import DataError, read_caption_file
 

@@ -24,23 +24,19 @@ def generated_from_pipeline(pipeline: Any, caption_batches: Callable[[], Iterabl
     """A re-iterable source of generated batches for :class:`MetricContext.generated`.
 
     Args:
-        pipeline: an ``AttnGANPipeline`` (uses ``bundle``, ``device`` and ``make_noise``).
+        pipeline: an ``AttnGANPipeline`` (its tensor entry, so its backend and precision).
         caption_batches: returns fresh batches in the data sets' collate format
             (``tokens [B, T]``, ``lengths [B]``, ``class_ids [B]``, ...).
         seed: seed of the first image.
     """
     def run() -> Iterator[dict[str, Any]]:
-        bundle, device = pipeline.bundle, pipeline.device
         done = 0
         for batch in caption_batches():
-            tokens = batch["tokens"].to(device)
-            seeds = list(range(seed + done, seed + done + tokens.shape[0]))
-            with torch.no_grad():
-                words, sentence = bundle.text_encoder(tokens, batch["lengths"])
-                noise, eps = pipeline.make_noise(seeds)
-                out = bundle.generator(noise, sentence, words, tokens == 0, eps=eps)
-            done += tokens.shape[0]
-            yield {**batch, "images": [image.float() for image in out.images], "seeds": seeds}
+            count = batch["tokens"].shape[0]
+            seeds = list(range(seed + done, seed + done + count))
+            out = pipeline.generate_from_tokens(batch["tokens"], batch["lengths"], seeds, batch_size=count)
+            done += count
+            yield {**batch, "images": out.images, "seeds": seeds}
 
     return run
 
@@ -77,6 +73,7 @@ def evaluate_model(
         dataset=dataset,
         model_name=pipeline.name,
         model_hash=pipeline.model_hash,
+        generation=pipeline.settings,
         seed=seed,
         num_samples=num_samples,
         text_encoder=context.pop("text_encoder", bundle.text_encoder),

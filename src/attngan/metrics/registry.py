@@ -73,6 +73,7 @@ class MetricContext:
     dataset: str | dict[str, Any] = ""
     model_name: str = ""
     model_hash: str = ""
+    generation: dict[str, Any] = field(default_factory=dict)  # the pipeline's settings (precision, backend...)
     seed: int = 0
     num_samples: int | None = None
     num_reference: int | None = None
@@ -224,6 +225,7 @@ def make_record(name: str, result: Mapping[str, Any], context: MetricContext, se
         "feature_extractor": result.get("feature_extractor"),
         "model": context.model_name,
         "model_hash": context.model_hash,
+        "generation": _plain(context.generation),
         "dataset": context.dataset,
         "seed": context.seed,
         "num_samples": result.get("num_samples"),

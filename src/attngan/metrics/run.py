@@ -129,14 +129,9 @@ def _rank_slice(total: int, rank: int, world: int) -> range:
 
 def _generate(pipeline: Any, batch: dict[str, Any], seed: int) -> torch.Tensor:
     """Final-stage images ``[B, 3, S, S]`` in [-1, 1] of a sample batch; sample k uses seed ``seed + k``."""
-    bundle, device = pipeline.bundle, pipeline.device
     seeds = [seed + int(k) for k in batch["indices"]]
-    with torch.inference_mode():
-        tokens = batch["tokens"].to(device)
-        words, sentence = bundle.text_encoder(tokens, batch["lengths"])
-        noise, eps = pipeline.make_noise(seeds)
-        out = bundle.generator(noise, sentence, words, tokens == 0, eps=eps)
-    return out.images[-1].float().clamp(-1, 1).cpu()
+    out = pipeline.generate_from_tokens(batch["tokens"], batch["lengths"], seeds, batch_size=len(seeds))
+    return out.images[-1].clamp(-1, 1).cpu()
 
 
 @torch.inference_mode()
@@ -156,7 +151,7 @@ def _r_hits(image_codes: torch.Tensor, batch: dict[str, Any], text_encoder: torc
 
 
 def _save_pngs(folder: Path, images: torch.Tensor, indices: torch.Tensor) -> None:
-    from ..pipeline import to_pil
+    from ..viz import to_pil
 
     folder.mkdir(parents=True, exist_ok=True)
     for image, k in zip(to_pil(images), indices.tolist()):
@@ -292,7 +287,8 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: AttributeClassifi
         rows = sorted(gathered["rows"], key=lambda row: row["index"])
         (folder / "samples.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     ctx = MetricContext(dataset=cfg.data.describe(image_size), model_name=pipeline.name,
-                        model_hash=pipeline.model_hash, seed=cfg.seed, num_samples=cfg.num_samples)
+                        model_hash=pipeline.model_hash, generation=pipeline.settings, seed=cfg.seed,
+                        num_samples=cfg.num_samples)
     results = _summarise(gathered, metrics, cfg, samples, damsm, classifier, inception, bundle, classifier_info)
     seconds = time.monotonic() - start_time
     records = [make_record(name, result, ctx, seconds) for name, result in results]

@@ -1,7 +1,7 @@
 """Building blocks shared by the generator and discriminators.
 
 The Sequential index layout of each block matches the original AttnGAN so that
-checkpoint conversion only renames module prefixes (see :mod:`attngan.legacy`).
+checkpoint conversion only renames module prefixes (see :mod:`attngan.hub.legacy`).
 """
 
 from __future__ import annotations

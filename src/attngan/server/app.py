@@ -98,7 +98,7 @@ class AppState:
 
 
 def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI:
-    """The FastAPI application serving ``pipeline`` (an :class:`~attngan.pipeline.AttnGANPipeline`)."""
+    """The FastAPI application serving ``pipeline`` (an :class:`~attngan.inference.pipeline.AttnGANPipeline`)."""
     settings = settings or ServerSettings()
     batcher = Batcher(lambda jobs: run_batch(pipeline, jobs, settings.max_batch), settings.max_batch,
                       settings.max_queue, settings.batch_wait_ms)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pipeline import to_pil
+from ..viz import to_pil
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..legacy import refusal_reason
+from ..untrusted import refusal_reason
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"ckpt-(\d+)\.pt$")

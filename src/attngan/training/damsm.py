@@ -98,7 +98,7 @@ def _train(cfg: DAMSMTrainConfig, resume: bool, dist: DistInfo) -> Path:
     if hasattr(image_encoder, "reset_parameters_original"):
         image_encoder.reset_parameters_original()
     if cfg.imagenet_weights:
-        from ..legacy import load_state_dict_file
+        from ..untrusted import load_state_dict_file
 
         load_inception_imagenet_weights(image_encoder, load_state_dict_file(cfg.imagenet_weights))  # type: ignore[arg-type]
     text_encoder.to(device).train()

@@ -1,7 +1,7 @@
 """Faster GAN training steps with the same mathematics as :class:`~attngan.training.gan.GANTrainer`.
 
 * The generator's up-blocks (nearest x2 upsampling -> 3x3 conv) run as four-phase 2x2
-  convolutions on the low-resolution input (:func:`attngan.fast.subpixel_kernels`, computed
+  convolutions on the low-resolution input (:func:`attngan.models.rewrites.subpixel_kernels`, computed
   from the 3x3 weight on every call, so gradients and the optimiser see the same parameter):
   2.25x fewer multiply-adds forward and backward, and no upsampled tensor is stored.
 * The frozen DAMSM image encoder (eval mode, no weight gradients) has its BatchNorms folded
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast import fold_batchnorm, subpixel_kernels
+from ..models.rewrites import fold_batchnorm, subpixel_kernels
 from .distributed import DistInfo
 from .gan import GANTrainer
 from .options import GANTrainConfig

@@ -269,7 +269,7 @@ class GANTrainer:
 
     def save_samples(self) -> None:
         """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights."""
-        from ..pipeline import AttnGANPipeline
+        from ..inference.pipeline import AttnGANPipeline
         from ..viz import attention_sheet, sample_grid
 
         captions = self.sample_captions()

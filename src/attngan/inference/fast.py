@@ -14,6 +14,18 @@ What changes (all exact in real arithmetic; fp32 results match to rounding, ~1e-
 
 Optionally the weights and activations are bfloat16 (``dtype=torch.bfloat16``), which pays
 only on hardware with native bf16 arithmetic (the policy is in :mod:`attngan.precision`).
+
+Each class here is a twin of a reference in :mod:`attngan.models`, bound to it by a parity test
+(fp32 to 1e-5; bf16 by PSNR):
+
+=================================  ===========================================  =====================================
+twin                               reference                                    parity test
+=================================  ===========================================  =====================================
+:class:`FastGenerator`             :class:`~attngan.models.generator.Generator`  ``tests/test_fast.py::test_fast_generator_matches_*``
+:func:`encode_text`                :meth:`TextEncoder.forward`                  ``tests/test_fast.py::test_encode_text_without_packing_matches``
+:func:`channels_last_word_attention`  :func:`~attngan.models.attention.word_attention`  ``tests/test_fast.py::test_channels_last_word_attention_matches``
+:class:`FastSelfAttention`         :class:`~attngan.models.layers.SelfAttention`  ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``
+=================================  ===========================================  =====================================
 """
 
 from __future__ import annotations
@@ -25,23 +37,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.attention import tile_mask_like_original
-from .models.generator import Generator, GeneratorOutput, InitialStage, RefineStage
-from .models.layers import ResidualBlock, SelfAttention
-from .models.text_encoder import TextEncoder
-from .precision import hardware_bf16
+from ..models.attention import tile_mask_like_original
+from ..models.generator import Generator, GeneratorOutput, InitialStage, RefineStage
+from ..models.layers import ResidualBlock, SelfAttention
+from ..models.rewrites import fold_batchnorm, subpixel_kernels
+from ..models.text_encoder import TextEncoder
+from ..precision import hardware_bf16
 
 log = logging.getLogger(__name__)
-
-# How the three taps of a 3x3 kernel (rows or columns) act on the low-resolution input for
-# output phase 0 (even rows) and phase 1 (odd rows) of a nearest x2 upsampling: [phase, tap2, tap3].
-_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
-                            [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
 
 
 def encode_text(text_encoder: TextEncoder, tokens: torch.Tensor,
                 lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``text_encoder(tokens, lengths)`` without sequence packing when every caption has the same length.
+    """``text_encoder(tokens, lengths)`` without sequence packing when every caption has the same length
+    (the twin of :meth:`TextEncoder.forward`; see the module's table).
 
     Args:
         tokens: ``[B, T]`` token ids, zero-padded.
@@ -61,46 +70,6 @@ def encode_text(text_encoder: TextEncoder, tokens: torch.Tensor,
     last = hidden.view(cfg.num_layers, text_encoder.directions, batch, -1)[-1]  # [dirs, B, H]
     words = F.pad(output, (0, 0, 0, tokens.shape[1] - n)).transpose(1, 2)
     return words, last.transpose(0, 1).reshape(batch, -1)
-
-
-def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None,
-                   bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode BatchNorm into the layer before it.
-
-    Args:
-        weight: ``[O, ...]`` conv (``[O, C, k, k]``) or linear (``[O, C]``) weight.
-        bias: ``[O]`` or None.
-        bn: the BatchNorm over the ``O`` outputs (its running statistics are used).
-    Returns:
-        ``(weight [O, ...], bias [O])`` such that ``layer'(x) == bn(layer(x))``, in float64
-        for the caller to cast (the fold is then exact to fp32 rounding).
-    """
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics")
-    w = weight.detach().double()
-    b = bias.detach().double() if bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    scale = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double()
-    shift = -bn.running_mean.detach().double() * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach().double()
-    return w * scale.view(-1, *([1] * (w.dim() - 1))), b * scale + shift
-
-
-def subpixel_kernels(weight: torch.Tensor) -> torch.Tensor:
-    """Rewrite nearest x2 upsampling + 3x3 conv (padding 1) as a 2x2 conv with four phases.
-
-    Args:
-        weight: ``[O, C, 3, 3]`` (the result has its dtype).
-    Returns:
-        ``[4, O, C, 2, 2]``, phase ``2a + b`` giving output pixels ``(2i + a, 2j + b)``; run as
-        ``conv2d(x, k, padding=1)`` on the ``[B, C, H, W]`` input, phase ``(a, b)`` of output
-        ``(i, j)`` is at position ``(i + a, j + b)`` of the ``[H + 1, W + 1]`` result.
-    """
-    taps = _PHASE_TAPS.to(device=weight.device, dtype=weight.dtype)
-    k = torch.einsum("aik,bjl,ockl->abocij", taps, taps, weight)  # differentiable in ``weight``
-    return k.reshape(4, *k.shape[2:])
 
 
 def _mkldnn_ok(x: torch.Tensor) -> bool:

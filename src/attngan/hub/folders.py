@@ -19,12 +19,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .config import ConfigError, ModelConfig, to_dict
-from .files import read_format_json, staged_dir, write_safetensors
-from .models.generator import Generator
-from .models.image_encoder import build_image_encoder
-from .models.text_encoder import TextEncoder
-from .text import Vocabulary
+from ..config import ConfigError, ModelConfig, to_dict
+from ..files import read_format_json, staged_dir, write_safetensors
+from ..models.generator import Generator
+from ..models.image_encoder import build_image_encoder
+from ..models.text_encoder import TextEncoder
+from ..text import Vocabulary
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -223,7 +223,7 @@ def save_damsm(encoders: DAMSMEncoders, path: str | os.PathLike[str]) -> Path:
 
 def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
     """Load a DAMSM folder written by ``train-damsm`` (CPU, eval mode)."""
-    from .config import ImageEncoderConfig, TextEncoderConfig, from_dict
+    from ..config import ImageEncoderConfig, TextEncoderConfig, from_dict
 
     path = Path(path)
     file = path / CONFIG_NAME

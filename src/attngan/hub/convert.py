@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
+from ..config import ModelConfig
+from ..models.discriminator import Discriminator
+from ..models.generator import Generator
+from ..models.image_encoder import InceptionImageEncoder
+from ..models.text_encoder import TextEncoder
+from ..text import Vocabulary
+from ..untrusted import load_captions_pickle, load_state_dict_file
 from . import legacy
-from .config import ModelConfig
-from .hub import ModelBundle, save_pretrained
-from .models.discriminator import Discriminator
-from .models.generator import Generator
-from .models.image_encoder import InceptionImageEncoder
-from .models.text_encoder import TextEncoder
-from .text import Vocabulary
+from .folders import ModelBundle, save_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +74,20 @@ def convert_original(
     if vocab is None:
         if captions_pickle is None:
             raise ValueError("a vocabulary is needed: pass captions.pickle (or a vocab.json)")
-        _, _, ixtoword, _ = legacy.load_captions_pickle(captions_pickle)
+        _, _, ixtoword, _ = load_captions_pickle(captions_pickle)
         vocab = Vocabulary.from_index_to_word(ixtoword)
-    text_encoder = text_encoder_from_legacy(legacy.load_state_dict_file(text_encoder_path), max_words,
+    text_encoder = text_encoder_from_legacy(load_state_dict_file(text_encoder_path), max_words,
                                             str(text_encoder_path))
     if len(vocab) != text_encoder.config.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} words but {text_encoder_path} embeds "
                          f"{text_encoder.config.vocab_size}: they come from different data sets")
-    generator = generator_from_legacy(legacy.load_state_dict_file(generator_path), str(generator_path))
+    generator = generator_from_legacy(load_state_dict_file(generator_path), str(generator_path))
     if generator.config.text_dim != text_encoder.config.hidden_dim:
         raise ValueError(f"{generator_path} expects text features of {generator.config.text_dim} but "
                          f"{text_encoder_path} gives {text_encoder.config.hidden_dim}")
     image_encoder = None
     if image_encoder_path is not None:
-        image_encoder = image_encoder_from_legacy(legacy.load_state_dict_file(image_encoder_path), str(image_encoder_path))
+        image_encoder = image_encoder_from_legacy(load_state_dict_file(image_encoder_path), str(image_encoder_path))
     config = ModelConfig(text_encoder=text_encoder.config, generator=generator.config,
                          image_encoder=image_encoder.config if image_encoder is not None else None, name=name)
     meta = {"source": "converted from the original AttnGAN",

@@ -31,9 +31,9 @@ from typing import Any
 
 from PIL import Image
 
-from .files import atomic_file, write_atomic
-from .pipeline import PipelineOutput, to_pil
-from .viz import image_from_png_bytes, png_base64
+from ..files import atomic_file, write_atomic
+from ..viz import image_from_png_bytes, png_base64, to_pil
+from .pipeline import PipelineOutput
 
 log = logging.getLogger(__name__)
 

@@ -18,23 +18,19 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .files import read_format_json, staged_dir
-from .hub import ModelBundle, state_dict_of
-from .models.generator import Generator
-from .models.text_encoder import TextEncoder
-from .text import EncodedCaption, pad_batch
-
-if TYPE_CHECKING:
-    from .pipeline import AttnGANPipeline
+from ..files import read_format_json, staged_dir
+from ..hub import ModelBundle, state_dict_of
+from ..models.generator import Generator, GeneratorOutput
+from ..models.text_encoder import TextEncoder
+from ..precision import full_precision
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +68,7 @@ class ExportableTextEncoder(nn.Module):
                 names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
                 single.load_state_dict({f"{n}_l0": getattr(rnn, n + suffix).detach().clone() for n in names})
                 self.rnns.append(single)
-        self.to(encoder.embedding.weight.device)
+        self.to(encoder.embedding.weight.device).float()
         self.eval()
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +108,7 @@ class ExportableGenerator(nn.Module):
         super().__init__()
         self.generator = Generator(generator.config)  # a rebuilt copy (deepcopy breaks parametrized modules)
         self.generator.load_state_dict(generator.state_dict())
-        self.generator.to(next(generator.parameters()).device).eval()
+        self.generator.to(next(generator.parameters()).device).float().eval()
         for module in self.generator.modules():
             if parametrize.is_parametrized(module):
                 for name in list(module.parametrizations.keys()):
@@ -151,7 +147,8 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
 
 @torch.no_grad()
 def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int = OPSET) -> Path:
-    """Export ``bundle``'s text encoder and generator to ``folder`` (replaced atomically).
+    """Export ``bundle``'s text encoder and generator to ``folder`` (replaced atomically), as fp32
+    graphs whatever the host's precision (see :mod:`attngan.precision`).
 
     Batch size and caption length are dynamic. Returns the folder.
     """
@@ -171,7 +168,7 @@ def export_onnx(bundle: ModelBundle, folder: str | os.PathLike[str], opset: int 
     eps = torch.randn(2, gcfg.condition_dim, device=device)
     image_names, attention_names = _output_names(bundle.generator)
     gen_outputs = [*image_names, *attention_names, "mu", "logvar", "condition"]
-    with staged_dir(folder) as tmp:
+    with staged_dir(folder) as tmp, full_precision(device):
         _export(text, (tokens, lengths), tmp / TEXT_ENCODER_FILE, ["tokens", "lengths"], ["words", "sentence"],
                 {"tokens": {0: "batch", 1: "words"}, "lengths": {0: "batch"}, "words": {0: "batch", 2: "words"},
                  "sentence": {0: "batch"}}, opset)
@@ -207,7 +204,7 @@ def default_onnx_dir(bundle: ModelBundle) -> Path:
 
 
 class OnnxBackend:
-    """Runs an exported folder with ONNX Runtime (fp32).
+    """Runs an exported folder with ONNX Runtime, in fp32 (a :class:`~attngan.inference.backends.Backend`).
 
     Args:
         folder: a folder written by :func:`export_onnx`.
@@ -224,6 +221,8 @@ class OnnxBackend:
         self._ort = ort
         self._sessions: dict[str, Any] = {}
         self.device = torch.device(device)
+        self.name = "onnx"
+        self.precision = "fp32"
 
     @classmethod
     def for_bundle(cls, bundle: ModelBundle, folder: str | os.PathLike[str] | None = None,
@@ -252,46 +251,36 @@ class OnnxBackend:
             self._sessions[key] = self._ort.InferenceSession(str(path), providers=providers)
         return self._sessions[key]
 
-    def encode_text(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``tokens [B, T]``, ``lengths [B]`` (int64) -> ``(words [B, D, T], sentence [B, D])``."""
+    def encode_text(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens [B, T]``, ``lengths [B]`` -> ``(words [B, D, T], sentence [B, D])`` (the twin of
+        :meth:`TextEncoder.forward`, bound by ``tests/test_onnx.py::test_onnx_pipeline_matches_torch``)."""
         words, sentence = self._session(TEXT_ENCODER_FILE).run(
-            None, {"tokens": tokens.astype(np.int64), "lengths": lengths.astype(np.int64)})
-        return words, sentence
+            None, {"tokens": _numpy(tokens).astype(np.int64), "lengths": _numpy(lengths).astype(np.int64)})
+        return self._tensor(words), self._tensor(sentence)
 
-    def run_generator(self, noise: np.ndarray, eps: np.ndarray, sentence: np.ndarray, words: np.ndarray,
-                      mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Generator outputs by name (``image_i``, ``attention_i``, ``mu``, ``logvar``, ``condition``)."""
-        session = self._session(GENERATOR_FILE)
-        feeds = {"noise": noise.astype(np.float32), "eps": eps.astype(np.float32),
-                 "sentence": sentence.astype(np.float32), "words": words.astype(np.float32),
-                 "mask": mask.astype(bool)}
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(None, feeds), strict=True))
-
-    def generate(self, pipe: AttnGANPipeline, encoded: Sequence[EncodedCaption], seeds: Sequence[int],
-                 num_stages: int | None, keep: bool) -> dict[str, Any]:
-        """One batch for :class:`~attngan.pipeline.AttnGANPipeline` (same result layout as its torch path)."""
-        if pipe.precision != "fp32":
-            raise ValueError(f"the ONNX backend runs in fp32; set precision='fp32' (got {pipe.precision!r})")
-        self.device = pipe.device
+    def generate(self, noise: torch.Tensor, eps: torch.Tensor, sentence: torch.Tensor, words: torch.Tensor,
+                 mask: torch.Tensor, num_stages: int | None) -> GeneratorOutput:
+        """The exported generator (the twin of :class:`Generator`, bound by the same test): shapes as
+        :meth:`Generator.forward`."""
         full = len(self.meta["attention"]) + 1
         stages = full if num_stages is None else num_stages
         if not 1 <= stages <= full:
             raise ValueError(f"num_stages must be in 1..{full}, got {stages}")
         if len(self.meta["images"]) != full and stages != full:
             raise ValueError("this ONNX generator (single-image variant) only gives the image of its last stage")
-        tokens, lengths = pad_batch([e.ids for e in encoded])
-        words, sentence = self.encode_text(tokens.numpy(), lengths.numpy())
-        noise, eps = pipe.make_noise(seeds)
-        out = self.run_generator(noise.cpu().numpy(), eps.cpu().numpy(), sentence, words, (tokens == 0).numpy())
+        session = self._session(GENERATOR_FILE)
+        feeds = {"noise": _numpy(noise).astype(np.float32), "eps": _numpy(eps).astype(np.float32),
+                 "sentence": _numpy(sentence).astype(np.float32), "words": _numpy(words).astype(np.float32),
+                 "mask": _numpy(mask).astype(bool)}
+        names = [o.name for o in session.get_outputs()]
+        out = dict(zip(names, session.run(None, feeds), strict=True))
+        return GeneratorOutput([self._tensor(out[n]) for n in self.meta["images"][:stages]],
+                               [self._tensor(out[n]) for n in self.meta["attention"][:stages - 1]],
+                               self._tensor(out["mu"]), self._tensor(out["logvar"]), self._tensor(out["condition"]))
 
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(pipe.device)
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
-        images = [tensor(out[n]) for n in self.meta["images"][:stages]]
-        attention = [tensor(out[n]) for n in self.meta["attention"][:stages - 1]]
-        inter: dict[str, torch.Tensor] = {}
-        if keep:
-            inter = {"word_features": tensor(words), "sentence_features": tensor(sentence), "mu": tensor(out["mu"]),
-                     "logvar": tensor(out["logvar"]), "condition": tensor(out["condition"]), "noise": noise.float()}
-        return {"images": images, "attention": attention, "intermediates": inter}
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()

@@ -1,8 +1,17 @@
 """``AttnGANPipeline``: captions -> images of every stage, word attention maps, tokens used.
 
-Randomness is per image: image ``j`` of a caption uses seed ``seed + j`` for its noise
-``z`` and its conditioning-augmentation noise, so the same seed gives the same image on
-every call, in any batch, on any device.
+Two entries, one chain:
+
+* text: ``pipe(captions, num_images=, seed=)`` tokenises and calls
+* tensors: ``pipe.generate_from_tokens(tokens, lengths, seeds)`` (token ids from a data set or
+  an evaluation), which encodes the text with the backend and calls
+* features: ``pipe.generate_from_features(words, sentence, mask, seeds)``, which draws the
+  noise and runs the backend's generator.
+
+A :class:`~attngan.inference.backends.Backend` runs the model: the reference modules (exact,
+fp32), their fused twins (fp32 or bf16) or ONNX Runtime. Randomness is per image: image ``j``
+of a caption uses seed ``seed + j`` for its noise ``z`` and its conditioning-augmentation
+noise, so the same seed gives the same image on every call, in any batch, on any device.
 """
 
 from __future__ import annotations
@@ -10,27 +19,28 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .hub import ModelBundle, load_pretrained, save_pretrained
-from .precision import check_precision, dtype_of, full_precision, resolve_precision
-from .text import EncodedCaption, pad_batch
-
-if TYPE_CHECKING:
-    from .onnx_export import OnnxBackend
+from ..config import ModelConfig
+from ..hub import ModelBundle, load_pretrained, save_pretrained
+from ..precision import check_precision, resolve_precision
+from ..text import EncodedCaption, Vocabulary, pad_batch
+from ..viz import to_pil
+from .backends import Backend, FastBackend, ReferenceBackend
 
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
 DEFAULT_MODEL = "shapes-64"
+BACKENDS = ("torch", "onnx")
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -41,19 +51,14 @@ def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
     return path
 
 
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """``[N, 3, H, W]`` in [-1, 1] -> PIL RGB images."""
-    arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in arr]
-
-
 @dataclass
 class PipelineOutput:
     """Result of one call; item ``i`` of every list belongs to image ``i``.
 
     ``images[s]`` is ``[N, 3, S_s, S_s]`` in [-1, 1] for stage ``s``; ``attention_maps[s]``
     is ``[N, T, H_s, W_s]`` for refinement stage ``s`` (its input resolution), T = the
-    longest caption; rows beyond a caption's ``len(tokens)`` are zero.
+    longest caption; rows beyond a caption's length are zero. ``captions`` is empty when the
+    call came through the tensor entries.
     """
 
     images: list[torch.Tensor]
@@ -87,10 +92,11 @@ class AttnGANPipeline:
         self.bundle = bundle
         self.device = torch.device("cpu")
         self.precision = "fp32"
-        self.exact = exact  # True: the reference modules; False: the fused copy (attngan.fast)
-        self._requested_precision = precision
-        self._fast_generator: torch.nn.Module | None = None  # built on first use
-        self.onnx_backend: OnnxBackend | None = None  # set by use_backend("onnx")
+        self.exact = exact  # True: the reference modules; False: their fused twins
+        self.backend_name = "torch"
+        self._requested_precision = check_precision(precision)
+        self._onnx: Backend | None = None  # set by use_backend("onnx")
+        self.runner: Backend = ReferenceBackend(bundle)
         self.to(device)
 
     # ------------------------------------------------------------------ loading
@@ -112,68 +118,65 @@ class AttnGANPipeline:
         self.device = torch.device(device)
         for module in self.bundle.modules().values():
             module.to(self.device)
+        if self._onnx is not None:
+            self._onnx.device = self.device  # type: ignore[attr-defined]
         return self.set_precision(self._requested_precision)
 
     def set_precision(self, precision: str, exact: bool | None = None) -> AttnGANPipeline:
         """``fp32``, ``bf16`` or ``auto`` (see :mod:`attngan.precision`).
 
-        With ``exact=False`` (the default) the generator runs as its fused inference copy
-        (:class:`attngan.fast.FastGenerator`: BatchNorm folded, sub-pixel up-sampling, fused
-        activations; fp32 matches the reference to ~1e-6) in the precision chosen. ``exact=True``
-        runs the reference modules, always in fp32; so does the ONNX backend. ``exact=None``
-        keeps the current choice.
+        With ``exact=False`` (the default) the generator runs as its fused twin
+        (:class:`~attngan.inference.fast.FastGenerator`: BatchNorm folded, sub-pixel up-sampling,
+        fused activations; fp32 matches the reference to ~1e-6) in the precision chosen.
+        ``exact=True`` runs the reference modules, always in fp32; so does the ONNX backend.
+        ``exact=None`` keeps the current choice.
         """
         check_precision(precision)
         exact = self.exact if exact is None else bool(exact)
-        fp32_only = "the exact path" if exact else "the ONNX backend" if self.onnx_backend is not None else None
+        fp32_only = "the exact path" if exact else "the ONNX backend" if self._onnx is not None else None
         if fp32_only is not None and precision == "bf16":
             raise ValueError(f"{fp32_only} runs in fp32; use precision='fp32' or 'auto'")
         self.exact = exact
         self._requested_precision = precision
         self.precision = "fp32" if fp32_only is not None else resolve_precision(precision, self.device)
-        self._fast_generator = None
+        if self._onnx is not None:
+            self.runner = self._onnx
+        elif exact:
+            self.runner = ReferenceBackend(self.bundle)
+        else:
+            self.runner = FastBackend(self.bundle, self.precision)
         return self
 
-    def _generator(self) -> torch.nn.Module:
-        """The module that generates: the reference generator or its fused copy."""
-        if self.exact:
-            return self.bundle.generator
-        if self._fast_generator is None:
-            from .fast import FastGenerator
-
-            self._fast_generator = FastGenerator(self.bundle.generator.eval(), dtype=dtype_of(self.precision))
-        return self._fast_generator
-
-    # ------------------------------------------------------------------ ONNX Runtime backend
     def export_onnx(self, folder: str | os.PathLike[str]) -> Path:
-        """Export the text encoder and generator to ONNX files in ``folder``."""
-        from .onnx_export import export_onnx
+        """Export the text encoder and generator to ONNX files (fp32 graphs) in ``folder``."""
+        from .onnx import export_onnx
 
         return export_onnx(self.bundle, folder)
 
     def use_backend(self, backend: str = "torch", onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
         """Run the torch modules (``torch``) or ONNX Runtime (``onnx``, fp32) from ``onnx_dir``;
         by default ``<model folder>/onnx``, exported there on first use."""
-        if backend not in ("torch", "onnx"):
+        if backend not in BACKENDS:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if backend == "torch":
-            self.onnx_backend = None
-            return self
-        from .onnx_export import OnnxBackend
+        self._onnx = None
+        if backend == "onnx":
+            from .onnx import OnnxBackend
 
-        self.onnx_backend = OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
+            self._onnx = OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
+        self.backend_name = backend
         return self.set_precision(self._requested_precision)
 
     @property
     def backend(self) -> str:
-        return "torch" if self.onnx_backend is None else "onnx"
+        """``torch`` or ``onnx`` (with ``torch``, :attr:`exact` tells the reference modules from the twins)."""
+        return self.backend_name
 
     @property
-    def config(self) -> Any:
+    def config(self) -> ModelConfig:
         return self.bundle.config
 
     @property
-    def vocab(self) -> Any:
+    def vocab(self) -> Vocabulary:
         return self.bundle.vocab
 
     @property
@@ -188,26 +191,17 @@ class AttnGANPipeline:
     def num_stages(self) -> int:
         return self.bundle.config.generator.num_stages
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How this pipeline generates; recorded in every output and export row."""
+        return {"precision": self.precision, "exact": self.exact, "device": str(self.device), "model": self.name,
+                "model_hash": self.model_hash, "backend": self.backend}
+
     # ------------------------------------------------------------------ steps
     def encode_captions(self, captions: Sequence[str]) -> list[EncodedCaption]:
         """Tokenise; raises ``UnknownWordsError`` naming a caption with no known word."""
         max_words = self.bundle.config.text_encoder.max_words
         return [self.bundle.vocab.encode(c, max_words) for c in captions]
-
-    def encode_text(self, encoded: Sequence[EncodedCaption]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(word_features [N, D, T], sentence [N, D], mask [N, T])`` on the pipeline's device."""
-        tokens, lengths = pad_batch([e.ids for e in encoded])
-        tokens = tokens.to(self.device)
-        # fp32 always (see attngan.precision): the RNN is cheap, and oneDNN has no bf16 LSTM on
-        # CPUs without native bf16 (it raises "could not create a primitive descriptor")
-        with full_precision(self.device):
-            if self.exact:
-                words, sentence = self.bundle.text_encoder(tokens, lengths)
-            else:  # the same function without sequence packing when the lengths are equal
-                from .fast import encode_text
-
-                words, sentence = encode_text(self.bundle.text_encoder, tokens, lengths)
-        return words, sentence, tokens == 0
 
     def make_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image ``(z [N, Z], eps [N, C])`` drawn on the CPU from each image's own seed."""
@@ -219,7 +213,7 @@ class AttnGANPipeline:
             eps.append(torch.randn(cfg.condition_dim, generator=g))
         return torch.stack(zs).to(self.device), torch.stack(eps).to(self.device)
 
-    # ------------------------------------------------------------------ call
+    # ------------------------------------------------------------------ entries
     @torch.inference_mode()
     def __call__(
         self,
@@ -243,6 +237,7 @@ class AttnGANPipeline:
             return_intermediates: keep text features and conditioning (for explanations).
             batch_size: images per forward pass (results do not depend on it).
         """
+        # 1. check the inputs
         items = [captions] if isinstance(captions, str) else list(captions)
         if not items:
             raise ValueError("captions: give at least one caption")
@@ -250,19 +245,93 @@ class AttnGANPipeline:
             raise TypeError("captions: every caption must be a string")
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
+        # 2. one seed per image
         seeds = self._seeds(len(items), num_images, seed, generator)
+        # 3. tokenise (unknown words are reported in the output, a caption of unknown words only is an error)
         encoded_unique = self.encode_captions(items)
         encoded = [encoded_unique[i] for i in range(len(items)) for _ in range(num_images)]
-        caption_indices = [i for i in range(len(items)) for _ in range(num_images)]
-        parts = [self._generate(encoded[k:k + batch_size], seeds[k:k + batch_size], num_stages, return_intermediates)
-                 for k in range(0, len(seeds), batch_size)]
+        tokens, lengths = pad_batch([e.ids for e in encoded])
+        # 4. encode the text and generate, batch by batch
+        out = self.generate_from_tokens(tokens, lengths, seeds, num_stages, return_intermediates, batch_size)
+        out.captions = encoded
+        out.caption_indices = [i for i in range(len(items)) for _ in range(num_images)]
+        return out
+
+    @torch.inference_mode()
+    def generate_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor, seeds: Sequence[int],
+                             num_stages: int | None = None, return_intermediates: bool = False,
+                             batch_size: int = 32) -> PipelineOutput:
+        """The tensor-level entry: token ids -> images.
+
+        Args:
+            tokens: ``[N, T]`` int64 token ids of the model's vocabulary, zero-padded.
+            lengths: ``[N]`` real tokens per row (>= 1).
+            seeds: ``N`` seeds, one per image.
+        Returns:
+            A :class:`PipelineOutput` whose ``captions`` is empty; ``caption_indices`` is ``0..N-1``.
+        """
+        if tokens.dim() != 2 or lengths.shape != (tokens.shape[0],):
+            raise ValueError(f"tokens must be [N, T] and lengths [N], got {tuple(tokens.shape)} and "
+                             f"{tuple(lengths.shape)}")
+        seeds = self._check_seeds(seeds, tokens.shape[0])
+        parts = []
+        for k in range(0, len(seeds), batch_size):
+            rows = slice(k, k + batch_size)
+            width = int(lengths[rows].max())
+            batch = tokens[rows, :width].to(self.device)
+            words, sentence = self.runner.encode_text(batch, lengths[rows])
+            parts.append(self._generate(words, sentence, batch == 0, seeds[rows], num_stages, return_intermediates))
+        return self._output(parts, seeds)
+
+    @torch.inference_mode()
+    def generate_from_features(self, word_features: torch.Tensor, sentence_features: torch.Tensor,
+                               mask: torch.Tensor | None, seeds: Sequence[int], num_stages: int | None = None,
+                               return_intermediates: bool = False, batch_size: int = 32) -> PipelineOutput:
+        """The lowest entry: text features -> images.
+
+        Args:
+            word_features: ``[N, D, T]`` (zero at padding).
+            sentence_features: ``[N, D]``.
+            mask: ``[N, T]`` bool, True at padded words (None: every word is real).
+            seeds: ``N`` seeds, one per image.
+        """
+        n = sentence_features.shape[0]
+        seeds = self._check_seeds(seeds, n)
+        if mask is None:
+            mask = torch.zeros(n, word_features.shape[2], dtype=torch.bool)
+        parts = [self._generate(word_features[k:k + batch_size].to(self.device).float(),
+                                sentence_features[k:k + batch_size].to(self.device).float(),
+                                mask[k:k + batch_size].to(self.device), seeds[k:k + batch_size], num_stages,
+                                return_intermediates)
+                 for k in range(0, n, batch_size)]
+        return self._output(parts, seeds)
+
+    # ------------------------------------------------------------------ internals
+    def _generate(self, words: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+                  num_stages: int | None, keep: bool) -> dict[str, Any]:
+        noise, eps = self.make_noise(seeds)
+        out = self.runner.generate(noise, eps, sentence, words, mask, num_stages)
+        inter: dict[str, torch.Tensor] = {}
+        if keep:
+            inter = {"word_features": words.float(), "sentence_features": sentence.float(), "mu": out.mu.float(),
+                     "logvar": out.logvar.float(), "condition": out.condition.float(), "noise": noise.float()}
+        return {"images": [img.float() for img in out.images], "attention": [a.float() for a in out.attention_maps],
+                "intermediates": inter}
+
+    def _output(self, parts: list[dict[str, Any]], seeds: list[int]) -> PipelineOutput:
         out = _concat(parts)
-        return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=encoded, seeds=seeds,
-                              caption_indices=caption_indices, intermediates=out["intermediates"],
-                              settings={"num_stages": len(out["images"]), "precision": self.precision,
-                                        "exact": self.exact,
-                                        "device": str(self.device), "model": self.name, "model_hash": self.model_hash,
-                                        "backend": self.backend})
+        return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=[], seeds=seeds,
+                              caption_indices=list(range(len(seeds))), intermediates=out["intermediates"],
+                              settings={"num_stages": len(out["images"]), **self.settings})
+
+    @staticmethod
+    def _check_seeds(seeds: Sequence[int], count: int) -> list[int]:
+        out = [int(s) for s in seeds]
+        if len(out) != count:
+            raise ValueError(f"seeds: expected {count} seeds (one per image), got {len(out)}")
+        if any(not 0 <= s <= MAX_SEED for s in out):
+            raise ValueError(f"seeds must be between 0 and {MAX_SEED}")
+        return out
 
     def _seeds(self, n_captions: int, num_images: int, seed: int | Sequence[int] | None,
                generator: torch.Generator | None) -> list[int]:
@@ -282,26 +351,14 @@ class AttnGANPipeline:
             raise ValueError(f"seed: expected one seed or {total} seeds, got {len(seeds)}")
         return seeds
 
-    def _generate(self, encoded: list[EncodedCaption], seeds: list[int], num_stages: int | None,
-                  keep: bool) -> dict[str, Any]:
-        if self.onnx_backend is not None:  # ONNX Runtime instead of the torch modules
-            return self.onnx_backend.generate(self, encoded, seeds, num_stages, keep)
-        words, sentence, mask = self.encode_text(encoded)
-        noise, eps = self.make_noise(seeds)
-        out = self._generator()(noise, sentence, words, mask, eps=eps, num_stages=num_stages)
-        images = [img.float() for img in out.images]
-        attention = [a.float() for a in out.attention_maps]
-        inter: dict[str, torch.Tensor] = {}
-        if keep:
-            inter = {"word_features": words.float(), "sentence_features": sentence.float(), "mu": out.mu.float(),
-                     "logvar": out.logvar.float(), "condition": out.condition.float(), "noise": noise.float()}
-        return {"images": images, "attention": attention, "intermediates": inter}
-
 
 def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from per-batch results (attention and word features padded to the longest caption)."""
     if len(parts) == 1:
         return parts[0]
     width = max(p["attention"][0].shape[1] for p in parts) if parts[0]["attention"] else 0
+    if "word_features" in parts[0]["intermediates"]:
+        width = max(width, *(p["intermediates"]["word_features"].shape[2] for p in parts))
 
     def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
         if t.shape[dim] == width:
@@ -314,12 +371,8 @@ def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
     attention = [torch.cat([pad(p["attention"][s], 1) for p in parts]) for s in range(len(parts[0]["attention"]))]
     inter: dict[str, torch.Tensor] = {}
     for key in parts[0]["intermediates"]:
-        dim = 2 if key == "word_features" else None
-        tensors = [pad(p["intermediates"][key], 2) if dim else p["intermediates"][key] for p in parts]
+        tensors = [pad(p["intermediates"][key], 2) if key == "word_features" else p["intermediates"][key]
+                   for p in parts]
         inter[key] = torch.cat(tensors)
     return {"images": images, "attention": attention, "intermediates": inter}
 
-
-def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for k in range(0, len(items), size):
-        yield items[k:k + size]
