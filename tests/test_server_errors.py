@@ -222,6 +222,17 @@ def test_cors_allows_only_the_configured_origins(pipeline):
         assert "access-control-allow-origin" not in other.headers
 
 
+def test_with_an_api_key_preflights_pass_and_refusals_carry_cors_headers(pipeline):
+    app = create_app(pipeline, ServerSettings(api_key="s3cret-key", cors_origins=("http://app.test",)))
+    with make_test_client(app) as c:
+        pre = c.options("/v1/generate", headers={"Origin": "http://app.test", "Access-Control-Request-Method": "POST",
+                                                 "Access-Control-Request-Headers": "content-type,x-api-key"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://app.test"
+        refused = c.post("/v1/generate", json={"caption": "red"}, headers={"Origin": "http://app.test"})
+        _error(refused, 401, "X-API-Key")
+        assert refused.headers["access-control-allow-origin"] == "http://app.test"  # the page can read why
+
+
 # ---------------------------------------------------------------------------- path traversal
 TRAVERSALS = [
     "/static/../../etc/passwd",
