@@ -78,6 +78,20 @@ def test_bad_generate_bodies(client, name, body, status, field):
     _error(response, status, field)
 
 
+def test_a_body_that_is_not_utf8_is_400_invalid_json(client):
+    response = client.post("/v1/generate", content=b'{"caption": "red \xff"}', headers={"Content-Type": "application/json"})
+    assert _error(response, 400, "body")["code"] == "invalid_json"
+
+
+def test_whole_numbers_written_with_a_fraction_are_integers(client):
+    """JSON Schema counts 2.0 as an integer; so does the server (2.5 stays an error above)."""
+    response = client.post("/v1/generate", json={"caption": "red", "num_images": 2.0, "seed": 5.0, "stages": 2.0})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["seed"] == 5 and [im["seed"] for im in body["images"]] == [5, 6]
+    assert len(body["images"][0]["stages"]) == 2
+
+
 @pytest.mark.parametrize("route", ["/v1/explain", "/api/v1.0/bird"])
 def test_other_routes_name_the_field(client, route):
     _error(client.post(route, json={"caption": 3}), 422, "caption")
@@ -170,6 +184,15 @@ def test_api_key_is_required_on_generation_routes(keyed_client, route):
     assert keyed_client.post(route, json=body, headers={"Authorization": "Bearer s3cret-key"}).status_code in (200, 201)
 
 
+@pytest.mark.parametrize("body", ["{bad json", b"\xff\xfe", '{"caption": 5}', '{"caption": "red"}'])
+def test_without_the_key_every_body_gets_the_same_401(keyed_client, body):
+    """The key is checked before the body is read: a client without it learns nothing of the body."""
+    response = keyed_client.post("/v1/generate", content=body, headers={"Content-Type": "application/json"})
+    assert _error(response, 401, "X-API-Key")["code"] == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer" and response.headers["x-content-type-options"] == "nosniff"
+    assert _error(keyed_client.get("/v1/generate"), 401, "X-API-Key")  # any method of a protected route
+
+
 def test_api_key_protects_images_but_not_health_or_pages(keyed_client):
     body = keyed_client.post("/v1/generate", json={"caption": "red"}, headers={"X-API-Key": "s3cret-key"}).json()
     url = body["images"][0]["url"]
@@ -197,6 +220,17 @@ def test_cors_allows_only_the_configured_origins(pipeline):
         assert r.headers["access-control-allow-origin"] == "http://app.test"
         other = c.get("/v1/model", headers={"Origin": "http://evil.test"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_with_an_api_key_preflights_pass_and_refusals_carry_cors_headers(pipeline):
+    app = create_app(pipeline, ServerSettings(api_key="s3cret-key", cors_origins=("http://app.test",)))
+    with make_test_client(app) as c:
+        pre = c.options("/v1/generate", headers={"Origin": "http://app.test", "Access-Control-Request-Method": "POST",
+                                                 "Access-Control-Request-Headers": "content-type,x-api-key"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://app.test"
+        refused = c.post("/v1/generate", json={"caption": "red"}, headers={"Origin": "http://app.test"})
+        _error(refused, 401, "X-API-Key")
+        assert refused.headers["access-control-allow-origin"] == "http://app.test"  # the page can read why
 
 
 # ---------------------------------------------------------------------------- path traversal

@@ -11,7 +11,6 @@ FastAPI's ``/docs``. Everything the app needs lives in ``app.state.attngan``
 # routes (built per app, for its limits) from the live annotations.
 import asyncio
 import contextlib
-import hmac
 import logging
 import re
 import secrets
@@ -20,12 +19,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..text import UnknownWordsError, tokenize
+from .auth import ApiKeyMiddleware, api_key_dependency
 from .batching import Batcher, BatcherStoppedError, QueueFullError
 from .errors import ApiError, GuardMiddleware, error_response, install_error_handlers
 from .inference import ImageResult, Task, TaskResult, run_batch
@@ -60,12 +59,22 @@ Text-to-image generation with AttnGAN.
   word's attention over the stage 2 / stage 3 image).
 * Errors are `{"error": {"code", "message", "field"}}`.
 """
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
-    for status, text in [(400, "Invalid JSON"), (401, "Missing or wrong API key"), (413, "Body too large"),
-                         (422, "Invalid field, or no known word in the caption"),
-                         (503, "Queue full (see Retry-After)"), (504, "Timed out")]
-}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+
+def _error_responses(*statuses: int, keyed: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (401 too on a server with an API key)."""
+    texts = {400: "Invalid JSON", 404: "No such image (ids are 32 hex digits; old images expire)",
+             413: "Body too large", 422: "Invalid field, or no known word in the caption (code unknown_words)",
+             503: "Queue full, or shutting down (see Retry-After)", 504: "Timed out"}
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": texts[status]} for status in statuses}
+    if 503 in responses:
+        responses[503]["headers"] = _RETRY_AFTER
+    if keyed:
+        responses[401] = {"model": ErrorResponse, "description": "Missing or wrong API key",
+                          "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}}
+    return responses
 
 
 @dataclass(frozen=True)
@@ -117,12 +126,8 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
     app = FastAPI(title="AttnGAN", version=_version(), description=DESCRIPTION, lifespan=lifespan, debug=False)
     app.state.attngan = state
     install_error_handlers(app)
-    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "X-API-Key", "Authorization"],
-                           expose_headers=["Retry-After", "X-Seed", "X-Image-Id"], max_age=600)
-    auth = [Depends(_api_key_check(settings.api_key))] if settings.api_key else []
+    auth = [Depends(api_key_dependency(settings.api_key))] if settings.api_key else []
+    errors = _error_responses(400, 413, 422, 503, 504, keyed=bool(settings.api_key))
     generate_model, explain_model = request_models(settings.max_images, pipeline.num_stages)
 
     # ------------------------------------------------------------------ pages
@@ -145,7 +150,7 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
         return {"status": "ok"}
 
     @app.get("/readyz", response_model=Health, tags=["health"], summary="Model loaded and queue not full",
-             responses={503: {"model": ErrorResponse}})
+             responses={503: {"model": ErrorResponse, "description": "Not ready, or the queue is full"}})
     async def readyz() -> Any:
         if not batcher.running:
             return error_response(503, "not_ready", "the worker is not running")
@@ -161,7 +166,7 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
     # ------------------------------------------------------------------ generation
     @app.post("/v1/generate", response_model=GenerateResponse, tags=["generate"], dependencies=auth,
               summary="Generate images for a caption",
-              responses={**_ERRORS, 200: {"content": {"image/png": {}}, "description": "JSON, or a PNG on Accept: image/png"}})
+              responses={**errors, 200: {"content": {"image/png": {}}, "description": "JSON, or a PNG on Accept: image/png"}})
     async def generate(body: generate_model, request: Request) -> Any:  # type: ignore[valid-type]
         started = time.perf_counter()
         png_only = _prefers_png(request.headers.get("accept"))
@@ -188,7 +193,7 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
         }
 
     @app.post("/v1/explain", response_model=ExplainResponse, tags=["explain"], dependencies=auth,
-              summary="One image with the model's intermediate values, step by step", responses=_ERRORS)
+              summary="One image with the model's intermediate values, step by step", responses=errors)
     async def explain(body: explain_model, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         started = time.perf_counter()
         seed = _seed(body.seed)
@@ -206,7 +211,7 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
                 "timing_ms": round(1000 * (time.perf_counter() - started), 2)}
 
     @app.post("/api/v1.0/bird", response_model=BirdResponse, status_code=201, tags=["compatibility"],
-              dependencies=auth, summary="The original AttnGAN demo's route", responses=_ERRORS)
+              dependencies=auth, summary="The original AttnGAN demo's route", responses=errors)
     async def bird(body: BirdRequest, request: Request) -> dict[str, Any]:
         started = time.perf_counter()
         seed = _seed(body.seed)
@@ -222,13 +227,25 @@ def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI
                 "dropped": result.encoded.dropped, "model": _model_ref(state), "bird": legacy}
 
     @app.get("/v1/images/{image_id}.png", tags=["generate"], dependencies=auth, summary="A generated image",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorResponse}})
+             response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
+                        **_error_responses(404, keyed=bool(settings.api_key)),
+                        422: {"model": ErrorResponse, "description": "Invalid request"}})
     async def image(image_id: str) -> Response:
         data = state.cache.get(image_id) if IMAGE_ID.fullmatch(image_id) else None
         if data is None:
             raise ApiError(404, "not_found", "no such image (ids are 32 hex digits; old images expire)", "image_id")
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
+    # the last added runs first: CORS, then the guard (size limit, headers), then the API key
+    if settings.api_key:
+        protected = [route for route in app.routes if auth[0] in getattr(route, "dependencies", ())]
+        app.add_middleware(ApiKeyMiddleware, expected=settings.api_key, routes=protected)
+    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+                           expose_headers=["Retry-After", "X-Seed", "X-Image-Id"], max_age=600)
     return app
 
 
@@ -242,22 +259,6 @@ def _version() -> str:
 def _page(item: Any) -> HTMLResponse:
     return HTMLResponse(item.data.decode("utf-8"), headers={"Content-Security-Policy": PAGE_CSP,
                                                             "Cache-Control": "no-cache"})
-
-
-def _api_key_check(expected: str) -> Any:
-    """A dependency requiring ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``."""
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-    bearer = HTTPBearer(auto_error=False)
-    wanted = expected.encode("utf-8")
-
-    async def check(key: str | None = Security(key_header),
-                    credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
-        given = key if key else (credentials.credentials if credentials else "")
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), wanted):
-            raise ApiError(401, "unauthorized", "a valid API key is required (X-API-Key or Authorization: Bearer)",
-                           "X-API-Key", headers={"WWW-Authenticate": "Bearer"})
-
-    return check
 
 
 def _seed(seed: int | None) -> int:

@@ -7,6 +7,13 @@ thread runs one batch at a time: it takes the oldest job and every later job wit
 key, up to ``max_batch`` images (a job larger than that runs alone), after waiting at most
 ``batch_wait_ms`` for such jobs to arrive. :meth:`Batcher.cancel` removes a waiting job
 (freeing its place) or discards the result of a running one.
+
+Failures stay with the job that caused them. ``run_batch`` may return an exception in place
+of a job's result (a job it could not prepare, or whose output it could not render): that job
+alone fails with it. When ``run_batch`` raises for a batch of several jobs, the worker runs
+those jobs again one at a time, so each gets its own result or its own error (a fault tied
+to one job's input, or one that only a whole batch triggers, such as running out of memory,
+then fails no other job). A batch that succeeds costs no more than before.
 """
 
 from __future__ import annotations
@@ -66,8 +73,9 @@ RunBatch = Callable[[list[Job]], list[Any]]
 class Batcher:
     """Gathers jobs into batches for ``run_batch`` (called in one worker thread).
 
-    ``run_batch(jobs)`` returns one result per job, in order; an exception fails every
-    job of the batch.
+    ``run_batch(jobs)`` returns one result per job, in order; an ``Exception`` instance in
+    place of a result fails that job alone. If ``run_batch`` raises, a batch of one job fails
+    with that exception and a larger batch is run again one job at a time.
     """
 
     def __init__(self, run_batch: RunBatch, max_batch: int = 8, max_queue: int = 64,
@@ -85,6 +93,8 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self.batches_run = 0
+        self.batches_split = 0  # batches that failed as a whole and were run one job at a time
+        self.last_batch_jobs = 0  # jobs in the latest batch (before any split)
         self.running = False
 
     # ------------------------------------------------------------------ state
@@ -204,26 +214,18 @@ class Batcher:
             if not self._pending:
                 continue
             batch = self._take_batch()
+            self.last_batch_jobs = len(batch)
             started = time.perf_counter()
             for job in batch:
                 job.started_at = started
             try:
-                results = await loop.run_in_executor(self._executor, self.run_batch, batch)
-                if len(results) != len(batch):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} jobs")
+                outcomes = await loop.run_in_executor(self._executor, self._run_isolated, batch)
             except asyncio.CancelledError:
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(BatcherStoppedError("the server is shutting down"))
                         job.future.exception()
                 raise
-            except Exception as exc:  # one failed batch must not stop the worker
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                    else:
-                        log.debug("discarded the failure of a cancelled job: %s", exc)
-                continue
             finally:
                 finished = time.perf_counter()
                 for job in batch:
@@ -231,6 +233,43 @@ class Batcher:
                 seconds = finished - started
                 self._batch_seconds = seconds if not self.batches_run else 0.8 * self._batch_seconds + 0.2 * seconds
                 self.batches_run += 1
-            for job, result in zip(batch, results):
-                if not job.future.done():
-                    job.future.set_result(result)
+            for job, outcome in zip(batch, outcomes):
+                if job.future.done():  # cancelled: nobody waits for it any more
+                    if isinstance(outcome, Exception):
+                        log.debug("discarded the failure of a cancelled job: %s", outcome)
+                elif isinstance(outcome, Exception):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    def _call(self, jobs: list[Job]) -> list[Any]:
+        """``run_batch(jobs)``, checked to give one outcome per job."""
+        results = self.run_batch(jobs)
+        if len(results) != len(jobs):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(jobs)} jobs")
+        return list(results)
+
+    def _run_isolated(self, batch: list[Job]) -> list[Any]:
+        """One outcome (a result or an exception) per job; runs in the worker thread.
+
+        The batch runs once; only if that raises does each job still waited for run alone.
+        """
+        try:
+            return self._call(batch)
+        except Exception as exc:  # one failed batch must not stop the worker
+            if len(batch) == 1:
+                return [exc]
+            failure = exc
+        self.batches_split += 1
+        log.warning("a batch of %d jobs failed (%s: %s); running its jobs one at a time",
+                    len(batch), type(failure).__name__, failure)
+        outcomes: list[Any] = []
+        for job in batch:
+            if job.cancelled:
+                outcomes.append(BatcherStoppedError("cancelled"))
+                continue
+            try:
+                outcomes.extend(self._call([job]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes

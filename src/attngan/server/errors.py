@@ -91,6 +91,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = "not found"
         field = "body" if exc.status_code == 413 else None
+        if exc.status_code == 400:  # FastAPI's only 400: a body it could not parse (e.g. not UTF-8)
+            code, message, field = "invalid_json", "the request body is not valid JSON (UTF-8)", "body"
         return error_response(exc.status_code, code, message, field, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -109,6 +111,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: Seq
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
                             *headers]})
     await send({"type": "http.response.body", "body": data})
+
+
+async def send_error(send: Send, status: int, code: str, message: str, field: str | None = None,
+                     headers: dict[str, str] | None = None) -> None:
+    """Answer an error from ASGI middleware (outside FastAPI's handlers), JSON as everywhere."""
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await _send_json(send, status, error_body(code, message, field), extra)
 
 
 class BodyTooLargeError(StarletteHTTPException):

@@ -2,7 +2,9 @@
 
 Requests of one batch share a stage count. Their captions are repeated once per image and
 their per-image seeds concatenated, so every image is exactly what the pipeline gives for
-that caption and seed alone.
+that caption and seed alone. Each request is prepared (its caption encoded) and rendered on
+its own: a request that fails there gets its own exception in place of a result, and the
+others of its batch are served (see :mod:`.batching` for failures of the joint forward pass).
 """
 
 from __future__ import annotations
@@ -64,33 +66,53 @@ def stage_numbers(num_images: int, num_maps: int) -> list[int]:
     return [num_images] * num_maps
 
 
-def run_batch(pipeline: Any, jobs: list[Job], batch_size: int) -> list[TaskResult]:
-    """Run the tasks of ``jobs`` (one shared key) in one pipeline call."""
+def run_batch(pipeline: Any, jobs: list[Job], batch_size: int) -> list[TaskResult | Exception]:
+    """Run the tasks of ``jobs`` (one shared key) in one pipeline call.
+
+    Returns one :class:`TaskResult` per job, or the exception that job alone raised while its
+    caption was encoded or its images rendered. An exception of the joint pipeline call
+    itself propagates (the batcher then runs the jobs one at a time).
+    """
     tasks: list[Task] = [job.payload for job in jobs]
-    captions = [t.caption for t in tasks for _ in t.seeds]
-    seeds = [s for t in tasks for s in t.seeds]
-    explain = tasks[0].explain
-    out = pipeline(captions, num_images=1, seed=seeds, num_stages=tasks[0].stages,
-                   return_intermediates=explain, batch_size=batch_size)
-    pngs = [images_to_png(stage) for stage in out.images]  # [stage][image]
-    sizes = [int(stage.shape[-1]) for stage in out.images]
-    numbers = stage_numbers(len(out.images), len(out.attention_maps))
-    results, k = [], 0
-    for task in tasks:
-        images = []
-        for seed in task.seeds:
-            tokens = out.captions[k].tokens
-            attention = []
-            if task.include_attention:
-                for number, maps in zip(numbers, out.attention_maps):
-                    words = [(w, attention_png(maps[k, t].cpu())) for t, w in enumerate(tokens)]
-                    attention.append({"stage": number, "size": int(maps.shape[-1]), "words": words})
-            images.append(ImageResult(seed, [p[k] for p in pngs], sizes, attention))
-            k += 1
-        first = k - len(task.seeds)
-        detail = _explain(pipeline, out, first) if task.explain else None
-        results.append(TaskResult(out.captions[first], images, detail))
-    return results
+    outcomes: list[TaskResult | Exception | None] = [None] * len(tasks)
+    for i, task in enumerate(tasks):
+        try:
+            pipeline.encode_captions([task.caption])
+        except Exception as exc:  # e.g. UnknownWordsError: this job only
+            outcomes[i] = exc
+    ready = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if ready:
+        live = [tasks[i] for i in ready]
+        captions = [t.caption for t in live for _ in t.seeds]
+        seeds = [s for t in live for s in t.seeds]
+        out = pipeline(captions, num_images=1, seed=seeds, num_stages=live[0].stages,
+                       return_intermediates=live[0].explain, batch_size=batch_size)
+        numbers = stage_numbers(len(out.images), len(out.attention_maps))
+        first = 0
+        for i, task in zip(ready, live):
+            try:
+                outcomes[i] = _task_result(pipeline, out, task, first, numbers)
+            except Exception as exc:
+                outcomes[i] = exc
+            first += len(task.seeds)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _task_result(pipeline: Any, out: Any, task: Task, first: int, numbers: list[int]) -> TaskResult:
+    """PNGs (and the explanation) of ``task``, whose images are ``first..`` of ``out``."""
+    images = []
+    for j, seed in enumerate(task.seeds):
+        k = first + j
+        tokens = out.captions[k].tokens
+        attention = []
+        if task.include_attention:
+            for number, maps in zip(numbers, out.attention_maps):
+                words = [(w, attention_png(maps[k, t].cpu())) for t, w in enumerate(tokens)]
+                attention.append({"stage": number, "size": int(maps.shape[-1]), "words": words})
+        stage_pngs = [images_to_png(stage[k:k + 1])[0] for stage in out.images]
+        images.append(ImageResult(seed, stage_pngs, [int(stage.shape[-1]) for stage in out.images], attention))
+    detail = _explain(pipeline, out, first) if task.explain else None
+    return TaskResult(out.captions[first], images, detail)
 
 
 def _vector(values: torch.Tensor) -> dict[str, Any]:

@@ -1,29 +1,53 @@
 """Request and response models of the HTTP API (they also make its OpenAPI schema).
 
-Request models are strict (a JSON string is never taken for a number) and reject unknown
-fields. Limits that depend on the server's settings (images per request, stages of the
-loaded model) are built into the models by :func:`request_models`.
+Request models are strict (a JSON string or a boolean is never taken for a number) and
+reject unknown fields; a whole number written with a fraction (``2.0``) is an integer, as
+JSON Schema says. Every limit is checked on the value as sent, so a body is valid exactly
+when the declared schema says so; the one further check is that a caption has a word the
+model knows (422 ``unknown_words``), which no schema can state. Limits that depend on the
+server's settings (images per request, stages of the loaded model) are built into the
+models by :func:`request_models`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+)
 
 MAX_CAPTION_CHARS = 1000
 MAX_SEED = 2**53
 
+
+def _whole_number(value: Any) -> Any:
+    """``2.0`` -> ``2`` (JSON Schema counts it as an integer); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 Caption = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CAPTION_CHARS),
-    Field(description="The caption (1 to 1000 characters once surrounding whitespace is removed).",
+    StringConstraints(min_length=1, max_length=MAX_CAPTION_CHARS),
+    AfterValidator(str.strip),
+    Field(description="The caption, 1 to 1000 characters (surrounding whitespace is ignored). "
+                      "A caption with no word in the model's vocabulary is refused (422 unknown_words).",
           examples=["this bird is red with white wings and a short beak"]),
 ]
+WholeNumber = BeforeValidator(_whole_number)
 Seed = Annotated[
     int | None,
     Field(default=None, ge=0, le=MAX_SEED,
           description="Base seed: image j uses seed + j. Null draws one (returned in the response)."),
+    WholeNumber,
 ]
 
 
@@ -56,13 +80,13 @@ class BirdRequest(_Strict):
 def request_models(max_images: int, num_stages: int) -> tuple[type[GenerateRequestBase], type[ExplainRequestBase]]:
     """The generate and explain request models for this server's limits."""
     stages_field = (
-        int | None,
+        Annotated[int | None, WholeNumber],
         Field(None, ge=1, le=num_stages, description=f"Stop after this many stages (1..{num_stages}); null: all."),
     )
     generate = create_model(
         "GenerateRequest",
         __base__=GenerateRequestBase,
-        num_images=(int, Field(1, ge=1, le=max_images, description=f"Images to generate (1..{max_images}).")),
+        num_images=(Annotated[int, WholeNumber], Field(1, ge=1, le=max_images, description=f"Images to generate (1..{max_images}).")),
         stages=stages_field,
     )
     explain = create_model("ExplainRequest", __base__=ExplainRequestBase, stages=stages_field)
