@@ -8,15 +8,14 @@ from .common import (
     ImageCache,
     MissingImagesError,
     bbox_crop_region,
-    build_dataset,
     collate,
-    dataset_kinds,
     image_tensors,
     open_rgb,
     read_caption_file,
 )
 from .cub import CubDataset
 from .folder import FolderDataset
+from .registry import DATA_KINDS, build_dataset, build_from_options, dataset_kinds
 from .shapes import (
     BACKGROUNDS,
     COLORS,
@@ -34,9 +33,9 @@ from .shapes import (
 from .tags import EYE_COLORS, HAIR_COLORS, TagsDataset
 
 __all__ = [
-    "BACKGROUNDS", "COLORS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
+    "BACKGROUNDS", "COLORS", "DATA_KINDS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
     "CaptionImageDataset", "CocoDataset", "CocoJsonDataset", "CubDataset", "DataError", "FolderDataset",
     "ImageCache", "MissingImagesError", "Record", "Scene", "ShapeObject", "ShapesDataset", "TagsDataset",
-    "bbox_crop_region", "build_dataset", "caption_for", "collate", "dataset_kinds", "image_tensors", "open_rgb",
+    "bbox_crop_region", "build_dataset", "build_from_options", "caption_for", "collate", "dataset_kinds", "image_tensors", "open_rgb",
     "random_scene", "read_caption_file", "render_shapes", "shapes_vocabulary",
 ]

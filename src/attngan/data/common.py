@@ -1,5 +1,5 @@
 """Shared pieces of the data sets: errors, image decoding and transforms, the decoded-image
-cache, caption files, ``collate`` and the ``build_dataset`` factory.
+cache, caption files and ``collate`` (the factory is :mod:`attngan.data.registry`).
 
 Image pipeline (as the original AttnGAN): the decoded (and, for CUB, bounding-box cropped)
 image is resized so that its short edge is the *load size* -- ``int(S * 76 / 64)`` in
@@ -312,36 +312,3 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if "attributes" in samples[0]:
         batch["attributes"] = torch.stack([s["attributes"] for s in samples])
     return batch
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def dataset_kinds() -> dict[str, type]:
-    """Name -> data set class, for ``build_dataset``."""
-    from .coco import CocoDataset, CocoJsonDataset
-    from .cub import CubDataset
-    from .folder import FolderDataset
-    from .shapes import ShapesDataset
-    from .tags import TagsDataset
-
-    return {"shapes": ShapesDataset, "cub": CubDataset, "coco": CocoDataset, "coco-json": CocoJsonDataset,
-            "folder": FolderDataset, "tags": TagsDataset}
-
-
-def build_dataset(kind: str, root: str | os.PathLike[str] | None = None, **kwargs: Any) -> torch.utils.data.Dataset:
-    """``build_dataset("cub", "data/birds", split="test", image_sizes=(64, 128, 256))``.
-
-    Kinds: ``shapes`` (no root), ``cub``, ``coco``, ``coco-json``, ``folder``, ``tags``;
-    keyword arguments go to the data set's constructor.
-    """
-    kinds = dataset_kinds()
-    if kind not in kinds:
-        raise ValueError(f"unknown data set kind {kind!r}; choose one of {', '.join(kinds)}")
-    if kind == "shapes":
-        if root is not None:
-            raise ValueError("the shapes data set is procedural and takes no root folder")
-        return kinds[kind](**kwargs)
-    if root is None:
-        raise ValueError(f"the {kind} data set needs a root folder")
-    return kinds[kind](root, **kwargs)

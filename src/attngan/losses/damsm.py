@@ -101,3 +101,29 @@ def sentence_loss(
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``[N, D] x [M, D] -> [N, M]`` cosine similarities."""
     return (a @ b.t()) / (a.norm(dim=1, keepdim=True) * b.norm(dim=1, keepdim=True).t()).clamp(min=eps)
+
+
+def damsm_losses(
+    region_features: torch.Tensor,
+    image_codes: torch.Tensor,
+    word_features: torch.Tensor,
+    sentence_features: torch.Tensor,
+    lengths: torch.Tensor,
+    class_ids: torch.Tensor | None,
+    gamma1: float = 4.0,
+    gamma2: float = 5.0,
+    gamma3: float = 10.0,
+) -> dict[str, torch.Tensor]:
+    """The four DAMSM terms of a batch (paper eq. 11 and 13), computed in fp32.
+
+    Args:
+        region_features: ``[B, D, H, W]``; image_codes: ``[B, D]``.
+        word_features: ``[B, D, T]``; sentence_features: ``[B, D]``; lengths: ``[B]``.
+        class_ids: ``[B]`` or None (pairs of one class are not negatives).
+    Returns:
+        ``{"w0", "w1", "s0", "s1"}``: word loss image->caption and caption->image, sentence
+        loss image->caption and caption->image (scalars).
+    """
+    w0, w1, _ = words_loss(region_features.float(), word_features.float(), lengths, class_ids, gamma1, gamma2, gamma3)
+    s0, s1 = sentence_loss(image_codes.float(), sentence_features.float(), class_ids, gamma3)
+    return {"w0": w0, "w1": w1, "s0": s0, "s1": s1}

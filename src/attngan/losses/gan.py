@@ -6,6 +6,8 @@ The original passes sigmoid outputs to ``BCELoss``; these take raw logits and us
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +53,58 @@ def generator_adversarial_loss(cond_fake: torch.Tensor, uncond_fake: torch.Tenso
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) averaged over elements, as the original: ``[B, C]`` -> scalar."""
     return -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def generator_loss(
+    adversarial_logits: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+    damsm: Mapping[str, torch.Tensor],
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    damsm_weight: float,
+    kl_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """AttnGAN's generator objective (paper eq. 3 and 14): the adversarial terms of every stage,
+    the DAMSM terms of the last stage times ``damsm_weight`` (the original's LAMBDA), and the
+    conditioning-augmentation KL times ``kl_weight``.
+
+    Args:
+        adversarial_logits: per discriminator, ``(conditional [B], unconditional [B] or None)``
+            logits of the generated images.
+        damsm: ``{"w0", "w1", "s0", "s1"}`` (see :func:`attngan.losses.damsm.damsm_losses`).
+        mu, logvar: ``[B, C]`` of the conditioning augmentation.
+    Returns:
+        ``{"total", "adversarial", "damsm_words", "damsm_sentence", "kl"}`` (scalars; the last
+        three already weighted).
+    """
+    adversarial = mu.new_zeros((), dtype=torch.float32)
+    for cond, uncond in adversarial_logits:
+        adversarial = adversarial + generator_adversarial_loss(cond.float(), None if uncond is None else uncond.float())
+    words = (damsm["w0"] + damsm["w1"]) * damsm_weight
+    sentence = (damsm["s0"] + damsm["s1"]) * damsm_weight
+    kl = kl_loss(mu.float(), logvar.float()) * kl_weight
+    return {"total": adversarial + words + sentence + kl, "adversarial": adversarial, "damsm_words": words,
+            "damsm_sentence": sentence, "kl": kl}
+
+
+def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]],
+                        wrong_scale: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The discriminators' objective: the sum of :func:`discriminator_loss` over stages (each
+    discriminator's parameters get the gradient of its own term only, as with one update each).
+
+    Args:
+        logits: per discriminator, ``cond_real``, ``cond_fake``, ``cond_wrong`` and
+            ``uncond_real``, ``uncond_fake`` (or None) logits.
+    Returns:
+        ``(sum, per-discriminator losses)``.
+    """
+    parts = [discriminator_loss(_f32(lg["cond_real"]), _f32(lg["cond_fake"]), _f32(lg["cond_wrong"]),
+                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale)
+             for lg in logits]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total, parts
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.float()

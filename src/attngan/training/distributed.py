@@ -99,6 +99,16 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     return _GatherRows.apply(tensor)
 
 
+def agree(flag: bool) -> bool:
+    """True on every process when ``flag`` is True on any (an all-reduce; the flag itself in one process)."""
+    if world_size() == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
@@ -118,6 +128,16 @@ def mean_over_processes(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / world_size()
+
+
+def mean_of_logs(values: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over processes (one all-reduce; every process must call it with the same keys)."""
+    if world_size() == 1 or not values:
+        return values
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world_size() for k, v in zip(values, t.tolist(), strict=True)}
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -9,7 +9,8 @@ from torch import nn
 
 
 class EMA(nn.Module):
-    """Holds ``shadow``, an EMA copy of a model; buffers (BatchNorm statistics) are copied.
+    """Holds ``shadow``, an EMA copy of a model (matched by parameter name, so the model may use
+    other but equivalent layers); buffers (BatchNorm statistics) are copied.
 
     The effective decay warms up as ``min(decay, (1 + step) / (warmup + step))`` so early,
     poor weights are forgotten quickly.
@@ -35,8 +36,9 @@ class EMA(nn.Module):
         """Move the shadow weights towards ``model``'s."""
         decay = self.current_decay()
         model_params = dict(model.named_parameters())
-        for name, p in self.shadow.named_parameters():
-            p.lerp_(model_params[name].detach(), 1.0 - decay)
+        names = [name for name, _ in self.shadow.named_parameters()]
+        torch._foreach_lerp_([p for _, p in self.shadow.named_parameters()],
+                             [model_params[name].detach() for name in names], 1.0 - decay)
         model_buffers = dict(model.named_buffers())
         for name, b in self.shadow.named_buffers():
             b.copy_(model_buffers[name])

@@ -1,35 +1,54 @@
 """AttnGAN training: generator and per-stage discriminators with frozen DAMSM encoders,
-as the original ``trainer.py`` (losses, learning rates, EMA of the generator weights)."""
+as the original ``trainer.py`` (losses, learning rates, EMA of the generator weights).
+
+One step computes what the original computes (``tests/test_training_step.py`` holds it
+against the reference modules in fp32); ``run.speed`` (:class:`SpeedOptions`) chooses how:
+sub-pixel up-blocks, a folded frozen image encoder, channels-last discriminators, fused Adam,
+one backward pass for the discriminators, gradients released after each update. With
+``run.precision`` bf16 (or ``auto`` where bf16 is native) the forward passes run under bf16
+autocast with fp32 master weights; the losses are computed in fp32 and checked to be finite.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.checkpoint import checkpoint
 
 from .. import __version__
 from ..config import ModelConfig, to_dict
+from ..data import build_from_options, collate
 from ..hub import ModelBundle, load_damsm, save_pretrained
-from ..losses.damsm import sentence_loss, words_loss
-from ..losses.gan import discriminator_loss, generator_adversarial_loss, kl_loss
+from ..losses.damsm import damsm_losses
+from ..losses.gan import discriminators_loss, generator_loss
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
-from .damsm import _collate, build_data
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA
-from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
+from .fast_layers import (
+    ChannelsLastInput,
+    fold_frozen_batchnorms,
+    release_gradients_after_step,
+    use_subpixel_up_blocks,
+)
+from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
+from .optim import adam
 from .options import GANTrainConfig
 
 log = logging.getLogger(__name__)
+
+MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
 
 
 class DiscriminatorStep(nn.Module):
@@ -41,6 +60,8 @@ class DiscriminatorStep(nn.Module):
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
                 wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
+        sentences of real rows ``wrong_rows [M]`` -> ``[B]`` (or ``[M]``) logits."""
         real_f, fake_f = self.d(real), self.d(fake)
         cond_real, uncond_real = self.d.logits(real_f, sentence)
         cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
@@ -49,22 +70,16 @@ class DiscriminatorStep(nn.Module):
                 "uncond_real": uncond_real, "uncond_fake": uncond_fake}
 
 
-def train_gan(cfg: GANTrainConfig, resume: bool = False) -> Path:
-    """Train AttnGAN; returns the exported inference folder ``<out_dir>/model``."""
-    dist = init_distributed(cfg.run.device)
-    try:
-        return GANTrainer(cfg, dist).fit(resume)
-    finally:
-        shutdown()
+class GANTrainer(Trainer):
+    """Holds the modules, optimisers and data of one run; :meth:`fit` runs the loop."""
 
-
-class GANTrainer:
-    """Holds the modules, optimisers and data of one run; ``fit`` runs the loop."""
+    progress_name = "attngan"
+    config_file = "train_config.yaml"
 
     def __init__(self, cfg: GANTrainConfig, dist: DistInfo) -> None:
         run = cfg.run
-        self.dist = dist
-        self.out = Path(run.out_dir)
+        speed = run.speed
+        self.dist, self.out, self.step = dist, Path(run.out_dir), 0
         set_threads(run.threads)
         if run.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -73,20 +88,28 @@ class GANTrainer:
             raise ValueError("damsm: give the DAMSM folder written by train-damsm")
         enc = load_damsm(cfg.damsm)
         self.vocab = enc.vocab
-        self.text_encoder = enc.text_encoder.to(dist.device).eval().requires_grad_(False)
-        self.image_encoder = enc.image_encoder.to(dist.device).eval().requires_grad_(False)
+        device = dist.device
+        self.text_encoder = enc.text_encoder.to(device).eval().requires_grad_(False)
+        self.reference_image_encoder = enc.image_encoder.to(device).eval().requires_grad_(False)
         te_cfg = enc.text_encoder.config
         gen_cfg = dataclasses.replace(cfg.generator, text_dim=te_cfg.hidden_dim)
-        run = dataclasses.replace(run, precision=resolve_precision(run.precision, dist.device))  # recorded as used
+        run = dataclasses.replace(run, precision=resolve_precision(run.precision, device))  # recorded as used
         self.cfg = cfg = dataclasses.replace(cfg, generator=gen_cfg, run=run)
         self.max_words = te_cfg.max_words
         if dist.is_main:
             ckpt.check_writable(self.out)
-        self.data = build_data(cfg.data, gen_cfg.image_sizes, self.max_words, vocab=self.vocab, seed=run.seed)
+        self.data = build_from_options(cfg.data, gen_cfg.image_sizes, self.max_words, vocab=self.vocab, seed=run.seed)
         if self.data.vocab != self.vocab:
             raise ValueError(f"vocabulary mismatch: the data set's ({len(self.data.vocab)} words) differs from "
                              f"{Path(cfg.damsm) / 'vocab.json'} ({len(self.vocab)} words)")
         check_vocabulary_coverage(self.data, Path(cfg.damsm) / "vocab.json")
+
+        # the frozen image encoder as the step runs it (a folded copy; the reference is exported)
+        encoder: nn.Module = self.reference_image_encoder
+        if speed.fold_encoder:
+            encoder = ChannelsLastInput(fold_frozen_batchnorms(encoder))
+        self.image_encoder = encoder
+
         self.generator = Generator(gen_cfg)
         self.generator.apply(init_weights_original)
         sizes = gen_cfg.image_sizes if gen_cfg.variant == "multi_stage" else gen_cfg.image_sizes[-1:]
@@ -98,21 +121,25 @@ class GANTrainer:
         if dist.enabled:
             use_global_batchnorm(self.generator)
             use_global_batchnorm(self.discriminators)
-        self.generator.to(dist.device).train()
-        self.discriminators.to(dist.device).train()
+        self.generator.to(device).train()
+        self.discriminators.to(device).train()
+        if speed.channels_last:
+            self.discriminators.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.optim_g.lr,
-                                      betas=(cfg.optim_g.beta1, cfg.optim_g.beta2))
-        self.opt_d = [torch.optim.Adam(d.parameters(), lr=cfg.optim_d.lr, betas=(cfg.optim_d.beta1, cfg.optim_d.beta2))
-                      for d in self.discriminators]
+        if speed.subpixel:  # after the EMA copy: the shadow keeps the reference layers (it is exported)
+            use_subpixel_up_blocks(self.generator)
+        self.opt_g = adam(self.generator.parameters(), cfg.optim_g, device, speed.fused_adam)
+        self.opt_d = [adam(d.parameters(), cfg.optim_d, device, speed.fused_adam) for d in self.discriminators]
+        if speed.release_gradients:
+            for opt in (self.opt_g, *self.opt_d):
+                release_gradients_after_step(opt)
         self.noise = torch.Generator().manual_seed(run.seed + 1)
-        self.step = 0
         self.g: Any = DistributedDataParallel(self.generator) if dist.enabled else self.generator
         steps = [DiscriminatorStep(d) for d in self.discriminators]
         self.d_steps: list[Any] = [DistributedDataParallel(s) if dist.enabled else s for s in steps]
-        self.stream = BatchStream(self.data, _collate(), run.batch_size, run.seed, dist, cfg.data.num_workers)
+        self.stream = BatchStream(self.data, collate, run.batch_size, run.seed, dist, cfg.data.num_workers)
 
-    # ----------------------------------------------------------------- checkpoints
+    # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "version": __version__, "config": to_dict(self.cfg),
                 "models": {"generator": self.generator.state_dict(), "ema": self.ema.state_dict(),
@@ -137,29 +164,41 @@ class GANTrainer:
         self.noise.set_state(state["rng"]["noise"])
         self.step = int(state["step"])
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt_g, *self.opt_d]
+
+    def resolved_config(self) -> dict[str, Any]:
+        return {"gan": to_dict(self.cfg), "version": __version__}
+
+    def inference_bundle(self) -> ModelBundle:
+        """The EMA generator with the frozen encoders and the vocabulary (the modules are shared)."""
+        config = ModelConfig(text_encoder=self.text_encoder.config, generator=self.cfg.generator,
+                             image_encoder=self.reference_image_encoder.config, name=self.cfg.name)
+        meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__, "seed": self.cfg.run.seed}
+        return ModelBundle(config, self.vocab, self.text_encoder, self.ema.shadow, self.reference_image_encoder, meta)
+
     def export(self, path: Path | None = None) -> Path:
         """The EMA generator with the encoders and vocabulary, as an inference folder."""
-        path = path or self.out / "model"
-        te = self.text_encoder
-        config = ModelConfig(text_encoder=te.config, generator=self.cfg.generator,
-                             image_encoder=self.image_encoder.config, name=self.cfg.name)
-        generator = Generator(self.cfg.generator)
-        generator.load_state_dict(self.ema.shadow.state_dict())
-        meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__,
-                "seed": self.cfg.run.seed}
-        bundle = ModelBundle(config, self.vocab, _cpu_copy(te), generator.eval(), _cpu_copy(self.image_encoder), meta)
-        return save_pretrained(bundle, path)
+        bundle = self.inference_bundle()
+        plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder),
+                            _cpu_copy(bundle.generator), _cpu_copy(bundle.image_encoder), bundle.metadata)
+        saved = save_pretrained(plain, path or self.out / self.export_name)
+        log.info("exported the EMA generator to %s", saved)
+        return saved
 
     # ----------------------------------------------------------------- one step
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        cfg, dev, dist = self.cfg, self.dist.device, self.dist
+        cfg, dist, speed = self.cfg, self.dist, self.cfg.run.speed
+        dev = dist.device
         tokens = pad_to(batch["tokens"], self.max_words, 1).to(dev)
         lengths = batch["lengths"]
         class_ids = batch["class_ids"].to(dev)
-        reals = [batch["images"][i].to(dev) for i in self.stage_of_d]
+        layout = torch.channels_last if speed.channels_last else torch.contiguous_format
+        reals = [batch["images"][i].to(dev, non_blocking=True).contiguous(memory_format=layout)
+                 for i in self.stage_of_d]
         b = tokens.shape[0]
         total = b * dist.world_size
-        with torch.no_grad():
+        with torch.no_grad():  # the frozen text encoder, once per batch, fp32
             words, sentence = self.text_encoder(tokens, lengths)
         mask = tokens == 0
         z = torch.randn(total, cfg.generator.noise_dim, generator=self.noise)
@@ -168,7 +207,8 @@ class GANTrainer:
         z, eps = z[rows].to(dev), eps[rows].to(dev)
         with autocast(cfg.run.precision, dev):
             out = self.g(z, sentence, words, mask, eps=eps)
-        fakes = [out.images[i] for i in self.stage_of_d] if cfg.generator.variant == "multi_stage" else out.images
+        images = [out.images[i] for i in self.stage_of_d] if cfg.generator.variant == "multi_stage" else out.images
+        fakes = [image.contiguous(memory_format=layout) for image in images]
 
         # discriminators: real / fake / mismatched (real image with the next sample's caption)
         all_sentences = gather(sentence)
@@ -176,87 +216,76 @@ class GANTrainer:
         wrong_rows = (global_rows + 1 < total).nonzero().flatten()
         wrong_sentence = all_sentences[global_rows[wrong_rows] + 1]
         wrong_scale = len(wrong_rows) * dist.world_size / (total - 1)
-        logs: dict[str, float] = {}
-        for i, (step_d, opt) in enumerate(zip(self.d_steps, self.opt_d, strict=True)):
-            with autocast(cfg.run.precision, dev):
-                lg = step_d(reals[i], fakes[i].detach(), sentence, wrong_sentence, wrong_rows)
-                loss_d = discriminator_loss(lg["cond_real"].float(), lg["cond_fake"].float(), lg["cond_wrong"].float(),
-                                            _f(lg["uncond_real"]), _f(lg["uncond_fake"]), wrong_scale)
-            opt.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt.step()
-            logs[f"loss_d{i}"] = float(loss_d.detach())
+        losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, wrong_sentence,
+                                               wrong_rows, wrong_scale)
 
         # generator: adversarial terms, DAMSM on the last stage, KL
         self.discriminators.requires_grad_(False)
         with autocast(cfg.run.precision, dev):
-            loss_adv = sentence.new_zeros(())
-            for i, d in enumerate(self.discriminators):
-                cond, uncond = d.logits(d(fakes[i]), sentence)
-                loss_adv = loss_adv + generator_adversarial_loss(cond.float(), _f(uncond))
-            regions, codes = self.image_encoder(fakes[-1])
-            g = cfg.loss
-            all_classes, all_lengths = gather(class_ids), gather(lengths.to(dev))
-            w0, w1, _ = words_loss(gather(regions.float()), gather(words), all_lengths, all_classes,
-                                   g.gamma1, g.gamma2, g.gamma3)
-            s0, s1 = sentence_loss(gather(codes.float()), all_sentences, all_classes, g.gamma3)
-            loss_damsm = (w0 + w1 + s0 + s1) * g.weight
-            loss_kl = kl_loss(out.mu.float(), out.logvar.float()) * cfg.kl_weight
-            loss_g = loss_adv + loss_damsm + loss_kl
+            adversarial = [d.logits(d(fake), sentence) for d, fake in zip(self.discriminators, fakes, strict=True)]
+            if speed.checkpoint_encoder:
+                regions, codes = checkpoint(self.image_encoder, fakes[-1], use_reentrant=False)
+            else:
+                regions, codes = self.image_encoder(fakes[-1])
+        g = cfg.loss
+        damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
+                             gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3)
+        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight)
         self.discriminators.requires_grad_(True)
+        require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        loss["total"].backward()
         self.opt_g.step()
         self.ema.update(self.generator)
         self.step += 1
-        logs.update(loss_g=float(loss_g.detach()), loss_g_adv=float(loss_adv.detach()),
-                    loss_damsm_w=float((w0 + w1).detach()), loss_damsm_s=float((s0 + s1).detach()),
-                    loss_kl=float(loss_kl.detach()))
+        logs = {f"loss_d{i}": float(v.detach()) for i, v in enumerate(losses_d)}
+        logs.update(loss_g=float(loss["total"].detach()), loss_g_adv=float(loss["adversarial"].detach()),
+                    loss_damsm_w=float(loss["damsm_words"].detach()),
+                    loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         return logs
 
-    # ----------------------------------------------------------------- loop
-    def fit(self, resume: bool = False) -> Path:
-        run, dist = self.cfg.run, self.dist
-        folder = self.out / "checkpoints"
-        if resume:
-            found = ckpt.latest_checkpoint(folder)
-            if found is None:
-                raise ckpt.CheckpointError(f"--resume: no checkpoint in {folder}")
-            try:
-                self.load_state_dict(found[1])
-            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-                reason = " ".join(str(exc).split())[:300]
-                raise ckpt.CheckpointError(f"{found[0]} does not fit this run: {reason}") from None
-            log.info("resumed from %s at step %d", found[0], self.step)
-        else:
-            ckpt.check_fresh(folder)
-        if dist.is_main:
-            need = ckpt.state_bytes(self.state_dict()) + ckpt.pending_optimizer_bytes([self.opt_g, *self.opt_d])
-            ckpt.check_space(folder, need, run.keep_checkpoints)
-            write_resolved_config(self.out, {"gan": to_dict(self.cfg), "version": __version__}, "train_config.yaml")
-        sink = MetricsSink(self.out, dist.is_main, run.max_steps, self.step, "attngan")
-        deadline = time.time() + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else None
-        with StopFlag() as stop:
-            for batch in self.stream.iterate(self.step):
-                if self.step >= run.max_steps or stop.requested or (deadline is not None and time.time() > deadline):
-                    break
-                t0 = time.time()
-                logs = self.train_step(batch)
-                sink.advance()
-                if dist.is_main and (self.step % run.log_every == 0 or self.step == run.max_steps):
-                    sink.log(self.step, {**logs, "step_s": time.time() - t0, "ema_decay": self.ema.current_decay()})
-                if dist.is_main and run.sample_every and self.step % run.sample_every == 0:
-                    self.save_samples_safely()
-                if dist.is_main and self.step % run.checkpoint_every == 0:
-                    ckpt.save_checkpoint(folder, self.step, self.state_dict(), run.keep_checkpoints)
-        sink.close()
-        path = self.out / "model"
-        if dist.is_main:
-            ckpt.save_checkpoint(folder, self.step, self.state_dict(), run.keep_checkpoints)
-            path = self.export()
+    def _update_discriminators(self, reals: Sequence[torch.Tensor], fakes: Sequence[torch.Tensor],
+                               sentence: torch.Tensor, wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor,
+                               wrong_scale: float) -> list[torch.Tensor]:
+        """One Adam update of every discriminator; returns their losses. With ``one_backward`` the
+        summed losses go through one backward pass (each discriminator's parameters get the gradient
+        of their own term only, as in separate passes)."""
+        cfg = self.cfg
+        if cfg.run.speed.one_backward:
+            with autocast(cfg.run.precision, self.dist.device):
+                logits = [step(real, fake, sentence, wrong_sentence, wrong_rows)
+                          for step, real, fake in zip(self.d_steps, reals, fakes, strict=True)]
+            total, parts = discriminators_loss(logits, wrong_scale)
+            require_finite(self.step, {f"loss_d{i}": p for i, p in enumerate(parts)})
+            for opt in self.opt_d:
+                opt.zero_grad(set_to_none=True)
+            total.backward()
+            for opt in self.opt_d:
+                opt.step()
+            return parts
+        parts = []
+        for i, (step, opt) in enumerate(zip(self.d_steps, self.opt_d, strict=True)):
+            with autocast(cfg.run.precision, self.dist.device):
+                logits = step(reals[i], fakes[i], sentence, wrong_sentence, wrong_rows)
+            _, (loss,) = discriminators_loss([logits], wrong_scale)
+            require_finite(self.step, {f"loss_d{i}": loss})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            parts.append(loss)
+        return parts
+
+    def step_logs(self) -> dict[str, float]:
+        return {"ema_decay": self.ema.current_decay()}
+
+    # ----------------------------------------------------------------- samples
+    def after_step(self) -> None:
+        every = self.cfg.run.sample_every
+        if every and self.step % every == 0:
             self.save_samples_safely()
-            log.info("exported the EMA generator to %s", path)
-        return path
+
+    def after_export(self) -> None:
+        self.save_samples_safely()
 
     def save_samples_safely(self) -> bool:
         """:meth:`save_samples`, logging instead of raising: a sample grid never stops a run."""
@@ -268,14 +297,13 @@ class GANTrainer:
             return False
 
     def save_samples(self) -> None:
-        """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights."""
+        """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights,
+        through the pipeline in the run's precision."""
         from ..inference.pipeline import AttnGANPipeline
         from ..viz import attention_sheet, sample_grid
 
         captions = self.sample_captions()
-        bundle = ModelBundle(ModelConfig(text_encoder=self.text_encoder.config, generator=self.cfg.generator),
-                             self.vocab, self.text_encoder, self.ema.shadow)
-        pipe = AttnGANPipeline(bundle, device=self.dist.device, precision=self.cfg.run.precision)
+        pipe = AttnGANPipeline(self.inference_bundle(), device=self.dist.device, precision=self.cfg.run.precision)
         out = pipe(captions, seed=list(range(len(captions))))
         folder = self.out / "samples"
         folder.mkdir(parents=True, exist_ok=True)
@@ -284,15 +312,22 @@ class GANTrainer:
             attention_sheet(out, 0).save(folder / f"step-{self.step:08d}-attention.png")
 
     def sample_captions(self, n: int = 8) -> list[str]:
-        test = getattr(self, "_sample_captions", None)
-        if test is None:
+        """``n`` fixed captions of the training data, spread over it."""
+        found = getattr(self, "_sample_captions", None)
+        if found is None:
             items = [self.data[i] for i in range(0, len(self.data), max(len(self.data) // n, 1))][:n]
-            test = [" ".join(self.vocab.decode(it["tokens"].tolist())) for it in items]
-            self._sample_captions = test
-        return test
+            found = [" ".join(self.vocab.decode(it["tokens"].tolist())) for it in items]
+            self._sample_captions = found
+        return found
 
 
-MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
+def train_gan(cfg: GANTrainConfig, resume: bool = False) -> Path:
+    """Train AttnGAN; returns the exported inference folder ``<out_dir>/model``."""
+    dist = init_distributed(cfg.run.device)
+    try:
+        return GANTrainer(cfg, dist).fit(resume)
+    finally:
+        shutdown()
 
 
 def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
@@ -311,12 +346,5 @@ def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
     log.warning("%s; they are dropped from the captions", message)
 
 
-def _f(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.float()
-
-
 def _cpu_copy(module: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(module).cpu().eval()
-

@@ -1,4 +1,6 @@
-"""What both training loops share: batches, progress, metric sinks, clean stopping."""
+"""What both trainers share: batches, progress, metric sinks, clean stopping, and the loop itself
+(:class:`Trainer`: resume, space check, resolved config, deadline, stop flag agreed by every
+process, finite losses, checkpoints, sinks, export)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .distributed import DistInfo
+from . import checkpoint as ckpt
+from .distributed import DistInfo, agree, mean_of_logs
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class BatchStream:
             batches = [idx[r * b:(r + 1) * b] for idx in epoch_batches(len(self.dataset), self.global_batch,  # type: ignore[arg-type]
                                                                        self.seed, epoch)[index:]]
             loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate,
-                                num_workers=self.num_workers, persistent_workers=False)
+                                num_workers=self.num_workers, persistent_workers=False,
+                                pin_memory=self.dist.device.type == "cuda")
             yield from loader
             epoch, index = epoch + 1, 0
 
@@ -164,3 +168,123 @@ def pad_to(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape = list(tensor.shape)
     shape[dim] = missing
     return torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names it and the step (nothing was updated)."""
+
+
+def require_finite(step: int, losses: dict[str, torch.Tensor]) -> None:
+    """Raise :class:`NonFiniteLossError` before a backward pass on a NaN or infinite loss."""
+    bad = [name for name, value in losses.items() if not bool(torch.isfinite(value.detach()).all())]
+    if bad:
+        raise NonFiniteLossError(f"{', '.join(bad)} is not finite at step {step + 1}; nothing was updated and the "
+                                 "last checkpoint is intact (resume with run.precision=fp32 or a lower learning rate)")
+
+
+class Trainer:
+    """The loop every trainer runs; subclasses provide the step, their state and their export.
+
+    Subclasses set ``cfg`` (with ``run``), ``dist``, ``out`` (the run folder), ``stream`` (a
+    :class:`BatchStream`) and ``step``, and implement :meth:`train_step`, :meth:`state_dict`,
+    :meth:`load_state_dict`, :meth:`optimizers` and :meth:`export`.
+    """
+
+    progress_name = "train"
+    checkpoint_dir = "checkpoints"
+    config_file = "config.yaml"
+    export_name = "model"
+    cfg: Any
+    dist: DistInfo
+    out: Path
+    stream: BatchStream
+    step: int
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def resolved_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def export(self) -> Path:
+        """The run's product (``out / export_name``), written at the end by the main process."""
+        raise NotImplementedError
+
+    def step_logs(self) -> dict[str, float]:
+        """Values logged beside the losses (learning rate, EMA decay...)."""
+        return {}
+
+    def after_step(self) -> None:
+        """Called by the main process after every step (sample grids)."""
+
+    def after_export(self) -> None:
+        """Called by the main process after :meth:`export`."""
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        return self.out / self.checkpoint_dir
+
+    def resume(self) -> None:
+        """Load the newest good checkpoint; errors name it."""
+        found = ckpt.latest_checkpoint(self.checkpoint_folder)
+        if found is None:
+            raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.checkpoint_folder}")
+        path, state = found
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ckpt.CheckpointError(f"{path} does not fit this run: {reason}") from None
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save_checkpoint(self) -> Path:
+        return ckpt.save_checkpoint(self.checkpoint_folder, self.step, self.state_dict(), self.cfg.run.keep_checkpoints)
+
+    def fit(self, resume: bool = False) -> Path:
+        """Train to ``run.max_steps`` (or the time limit, or a stop signal on any process), saving
+        checkpoints; returns the exported folder."""
+        run, dist = self.cfg.run, self.dist
+        if resume:
+            self.resume()
+        else:
+            ckpt.check_fresh(self.checkpoint_folder)
+        if dist.is_main:
+            need = ckpt.state_bytes(self.state_dict()) + ckpt.pending_optimizer_bytes(self.optimizers())
+            ckpt.check_space(self.checkpoint_folder, need, run.keep_checkpoints)
+            write_resolved_config(self.out, self.resolved_config(), self.config_file)
+        sink = MetricsSink(self.out, dist.is_main, run.max_steps, self.step, self.progress_name)
+        deadline = time.time() + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else None
+        try:
+            with StopFlag() as stop:
+                for batch in self.stream.iterate(self.step):
+                    # every process stops at the same step (a signal or a clock on one of them suffices)
+                    expired = deadline is not None and time.time() > deadline
+                    if self.step >= run.max_steps or agree(stop.requested or expired):
+                        break
+                    t0 = time.time()
+                    logs = self.train_step(batch)
+                    sink.advance()
+                    if self.step % run.log_every == 0 or self.step == run.max_steps:
+                        logs = mean_of_logs(logs)  # the mean over processes: what one process would log
+                        if dist.is_main:
+                            sink.log(self.step, {**logs, "step_s": time.time() - t0, **self.step_logs()})
+                    if dist.is_main:
+                        self.after_step()
+                    if dist.is_main and self.step % run.checkpoint_every == 0:
+                        self.save_checkpoint()
+        finally:
+            sink.close()
+        if dist.is_main:
+            self.save_checkpoint()
+            self.export()
+            self.after_export()
+        return self.out / self.export_name

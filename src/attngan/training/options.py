@@ -7,7 +7,7 @@ with ``key.sub=value`` overrides and rejects unknown keys by name.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,26 @@ class OptimOptions:
 
 
 @dataclass(frozen=True)
+class SpeedOptions:
+    """How a training step is computed, never what: with each option the step gives the same result
+    to float rounding (``tests/test_training_step.py``). The defaults are those that
+    ``benchmarks/run.py --only train`` measured faster; :meth:`reference` turns every one off (the
+    original's computation, module for module)."""
+
+    subpixel: bool = True  # generator up-blocks (upsample x2 + 3x3 conv) as four-phase 2x2 convolutions
+    fold_encoder: bool = True  # the frozen DAMSM image encoder with its BatchNorms folded, channels-last
+    release_gradients: bool = True  # gradients freed right after each optimiser step (lower peak memory)
+    channels_last: bool = True  # discriminators and a trained image encoder in channels-last layout
+    fused_adam: bool = True  # Adam's fused kernel
+    one_backward: bool = True  # one backward pass over the summed discriminator losses
+    checkpoint_encoder: bool = False  # recompute the frozen image encoder in the backward pass (memory)
+
+    @classmethod
+    def reference(cls) -> SpeedOptions:
+        return cls(**{f.name: False for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """What every training run shares: length, logging, checkpoints, precision."""
 
@@ -63,6 +83,7 @@ class RunOptions:
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     time_limit_minutes: float = 0.0  # stop (saving a checkpoint) after this long; 0 = none
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "auto"):

@@ -1,4 +1,5 @@
-"""Faster GAN training steps with the same mathematics as :class:`~attngan.training.gan.GANTrainer`.
+"""Training-time rewrites of the modules, each the same function as the module it replaces
+(:class:`~attngan.training.gan.GANTrainer` uses them all):
 
 * The generator's up-blocks (nearest x2 upsampling -> 3x3 conv) run as four-phase 2x2
   convolutions on the low-resolution input (:func:`attngan.models.rewrites.subpixel_kernels`, computed
@@ -10,14 +11,13 @@
   ``zero_grad(set_to_none=True)`` anyway), so the discriminators' gradients are not held
   through the generator step: lower peak memory, same updates.
 
-Parameters, state-dict keys, checkpoints and exported models are unchanged.
+Parameters, state-dict keys, checkpoints and exported models are unchanged. Bound to the
+modules they replace by ``tests/test_training_step.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,11 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.rewrites import fold_batchnorm, subpixel_kernels
-from .distributed import DistInfo
-from .gan import GANTrainer
-from .options import GANTrainConfig
-
-log = logging.getLogger(__name__)
 
 
 class SubpixelUpConv(nn.Conv2d):
@@ -120,36 +115,3 @@ def release_gradients_after_step(optimizer: torch.optim.Optimizer) -> None:
         opt.zero_grad(set_to_none=True)
 
     optimizer.register_step_post_hook(hook)
-
-
-class FastGANTrainer(GANTrainer):
-    """:class:`GANTrainer` with the faster generator up-blocks, a folded frozen image encoder
-    and gradients released after each update (each optional, for measuring them apart).
-
-    Training follows the same losses and updates (results agree to float rounding); the
-    checkpoints and the exported model are those of :class:`GANTrainer`.
-    """
-
-    def __init__(self, cfg: GANTrainConfig, dist: DistInfo, subpixel: bool = True, fold_encoder: bool = True,
-                 release_gradients: bool = True) -> None:
-        super().__init__(cfg, dist)
-        replaced = 0
-        if subpixel:
-            replaced = use_subpixel_up_blocks(self.generator)
-            use_subpixel_up_blocks(self.ema.shadow)
-        self._reference_image_encoder = self.image_encoder
-        if fold_encoder:
-            self.image_encoder = ChannelsLastInput(fold_frozen_batchnorms(self.image_encoder))  # type: ignore[assignment]
-        if release_gradients:
-            for opt in (self.opt_g, *self.opt_d):
-                release_gradients_after_step(opt)
-        log.info("fast training: %d sub-pixel up-blocks, folded image encoder: %s, gradients released: %s",
-                 replaced, fold_encoder, release_gradients)
-
-    def export(self, path: Path | None = None) -> Path:
-        fast_encoder = self.image_encoder
-        self.image_encoder = self._reference_image_encoder
-        try:
-            return super().export(path)
-        finally:
-            self.image_encoder = fast_encoder
