@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attngan.hub import load_damsm, load_pretrained
+from attngan.hub import load_damsm, load_pretrained, state_dict_of
 from attngan.training import checkpoint as ckpt
 from attngan.training.damsm import train_damsm
 from attngan.training.gan import train_gan
@@ -120,22 +123,91 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, damsm_dir: Pa
     assert_same(final_generator(tmp_path / "ref"), final_generator(out))
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path) -> None:
-    steps = 3
-    one = _cli(_train_args(tmp_path / "one", damsm_dir, steps))
+TORCHRUN_STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory, damsm_dir: Path) -> Path:
+    """The run that the multi-process runs below must reproduce: one process, three steps."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    one = _cli(_train_args(out, damsm_dir, TORCHRUN_STEPS))
     assert one.wait(timeout=300) == 0, one.stdout.read() if one.stdout else ""
+    return out
+
+
+def assert_same_run(a: Path, b: Path, rtol: float = 1e-4) -> None:
+    """Two runs' last checkpoints (generator, discriminators), exported EMA generators and logged
+    losses agree: every tensor to ``rtol`` of its largest value, every loss to ``rtol``."""
+    ca, cb = ckpt.latest_checkpoint(a / "checkpoints"), ckpt.latest_checkpoint(b / "checkpoints")
+    assert ca is not None and cb is not None and ca[1]["step"] == cb[1]["step"]
+    pairs = [(ca[1]["models"]["generator"], cb[1]["models"]["generator"]),
+             (state_dict_of(load_pretrained(a / "model")), state_dict_of(load_pretrained(b / "model"))),
+             *zip(ca[1]["models"]["discriminators"], cb[1]["models"]["discriminators"], strict=True)]
+    for sa, sb in pairs:
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            x, y = sa[k].double(), sb[k].double()
+            assert (x - y).abs().max() <= rtol * max(x.abs().max().item(), 1e-3), k
+    la, lb = (read_metrics(run / "metrics.jsonl") for run in (a, b))
+    assert [r["step"] for r in la] == [r["step"] for r in lb] == list(range(1, TORCHRUN_STEPS + 1))
+    for ra, rb in zip(la, lb, strict=True):
+        losses = [k for k in ra if k.startswith("loss")]
+        assert losses and set(losses) == {k for k in rb if k.startswith("loss")}
+        for k in losses:
+            assert ra[k] == pytest.approx(rb[k], rel=rtol, abs=1e-5), (ra["step"], k)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path, one_process: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, steps)]
+           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, TORCHRUN_STEPS)]
     two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
-    a = ckpt.latest_checkpoint(tmp_path / "one" / "checkpoints")
-    b = ckpt.latest_checkpoint(tmp_path / "two" / "checkpoints")
-    assert a is not None and b is not None
-    assert_same(a[1]["models"]["generator"], b[1]["models"]["generator"], atol=1e-4)
-    for da, db in zip(a[1]["models"]["discriminators"], b[1]["models"]["discriminators"], strict=True):
-        assert_same(da, db, atol=1e-4)
+    assert_same_run(one_process, tmp_path / "two")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_through_rendezvous_match_one(tmp_path: Path, damsm_dir: Path, one_process: Path) -> None:
+    """Two torchrun agents, as on two machines, meet through the c10d rendezvous on loopback; the
+    rendezvous gives them their node ranks, and the run equals the one-process run."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", PYTHONUNBUFFERED="1")
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes: list[subprocess.Popen] = []
+    try:
+        for i, log in enumerate(logs):
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                   "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", f"test-{port}",
+                   "--rdzv_conf", f"is_host={'true' if i == 0 else 'false'}", "--local_addr", "127.0.0.1",
+                   "--max_restarts", "0", "-m", "attngan", "-v",
+                   *_train_args(tmp_path / "nodes", damsm_dir, TORCHRUN_STEPS)]
+            with open(log, "w") as f:
+                nodes.append(subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path))
+        codes = [node.wait(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    text = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(t[-3000:] for t in text)
+    joined = [re.findall(r"process (\d) of 2: node (\d)", t) for t in text]  # logged by each worker
+    assert all(len(j) == 1 for j in joined), joined
+    assert sorted(int(j[0][1]) for j in joined) == [0, 1], "each agent gets its node rank from the rendezvous"
+    assert sorted(int(j[0][0]) for j in joined) == [0, 1]
+    assert_same_run(one_process, tmp_path / "nodes")
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -4,13 +4,19 @@ Written atomically (a temporary sibling folder renamed into place); read with
 safetensors and JSON only, so loading a folder can never execute code. ``config.json``
 records the SHA-256 of ``model.safetensors`` (``weights_sha256``), checked on load: a
 truncated, bit-flipped or swapped weights file is refused, naming it.
+
+Where a folder is asked for by a Hugging Face Hub repo id (``org/name``) that is not an
+existing local path, :func:`resolve_model_folder` fetches (or, offline, finds in the cache)
+that repo's snapshot with ``huggingface_hub``, an optional dependency (``attngan[hub]``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +32,15 @@ from .models.image_encoder import build_image_encoder
 from .models.text_encoder import TextEncoder
 from .text import Vocabulary
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
+HUB_PATTERNS = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME, "*.md")  # what is fetched of a Hub repo
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},
                  "attngan-damsm": {"format", "format_version", "text_encoder", "image_encoder", "metadata",
                                    "weights_sha256"}}
@@ -171,9 +181,55 @@ def _read_model_config(path: Path) -> tuple[ModelConfig, dict[str, Any], str | N
     return config, dict(data.get("metadata") or {}), data.get("weights_sha256")
 
 
-def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
-    """Load an inference folder into a :class:`ModelBundle` (CPU, eval mode)."""
-    path = Path(path)
+def looks_like_repo_id(name: str) -> bool:
+    """Whether ``name`` is spelled as a Hugging Face Hub model id, ``org/name`` (letters, digits,
+    ``-``, ``_``, ``.``; no ``..`` or ``--``; not ending in ``.``)."""
+    return bool(_REPO_ID.fullmatch(name)) and ".." not in name and "--" not in name and not name.endswith(".")
+
+
+def resolve_model_folder(name_or_path: str | os.PathLike[str], *, revision: str | None = None,
+                         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Path:
+    """The local folder of a model: an existing path (or one not spelled as a repo id) as it
+    is; otherwise the snapshot of the Hugging Face Hub repo ``org/name`` at ``revision`` (branch,
+    tag or commit; default ``main``), from ``cache_dir`` (default: the Hub's cache) or downloaded.
+    With ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) only the cache is used.
+
+    Raises ``FileNotFoundError`` naming the repo id (and revision) when it cannot be had, and
+    ``ValueError`` when ``revision`` is given for a local folder.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    if path.exists() or not looks_like_repo_id(text):
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} selects a version of a Hugging Face Hub repo; "
+                             f"{path} is a local path")
+        return path
+    where = text if revision is None else f"{text} (revision {revision})"
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise FileNotFoundError(f"model folder not found: {text}; to load {where} from the Hugging Face Hub, "
+                                "install huggingface_hub (pip install 'attngan[hub]')") from None
+    try:
+        folder = snapshot_download(text, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                   allow_patterns=list(HUB_PATTERNS))
+    except (OSError, ValueError) as exc:  # not found, offline and not cached, no access, bad id
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FileNotFoundError(f"model folder not found: {text} is not a local folder, and {where} cannot be "
+                                f"loaded from the Hugging Face Hub: {reason}") from None
+    log.info("%s: using the snapshot in %s", where, folder)
+    return Path(folder)
+
+
+def load_pretrained(path: str | os.PathLike[str], *, revision: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> ModelBundle:
+    """Load an inference folder into a :class:`ModelBundle` (CPU, eval mode).
+
+    ``path`` is a folder, or a Hugging Face Hub repo id ``org/name`` that is not an existing
+    path; ``revision``, ``cache_dir`` and ``local_files_only`` apply to repo ids only (see
+    :func:`resolve_model_folder`).
+    """
+    path = resolve_model_folder(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path}")
     config, metadata, expected = _read_model_config(path)

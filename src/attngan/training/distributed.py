@@ -8,6 +8,7 @@ gradients over processes, so each process scales its loss by the world size.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         device = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    log.info("process %d of %d: node %s, local rank %d, %s", rank, world, os.environ.get("GROUP_RANK", "?"),
+             local_rank, device)
     return DistInfo(rank, world, local_rank, device)
 
 
@@ -112,12 +117,15 @@ def broadcast_object(obj: object) -> object:
     return box[0]
 
 
-def mean_over_processes(value: float) -> float:
-    if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
+def mean_over_processes(values: dict[str, float], device: torch.device | None = None) -> dict[str, float]:
+    """Each value averaged over the processes, in one all-reduce (every process must call it);
+    unchanged in a single process. ``device``: where the collective runs (the process's CUDA
+    device under NCCL, the CPU under gloo)."""
+    if world_size() == 1 or not values:
+        return dict(values)
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t.item()) / world_size()
+    return {k: float(v) / world_size() for k, v in zip(values, t.cpu().tolist(), strict=True)}
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -24,7 +24,15 @@ from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from . import checkpoint as ckpt
 from .damsm import _autocast, _collate, build_data
-from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
+from .distributed import (
+    DistInfo,
+    barrier,
+    gather,
+    init_distributed,
+    mean_over_processes,
+    shutdown,
+    use_global_batchnorm,
+)
 from .ema import EMA
 from .loop import BatchStream, MetricsSink, StopFlag, pad_to, set_threads, write_resolved_config
 from .options import GANTrainConfig
@@ -243,8 +251,11 @@ class GANTrainer:
                 t0 = time.time()
                 logs = self.train_step(batch)
                 sink.advance()
-                if dist.is_main and (self.step % run.log_every == 0 or self.step == run.max_steps):
-                    sink.log(self.step, {**logs, "step_s": time.time() - t0, "ema_decay": self.ema.current_decay()})
+                if self.step % run.log_every == 0 or self.step == run.max_steps:
+                    # each process's losses are over its part of the batch: the mean is the global batch's
+                    logs = mean_over_processes(logs, dist.device)
+                    if dist.is_main:
+                        sink.log(self.step, {**logs, "step_s": time.time() - t0, "ema_decay": self.ema.current_decay()})
                 if dist.is_main and run.sample_every and self.step % run.sample_every == 0:
                     self.save_samples()
                 if dist.is_main and self.step % run.checkpoint_every == 0:
@@ -256,6 +267,7 @@ class GANTrainer:
             path = self.export()
             self.save_samples()
             log.info("exported the EMA generator to %s", path)
+        barrier()  # every process ends together, once the model is exported
         return path
 
     def save_samples(self) -> None:
