@@ -117,7 +117,7 @@ def test_local_paths_never_reach_the_hub(tmp_path: Path, tiny_model_dir: Path, m
     save_pretrained(load_pretrained(tiny_model_dir), "org/tiny")  # a relative folder spelled like a repo id
     assert same_weights("org/tiny", tiny_model_dir)
     assert AttnGANPipeline.from_pretrained(Path("org") / "tiny").name == "tiny-test"
-    for missing in (tmp_path / "absent", "./absent/model", "absent"):  # not spelled as a repo id
+    for missing in (tmp_path / "absent", "./absent/model", "absent", Path("org/absent")):  # no repo id
         with pytest.raises(FileNotFoundError, match="model folder not found"):
             load_pretrained(missing)
     with pytest.raises(ValueError, match="revision='v2'.*local path"):

@@ -189,8 +189,8 @@ def looks_like_repo_id(name: str) -> bool:
 
 def resolve_model_folder(name_or_path: str | os.PathLike[str], *, revision: str | None = None,
                          cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Path:
-    """The local folder of a model: an existing path (or one not spelled as a repo id) as it
-    is; otherwise the snapshot of the Hugging Face Hub repo ``org/name`` at ``revision`` (branch,
+    """The local folder of a model: a ``Path``, an existing path or a string not spelled as a
+    repo id as it is; otherwise the snapshot of the Hugging Face Hub repo ``org/name`` at ``revision`` (branch,
     tag or commit; default ``main``), from ``cache_dir`` (default: the Hub's cache) or downloaded.
     With ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) only the cache is used.
 
@@ -199,7 +199,7 @@ def resolve_model_folder(name_or_path: str | os.PathLike[str], *, revision: str 
     """
     text = os.fspath(name_or_path)
     path = Path(text)
-    if path.exists() or not looks_like_repo_id(text):
+    if not isinstance(name_or_path, str) or path.exists() or not looks_like_repo_id(text):
         if revision is not None:
             raise ValueError(f"revision={revision!r} selects a version of a Hugging Face Hub repo; "
                              f"{path} is a local path")
