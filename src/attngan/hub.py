@@ -40,7 +40,7 @@ WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
 HUB_PATTERNS = (CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME, "*.md")  # what is fetched of a Hub repo
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},
                  "attngan-damsm": {"format", "format_version", "text_encoder", "image_encoder", "metadata",
                                    "weights_sha256"}}
@@ -190,9 +190,10 @@ def looks_like_repo_id(name: str) -> bool:
 def resolve_model_folder(name_or_path: str | os.PathLike[str], *, revision: str | None = None,
                          cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> Path:
     """The local folder of a model: a ``Path``, an existing path or a string not spelled as a
-    repo id as it is; otherwise the snapshot of the Hugging Face Hub repo ``org/name`` at ``revision`` (branch,
-    tag or commit; default ``main``), from ``cache_dir`` (default: the Hub's cache) or downloaded.
-    With ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) only the cache is used.
+    repo id as it is; otherwise the snapshot of the Hugging Face Hub repo ``org/name`` at
+    ``revision`` (branch, tag or commit; default ``main``), from ``cache_dir`` (default: the
+    Hub's cache) or downloaded. With ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) only the
+    cache is used.
 
     Raises ``FileNotFoundError`` naming the repo id (and revision) when it cannot be had, and
     ``ValueError`` when ``revision`` is given for a local folder.

@@ -117,8 +117,8 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
 @click.option("--out", default="results.jsonl", show_default=True, type=click.Path(dir_okay=False),
               help="JSON-lines file the results are appended to.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str, metrics_text: str,
-                 num_samples: int, batch_size: int, seed: int, inception_weights: str | None,
+def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str,
+                 metrics_text: str, num_samples: int, batch_size: int, seed: int, inception_weights: str | None,
                  torchvision_inception_weights: str | None, classifier_dir: str | None, train_classifier: bool,
                  save_images: str | None, out: str, device: str) -> None:
     """Score a model on held-out captions: R-precision, attribute accuracy, in-domain FD, FID / IS."""
