@@ -34,6 +34,20 @@ def require(path: Path) -> Path:
     return path
 
 
+def in_ci() -> bool:
+    """Whether the tests run under CI (environment ``CI`` set to true, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def require_golden(path: Path) -> Path:
+    """A reference file the parity tests need: absent, the calling test is skipped on a
+    developer's machine but fails under CI, so parity cannot silently go untested there."""
+    if not path.exists() and in_ci():
+        pytest.fail(f"{path} is absent, and CI must run the parity tests: lay the shared golden files "
+                    f"beside the project (or point ATTNGAN_SHARED at them)", pytrace=False)
+    return require(path)
+
+
 TINY_WORDS = ("a small large red green blue yellow circle square triangle on the left right top bottom center "
               "of image big tiny").split()
 

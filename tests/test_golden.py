@@ -10,14 +10,14 @@ import torch
 from attngan.hub.convert import discriminator_from_legacy, generator_from_legacy, text_encoder_from_legacy
 from attngan.losses import kl_loss, sentence_loss, words_loss
 
-from .conftest import GOLDEN, require
+from .conftest import GOLDEN, require_golden
 
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict:
-    path = require(GOLDEN / "attngan_reference_tiny.pt")
+    path = require_golden(GOLDEN / "attngan_reference_tiny.pt")
     return torch.load(path, weights_only=True)
 
 

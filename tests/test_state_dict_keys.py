@@ -11,11 +11,11 @@ from attngan.config import DiscriminatorConfig, bird_config
 from attngan.hub import legacy
 from attngan.models import Discriminator, Generator, InceptionImageEncoder, TextEncoder
 
-from .conftest import GOLDEN, require
+from .conftest import GOLDEN, require_golden
 
 
 def expected(name: str) -> dict[str, tuple[list[int], str]]:
-    path = require(GOLDEN / "state_dict_keys" / f"{name}.json")
+    path = require_golden(GOLDEN / "state_dict_keys" / f"{name}.json")
     return {k: (shape, dtype) for k, shape, dtype in json.loads(path.read_text())}
 
 
@@ -55,7 +55,7 @@ def test_image_encoder_keys() -> None:
 
 
 def test_parameter_counts() -> None:
-    counts = json.loads(require(GOLDEN / "state_dict_keys" / "param_counts.json").read_text())
+    counts = json.loads(require_golden(GOLDEN / "state_dict_keys" / "param_counts.json").read_text())
     cfg = bird_config()
     modules = {"RNN_ENCODER": TextEncoder(cfg.text_encoder), "G_NET": Generator(cfg.generator),
                "D_NET256": Discriminator(DiscriminatorConfig(image_size=256))}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attngan.hub import load_damsm, load_pretrained
+from attngan.hub import load_damsm, load_pretrained, state_dict_of
 from attngan.training import checkpoint as ckpt
 from attngan.training.damsm import train_damsm
 from attngan.training.gan import train_gan
@@ -121,7 +123,18 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, damsm_dir: Pa
     assert_same(final_generator(tmp_path / "ref"), final_generator(out))
 
 
-@pytest.mark.slow
+TORCHRUN_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory, damsm_dir: Path) -> Path:
+    """The run that the multi-process runs below must reproduce: one process, six steps."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    one = _cli(_train_args(out, damsm_dir, TORCHRUN_STEPS))
+    assert one.wait(timeout=300) == 0, one.stdout.read() if one.stdout else ""
+    return out
+
+
 def assert_same_updates(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], start: dict[str, torch.Tensor],
                         lr: float, steps: int) -> float:
     """Two runs from the same ``start`` moved their weights the same way: every element within the
@@ -141,44 +154,89 @@ def assert_same_updates(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], 
     return ratio
 
 
-def logged(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path) -> None:
-    steps = 6
-    one = _cli(_train_args(tmp_path / "one", damsm_dir, steps))
-    assert one.wait(timeout=300) == 0, one.stdout.read() if one.stdout else ""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, steps)]
-    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
-    # the losses of every step (computed on the global batch)
-    logs_one, logs_two = logged(tmp_path / "one"), logged(tmp_path / "two")
-    assert [r["step"] for r in logs_one] == [r["step"] for r in logs_two] == list(range(1, steps + 1))
-    for r1, r2 in zip(logs_one, logs_two, strict=True):
-        for key in (k for k in r1 if k.startswith("loss")):
-            assert r2[key] == pytest.approx(r1[key], rel=1e-3, abs=1e-5), (r1["step"], key)
-    a = ckpt.latest_checkpoint(tmp_path / "one" / "checkpoints")
-    b = ckpt.latest_checkpoint(tmp_path / "two" / "checkpoints")
-    assert a is not None and b is not None and a[1]["step"] == b[1]["step"] == steps
+def assert_same_run(a: Path, b: Path, damsm_dir: Path) -> None:
+    """Run ``b`` (several processes) reproduces run ``a`` (one process): the logged losses of every
+    step (each the mean over the global batch) to 1e-3, and the weights of the last checkpoint
+    (generator, discriminators, EMA) and of the exported model by :func:`assert_same_updates`."""
+    la, lb = (read_metrics(run / "metrics.jsonl") for run in (a, b))
+    assert [r["step"] for r in la] == [r["step"] for r in lb] == list(range(1, TORCHRUN_STEPS + 1))
+    for ra, rb in zip(la, lb, strict=True):
+        losses = [k for k in ra if k.startswith("loss")]
+        assert losses and set(losses) == {k for k in rb if k.startswith("loss")}
+        for k in losses:
+            assert rb[k] == pytest.approx(ra[k], rel=1e-3, abs=1e-5), (ra["step"], k)
+    ca, cb = ckpt.latest_checkpoint(a / "checkpoints"), ckpt.latest_checkpoint(b / "checkpoints")
+    assert ca is not None and cb is not None and ca[1]["step"] == cb[1]["step"] == TORCHRUN_STEPS
     from attngan.training.distributed import DistInfo
     from attngan.training.gan import GANTrainer
 
-    start = GANTrainer(gan_config(tmp_path / "start", damsm_dir, steps), DistInfo())  # the same seeded weights
-    lr = start.cfg.optim_g.lr
-    ratios = [assert_same_updates(a[1]["models"]["generator"], b[1]["models"]["generator"],
-                                  start.generator.state_dict(), lr, steps)]
-    for da, db, d0 in zip(a[1]["models"]["discriminators"], b[1]["models"]["discriminators"], start.discriminators,
+    start = GANTrainer(gan_config(a.parent / "start", damsm_dir, TORCHRUN_STEPS), DistInfo())  # the seeded weights
+    lr, steps = start.cfg.optim_g.lr, TORCHRUN_STEPS
+    assert_same_updates(ca[1]["models"]["generator"], cb[1]["models"]["generator"], start.generator.state_dict(),
+                        lr, steps)
+    for da, db, d0 in zip(ca[1]["models"]["discriminators"], cb[1]["models"]["discriminators"], start.discriminators,
                           strict=True):
-        ratios.append(assert_same_updates(da, db, d0.state_dict(), lr, steps))
-    print("difference / distance travelled:", [round(r, 4) for r in ratios])
-    ema_a, ema_b = a[1]["models"]["ema"], b[1]["models"]["ema"]
-    assert ema_a["num_updates"] == ema_b["num_updates"] == steps
-    for k in ema_a:
-        if ema_a[k].is_floating_point():
-            assert (ema_a[k] - ema_b[k]).abs().max() <= 2 * lr * steps + 1e-5, k
+        assert_same_updates(da, db, d0.state_dict(), lr, steps)
+    ema_a, ema_b = ca[1]["models"]["ema"], cb[1]["models"]["ema"]
+    assert int(ema_a["num_updates"]) == int(ema_b["num_updates"]) == steps
+    exported = state_dict_of(load_pretrained(a / "model")), state_dict_of(load_pretrained(b / "model"))
+    for sa, sb in ((ema_a, ema_b), exported):
+        for k, x in sa.items():
+            if x.is_floating_point():
+                assert (x - sb[k]).abs().max() <= 2 * lr * steps + 1e-5, k
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path, one_process: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, TORCHRUN_STEPS)]
+    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert_same_run(one_process, tmp_path / "two", damsm_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_through_rendezvous_match_one(tmp_path: Path, damsm_dir: Path, one_process: Path) -> None:
+    """Two torchrun agents, as on two machines, meet through the c10d rendezvous on loopback; the
+    rendezvous gives them their node ranks, and the run equals the one-process run."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", PYTHONUNBUFFERED="1")
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes: list[subprocess.Popen] = []
+    try:
+        for i, log in enumerate(logs):
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                   "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", f"test-{port}",
+                   "--rdzv_conf", f"is_host={'true' if i == 0 else 'false'}", "--local_addr", "127.0.0.1",
+                   "--max_restarts", "0", "-m", "attngan", "-v",
+                   *_train_args(tmp_path / "nodes", damsm_dir, TORCHRUN_STEPS)]
+            with open(log, "w") as f:
+                nodes.append(subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path))
+        codes = [node.wait(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    text = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(t[-3000:] for t in text)
+    joined = [re.findall(r"process (\d) of 2: node (\d)", t) for t in text]  # logged by each worker
+    assert all(len(j) == 1 for j in joined), joined
+    assert sorted(int(j[0][1]) for j in joined) == [0, 1], "each agent gets its node rank from the rendezvous"
+    assert sorted(int(j[0][0]) for j in joined) == [0, 1]
+    assert_same_run(one_process, tmp_path / "nodes", damsm_dir)
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import main
+from . import main, model_options
 
 _METRICS_HELP = ("Comma-separated: r_precision, attributes, fd_damsm, fid, is, fid_torchvision, is_torchvision "
                  "[auto: all that the model, data and given weight files allow].")
@@ -95,7 +95,7 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
 
 
 @main.command("evaluate")
-@click.option("--model", type=click.Path(exists=True, file_okay=False), help="Model folder [the bundled model].")
+@model_options()
 @click.option("--data", "data_kind", type=click.Choice(["shapes", "cub", "coco", "folder", "tags"]),
               default="shapes", show_default=True, help="Data set of the held-out captions and real images.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False), help="Data set folder (not for shapes).")
@@ -117,8 +117,8 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
 @click.option("--out", default="results.jsonl", show_default=True, type=click.Path(dir_okay=False),
               help="JSON-lines file the results are appended to.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def evaluate_cmd(model: str | None, data_kind: str, data_root: str | None, split: str, metrics_text: str,
-                 num_samples: int, batch_size: int, seed: int, inception_weights: str | None,
+def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str,
+                 metrics_text: str, num_samples: int, batch_size: int, seed: int, inception_weights: str | None,
                  torchvision_inception_weights: str | None, classifier_dir: str | None, train_classifier: bool,
                  save_images: str | None, out: str, device: str) -> None:
     """Score a model on held-out captions: R-precision, attribute accuracy, in-domain FD, FID / IS."""
@@ -136,7 +136,7 @@ def evaluate_cmd(model: str | None, data_kind: str, data_root: str | None, split
         try:
             spec = DataSpec(data_kind, data_root, split)
             metrics = _metric_list(metrics_text)
-            pipeline = AttnGANPipeline.from_pretrained(model, device=dist.device)
+            pipeline = AttnGANPipeline.from_pretrained(model, device=dist.device, revision=revision)
             resolve_metrics(metrics, has_image_encoder=pipeline.bundle.image_encoder is not None,
                             has_attributes=True, has_classifier=True, inception_weights=inception_weights,
                             torchvision_inception_weights=torchvision_inception_weights)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import main
+from . import main, model_options
 
 if TYPE_CHECKING:
     from ..inference.pipeline import AttnGANPipeline, PipelineOutput
@@ -36,7 +36,7 @@ def _read_captions(caption: str | None, captions_file: str | None) -> list[tuple
 
 
 def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir: str | None,
-          exact: bool = False) -> AttnGANPipeline:
+          exact: bool = False, revision: str | None = None) -> AttnGANPipeline:
     import torch
 
     from ..inference.pipeline import AttnGANPipeline
@@ -49,7 +49,7 @@ def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir
         raise click.UsageError("--onnx-dir needs --backend onnx")
     try:
         return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
-                                               onnx_dir=onnx_dir, exact=exact)
+                                               onnx_dir=onnx_dir, exact=exact, revision=revision)
     except FileNotFoundError as exc:
         hint = "; pass --model PATH" if model is None else ""
         raise click.ClickException(f"{exc}{hint}") from None
@@ -109,7 +109,7 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @click.option("--seed", type=click.IntRange(min=0), help="Base seed: image j of a caption uses seed + j [random].")
 @click.option("--out", "out_dir", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the PNGs.")
-@click.option("--model", type=click.Path(exists=True, file_okay=False), help="Model folder [the bundled model].")
+@model_options()
 @click.option("--stages", type=click.IntRange(min=1), help="Stop after this many stages [all].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
@@ -127,8 +127,8 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
               help="Export images as base64 PNG in the rows, or as files beside the export.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir: str, model: str | None,
-                 stages: int | None, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None,
-                 captions_file: str | None,
+                 revision: str | None, stages: int | None, device: str, precision: str, exact: bool, backend: str,
+                 onnx_dir: str | None, captions_file: str | None,
                  export_path: str | None, append: bool, export_images: str, batch_size: int) -> None:
     """Generate images for CAPTION (or every line of --captions FILE).
 
@@ -145,7 +145,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
             export_format(export_path)
         except ExportError as exc:
             raise click.BadParameter(str(exc), param_hint="--export") from None
-    pipe = _load(model, device, precision, backend, onnx_dir, exact)
+    pipe = _load(model, device, precision, backend, onnx_dir, exact, revision)
     if stages is not None and stages > pipe.num_stages:
         raise click.BadParameter(f"{pipe.name} has {pipe.num_stages} stage(s), got {stages}", param_hint="--stages")
     for text, where in items:  # fail before generating anything
@@ -189,18 +189,18 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
 
 
 @main.command("export-onnx")
-@click.option("--model", type=click.Path(exists=True, file_okay=False), help="Model folder [the bundled model].")
+@model_options()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(min=17), help="ONNX opset.")
-def export_onnx_cmd(model: str | None, out_dir: str, opset: int) -> None:
+def export_onnx_cmd(model: str | None, revision: str | None, out_dir: str, opset: int) -> None:
     """Export the text encoder and the generator to ONNX (dynamic batch and caption length)."""
     from ..hub import load_pretrained
     from ..inference.onnx import export_onnx
     from ..inference.pipeline import bundled_model_path
 
     try:
-        folder = bundled_model_path() if model is None else Path(model)
-        path = export_onnx(load_pretrained(folder), out_dir, opset=opset)
+        folder = bundled_model_path() if model is None else model
+        path = export_onnx(load_pretrained(folder, revision=revision), out_dir, opset=opset)
     except FileNotFoundError as exc:
         raise click.ClickException(f"{exc}{'; pass --model PATH' if model is None else ''}") from None
     except (ValueError, ImportError) as exc:

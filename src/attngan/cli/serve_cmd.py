@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from . import main
+from . import main, model_options
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @main.command("serve")
-@click.option("--model", "model_path", type=click.Path(exists=True, file_okay=False),
-              help="Model folder (default: the model bundled with the package).")
+@model_options("model_path")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; use 0.0.0.0 only behind a firewall or with --api-key.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -46,8 +45,8 @@ def _is_loopback(host: str) -> bool:
               help="Most images per request.")
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds before a request is answered 504.")
-def serve(model_path: str | None, host: str, port: int, device: str, precision: str, exact: bool, max_batch: int,
-          max_queue: int,
+def serve(model_path: str | None, revision: str | None, host: str, port: int, device: str, precision: str,
+          exact: bool, max_batch: int, max_queue: int,
           batch_wait_ms: float, api_key: str | None, cors_origins: tuple[str, ...], max_images: int,
           request_timeout: float) -> None:
     """Serve the HTTP API (/v1/generate, /docs) and the web pages (/, /explain)."""
@@ -61,7 +60,8 @@ def serve(model_path: str | None, host: str, port: int, device: str, precision: 
     from ..inference.pipeline import AttnGANPipeline
 
     try:
-        pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact)
+        pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact,
+                                                   revision=revision)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(f"cannot load the model: {exc}") from None
     settings = ServerSettings(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms,

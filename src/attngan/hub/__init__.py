@@ -2,6 +2,7 @@
 
 - :mod:`.folders`: inference folders (``config.json`` + ``model.safetensors`` +
   ``vocab.json``) and DAMSM encoder folders, written atomically, read without running code.
+- :mod:`.remote`: ``org/name`` model ids resolved through the Hugging Face Hub's cache.
 - :mod:`.legacy` and :mod:`.convert`: the original's module names and its ``.pth`` files,
   turned into attngan modules and folders (``attngan convert``).
 """
@@ -21,6 +22,8 @@ from .folders import (
     save_pretrained,
     state_dict_of,
 )
+from .remote import looks_like_repo_id, resolve_model_folder
 
 __all__ = ["CONFIG_NAME", "VOCAB_NAME", "WEIGHTS_NAME", "DAMSMEncoders", "ModelBundle", "build_bundle", "file_sha256",
-           "load_damsm", "load_pretrained", "read_config", "save_damsm", "save_pretrained", "state_dict_of"]
+           "load_damsm", "load_pretrained", "looks_like_repo_id", "read_config", "resolve_model_folder", "save_damsm",
+           "save_pretrained", "state_dict_of"]

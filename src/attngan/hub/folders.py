@@ -4,12 +4,17 @@ Written atomically (a temporary sibling folder renamed into place); read with
 safetensors and JSON only, so loading a folder can never execute code. ``config.json``
 records the SHA-256 of ``model.safetensors`` (``weights_sha256``), checked on load: a
 truncated, bit-flipped or swapped weights file is refused, naming it.
+
+Where a folder is asked for by a Hugging Face Hub repo id (``org/name``) that is not an
+existing local path, :func:`resolve_model_folder` fetches (or, offline, finds in the cache)
+that repo's snapshot with ``huggingface_hub``, an optional dependency (``attngan[hub]``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,9 @@ from ..models.generator import Generator
 from ..models.image_encoder import build_image_encoder
 from ..models.text_encoder import TextEncoder
 from ..text import Vocabulary
+from .remote import resolve_model_folder
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -171,9 +179,15 @@ def _read_model_config(path: Path) -> tuple[ModelConfig, dict[str, Any], str | N
     return config, dict(data.get("metadata") or {}), data.get("weights_sha256")
 
 
-def load_pretrained(path: str | os.PathLike[str]) -> ModelBundle:
-    """Load an inference folder into a :class:`ModelBundle` (CPU, eval mode)."""
-    path = Path(path)
+def load_pretrained(path: str | os.PathLike[str], *, revision: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False) -> ModelBundle:
+    """Load an inference folder into a :class:`ModelBundle` (CPU, eval mode).
+
+    ``path`` is a folder, or a Hugging Face Hub repo id ``org/name`` that is not an existing
+    path; ``revision``, ``cache_dir`` and ``local_files_only`` apply to repo ids only (see
+    :func:`resolve_model_folder`).
+    """
+    path = resolve_model_folder(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path}")
     config, metadata, expected = _read_model_config(path)

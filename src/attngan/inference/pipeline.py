@@ -103,12 +103,16 @@ class AttnGANPipeline:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
                         precision: str = "auto", backend: str = "torch",
-                        onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False) -> AttnGANPipeline:
-        """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``);
+                        onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False, *,
+                        revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                        local_files_only: bool = False) -> AttnGANPipeline:
+        """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``), or a
+        Hugging Face Hub repo id ``org/name`` that is not a local path (``revision``,
+        ``cache_dir``, ``local_files_only``: see :func:`attngan.hub.resolve_model_folder`);
         ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`;
         ``precision`` and ``exact``: see :meth:`set_precision`."""
-        folder = bundled_model_path() if path is None else Path(path)
-        bundle = load_pretrained(folder)
+        folder = bundled_model_path() if path is None else path
+        bundle = load_pretrained(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         return cls(bundle, device=device, precision=precision, exact=exact).use_backend(backend, onnx_dir)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:

@@ -8,6 +8,7 @@ gradients over processes, so each process scales its loss by the world size.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         device = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    log.info("process %d of %d: node %s, local rank %d, %s", rank, world, os.environ.get("GROUP_RANK", "?"),
+             local_rank, device)
     return DistInfo(rank, world, local_rank, device)
 
 
@@ -103,8 +108,7 @@ def agree(flag: bool) -> bool:
     """True on every process when ``flag`` is True on any (an all-reduce; the flag itself in one process)."""
     if world_size() == 1:
         return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -122,22 +126,19 @@ def broadcast_object(obj: object) -> object:
     return box[0]
 
 
-def mean_over_processes(value: float) -> float:
-    if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item()) / world_size()
+def _collective_device() -> torch.device:
+    """Where this process's collectives run: its CUDA device under NCCL, the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def mean_of_logs(values: dict[str, float]) -> dict[str, float]:
-    """Each value averaged over processes (one all-reduce; every process must call it with the same keys)."""
+    """Each value averaged over processes (one all-reduce; every process must call it with the same
+    keys); unchanged in a single process."""
     if world_size() == 1 or not values:
-        return values
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+        return dict(values)
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
-    return {k: float(v) / world_size() for k, v in zip(values, t.tolist(), strict=True)}
+    return {k: float(v) / world_size() for k, v in zip(values, t.cpu().tolist(), strict=True)}
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

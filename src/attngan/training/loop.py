@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint as ckpt
-from .distributed import DistInfo, agree, mean_of_logs
+from .distributed import DistInfo, agree, barrier, mean_of_logs
 
 log = logging.getLogger(__name__)
 
@@ -287,4 +287,5 @@ class Trainer:
             self.save_checkpoint()
             self.export()
             self.after_export()
+        barrier()  # every process ends together, once the export is written
         return self.out / self.export_name
