@@ -1,6 +1,9 @@
-"""Training benchmarks: one AttnGAN iteration (bird configuration, batch 4), one DAMSM
-pretraining step, and data-loader throughput. Each training measurement runs in a fresh
-process (``run.py --child ...``) so its peak memory is its own."""
+"""Training benchmarks: one GAN step and one DAMSM step of the bird configuration (batch 4,
+Inception-v3 DAMSM at 299 px) and of the shapes and anime-faces presets (as shipped), each with
+the faithful trainer (``SpeedOptions.reference()``, the original's computation module for
+module) and with the default one, fp32 and bf16; plus data-loader throughput. Each training
+measurement runs in a fresh process (``run.py --child ...``) so its peak memory is its own.
+"""
 
 from __future__ import annotations
 
@@ -15,65 +18,135 @@ from typing import Any
 import torch
 
 from attngan.config import DiscriminatorConfig, bird_config
-from attngan.data import collate
+from attngan.data import build_from_options, collate
 from attngan.hub import DAMSMEncoders, save_damsm
 from attngan.models.image_encoder import build_image_encoder
 from attngan.models.text_encoder import TextEncoder
-from attngan.training.damsm import build_data
+from attngan.training.damsm import DAMSMTrainer
 from attngan.training.distributed import DistInfo
-from attngan.training.options import DAMSMTrainConfig, DataOptions, GANTrainConfig, RunOptions
+from attngan.training.gan import GANTrainer
+from attngan.training.options import (
+    DAMSMTrainConfig,
+    DataOptions,
+    GANTrainConfig,
+    SpeedOptions,
+    resolve_config,
+)
 
-BATCH = 4
+BIRD_BATCH = 4
+ROOT = Path(__file__).resolve().parents[1]
+ANIME = ROOT.parent / "shared" / "data" / "anime_faces"
+CASES = ("birds", "shapes", "anime_faces")
+# What each preset ran before this trainer (the "before" column): the faithful trainer in the
+# precision the preset then asked for (shapes and birds fp32; anime faces auto).
+BEFORE_PRECISION = {"birds": "fp32", "shapes": "fp32", "anime_faces": "auto"}
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _shapes_options(size: int = 64) -> DataOptions:
-    return DataOptions(kind="shapes", extra={"size": size})
+def speed_variant(name: str) -> SpeedOptions:
+    """``reference``, ``default``, or ``no-<option>``: the default with one option off."""
+    if name == "reference":
+        return SpeedOptions.reference()
+    if name == "default":
+        return SpeedOptions()
+    if name.startswith("no-"):
+        return dataclasses.replace(SpeedOptions(), **{name[3:].replace("-", "_"): False})
+    if name.startswith("with-"):
+        return dataclasses.replace(SpeedOptions(), **{name[5:].replace("-", "_"): True})
+    raise ValueError(f"unknown speed variant {name!r}")
 
 
-def make_damsm_folder(folder: Path, image_sizes: tuple[int, ...]) -> Path:
-    """Random bird-configuration DAMSM encoders (Inception-v3 image encoder) for the shapes vocabulary."""
-    data = build_data(_shapes_options(), image_sizes, 18)
-    cfg = bird_config(len(data.vocab))
+def _tags_folder(folder: Path, count: int = 256) -> Path:
+    """Random 64x64 faces with tags, when the real anime faces are absent (timing does not care)."""
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    hair, eyes = ("blonde", "red", "black", "blue"), ("blue", "green", "red", "purple")
+    lines = []
+    for k in range(count):
+        pixels = (torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / "images" / f"{k}.jpg")
+        lines.append(f"{k},{hair[k % 4]} hair {eyes[(k // 4) % 4]} eyes")
+    (folder / "tags.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _overrides(case: str, folder: Path, tiny: bool) -> list[str]:
+    if case == "anime_faces":
+        root = ANIME if ANIME.exists() and not tiny else _tags_folder(folder / "tags")
+        return [f"data.root={root}", f"data.cache_dir={folder / 'cache'}"]
+    return ["data.extra={size: 256}"] if case == "shapes" else []
+
+
+def _random_damsm(folder: Path, damsm: DAMSMTrainConfig, data: Any) -> Path:
+    """Encoders of the preset's sizes with random weights, for the preset's vocabulary."""
     torch.manual_seed(0)
-    text = TextEncoder(cfg.text_encoder).eval()
-    image = build_image_encoder(cfg.image_encoder).eval()
+    text = TextEncoder(dataclasses.replace(damsm.text_encoder, vocab_size=len(data.vocab))).eval()
+    image = build_image_encoder(damsm.image_encoder).eval()
     return save_damsm(DAMSMEncoders(text, image, data.vocab, {"note": "random weights for benchmarks"}),
                       folder / "damsm")
 
 
-def gan_config(out: Path, damsm: Path, threads: int) -> GANTrainConfig:
-    gen = bird_config().generator
-    return GANTrainConfig(generator=gen, discriminator=DiscriminatorConfig(channels=64), damsm=str(damsm),
-                          data=_shapes_options(), name="bench-birds",
-                          run=RunOptions(out_dir=str(out), batch_size=BATCH, device="cpu", threads=threads,
-                                         sample_every=0, log_every=1000, checkpoint_every=1000))
+def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions, device: str = "cpu",
+                 tiny: bool = False) -> DAMSMTrainConfig:
+    if case == "birds":
+        bird = bird_config()
+        cfg = DAMSMTrainConfig(text_encoder=bird.text_encoder, image_encoder=bird.image_encoder,  # type: ignore[arg-type]
+                               data=DataOptions(kind="shapes", extra={"size": 256}))
+        run = dataclasses.replace(cfg.run, batch_size=BIRD_BATCH)
+    else:
+        cfg = resolve_config("damsm", case, _overrides(case, folder, tiny))
+        run = cfg.run
+    run = dataclasses.replace(run, out_dir=str(folder / "damsm-run"), precision=precision, speed=speed, device=device,
+                              log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
+    return dataclasses.replace(cfg, run=run)
 
 
-def _batch(trainer: Any) -> dict[str, Any]:
-    return collate([trainer.data[i] for i in range(BATCH)])
+def make_trainer(case: str, folder: Path, precision: str, speed: SpeedOptions | None = None, device: str = "cpu",
+                 tiny: bool = False) -> GANTrainer:
+    """A GAN trainer for ``case`` (``birds``: the published configuration at batch 4; a preset name:
+    the preset as shipped) with random DAMSM encoders, writing under ``folder``."""
+    speed = speed or SpeedOptions()
+    damsm = damsm_config(case, folder, "fp32", SpeedOptions(), device, tiny)
+    if case == "birds":
+        gen = bird_config().generator
+        data = build_from_options(damsm.data, gen.image_sizes[-1:], 18)
+        cfg = GANTrainConfig(generator=gen, discriminator=DiscriminatorConfig(channels=64),
+                             damsm=str(_random_damsm(folder, damsm, data)), data=damsm.data, name="bench-birds")
+        run = dataclasses.replace(cfg.run, batch_size=BIRD_BATCH)
+    else:
+        data = build_from_options(damsm.data, (damsm.image_encoder.image_size,), damsm.text_encoder.max_words)
+        cfg = resolve_config("gan", case, _overrides(case, folder, tiny) + [f"damsm={_random_damsm(folder, damsm, data)}"])
+        run = cfg.run
+    if tiny:
+        cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, channels=4, num_stages=2))
+        run = dataclasses.replace(run, batch_size=4)
+    run = dataclasses.replace(run, out_dir=str(folder / "run"), precision=precision, speed=speed, device=device,
+                              sample_every=0, log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
+    return GANTrainer(dataclasses.replace(cfg, run=run), DistInfo(device=torch.device(device)))
 
 
-def child_train_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
-    """(Fresh process.) Seconds per ``train_step`` of ``GANTrainer`` (``reference``) or
-    ``FastGANTrainer`` (``fast``; ``fast-no-subpixel`` / ``fast-no-fold`` / ``fast-keep-grads``
-    leave one change out), its FLOPs and the process's peak memory."""
+def fixed_batch(trainer: Any) -> dict[str, Any]:
+    """The first global batch of the trainer's data."""
+    return collate([trainer.data[i] for i in range(trainer.cfg.run.batch_size)])
+
+
+def child_step(kind: str, case: str, variant: str, precision: str, steps: int, threads: int) -> dict[str, Any]:
+    """(Fresh process.) Seconds per step of a GAN (``kind`` ``gan``) or DAMSM (``damsm``) trainer
+    for ``case`` with the speed ``variant`` and ``precision``; FLOPs of a GAN step; peak memory."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    from attngan.training.fast_train import FastGANTrainer
-    from attngan.training.gan import GANTrainer
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        damsm = make_damsm_folder(Path(tmp), bird_config().generator.image_sizes[-1:])
-        cfg = gan_config(Path(tmp) / "run", damsm, threads)
-        trainer = GANTrainer(cfg, DistInfo()) if variant == "reference" else FastGANTrainer(
-            cfg, DistInfo(), subpixel=variant != "fast-no-subpixel", fold_encoder=variant != "fast-no-fold",
-            release_gradients=variant != "fast-keep-grads")
-        batch = _batch(trainer)
+        if kind == "gan":
+            trainer: Any = make_trainer(case, Path(tmp), precision, speed_variant(variant))
+        else:
+            trainer = DAMSMTrainer(damsm_config(case, Path(tmp), precision, speed_variant(variant)), DistInfo())
+        batch = fixed_batch(trainer)
         t0 = time.perf_counter()
         trainer.train_step(batch)  # warm-up (allocations, oneDNN primitive creation)
         first = time.perf_counter() - t0
@@ -82,49 +155,14 @@ def child_train_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             trainer.train_step(batch)
             times.append(time.perf_counter() - t0)
-        with FlopCounterMode(display=False) as counter:
-            trainer.train_step(batch)
-    return {"variant": variant, "batch": BATCH, "s_per_step": statistics.median(times), "s_min": min(times),
-            "steps": steps, "first_step_s": first, "flops": float(counter.get_total_flops()),
-            "peak_rss_gib": peak_rss_gib()}
-
-
-def child_damsm_step(variant: str, steps: int, threads: int) -> dict[str, Any]:
-    """(Fresh process.) One DAMSM pretraining step (bird configuration, Inception-v3 at 299, batch 4):
-    losses, backward, gradient clipping, Adam. ``channels_last`` runs the image encoder channels-last."""
-    from attngan.training.damsm import damsm_step_losses
-
-    torch.set_num_threads(threads)
-    data = build_data(_shapes_options(), (256,), 18)  # the encoder resizes to 299 itself
-    cfg = DAMSMTrainConfig(text_encoder=dataclasses.replace(bird_config().text_encoder, vocab_size=len(data.vocab)),
-                           image_encoder=bird_config().image_encoder, data=_shapes_options(),
-                           run=RunOptions(batch_size=BATCH, device="cpu"))
-    torch.manual_seed(0)
-    text, image = TextEncoder(cfg.text_encoder).train(), build_image_encoder(cfg.image_encoder).train()
-    if variant == "channels_last":
-        image = image.to(memory_format=torch.channels_last)
-    params = [p for m in (text, image) for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
-    batch = collate([data[i] for i in range(BATCH)])
-    if variant == "channels_last":
-        batch["images"] = [im.contiguous(memory_format=torch.channels_last) for im in batch["images"]]
-
-    def step() -> None:
-        losses = damsm_step_losses(text, image, batch, cfg, torch.device("cpu"))
-        total = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[union-attr]
-        torch.nn.utils.clip_grad_norm_(text.parameters(), cfg.rnn_grad_clip)
-        opt.step()
-
-    step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return {"variant": variant, "batch": BATCH, "s_per_step": statistics.median(times), "s_min": min(times),
-            "steps": steps, "peak_rss_gib": peak_rss_gib()}
+        flops = None
+        if kind == "gan" and variant == "reference":
+            with FlopCounterMode(display=False) as counter:
+                trainer.train_step(batch)
+            flops = float(counter.get_total_flops())
+    return {"kind": kind, "case": case, "variant": variant, "precision": trainer.cfg.run.precision,
+            "batch": trainer.cfg.run.batch_size, "s_per_step": statistics.median(times), "s_min": min(times),
+            "steps": steps, "first_step_s": first, "flops": flops, "peak_rss_gib": peak_rss_gib()}
 
 
 def loader_throughput(kind: str, root: str | None, workers: int, batches: int, threads: int) -> dict[str, Any]:
@@ -132,9 +170,10 @@ def loader_throughput(kind: str, root: str | None, workers: int, batches: int, t
     from torch.utils.data import DataLoader
 
     torch.set_num_threads(threads)
-    options = DataOptions(kind=kind, root=root, missing="skip") if kind == "cub" else _shapes_options(2000)
-    data = build_data(options, (64, 128, 256), 18)
-    loader = DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=workers, collate_fn=collate,
+    options = DataOptions(kind=kind, root=root, missing="skip") if kind == "cub" else DataOptions(
+        kind="shapes", extra={"size": 2000})
+    data = build_from_options(options, (64, 128, 256), 18)
+    loader = DataLoader(data, batch_size=BIRD_BATCH, shuffle=True, num_workers=workers, collate_fn=collate,
                         drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(0))
     it = iter(loader)
     next(it)  # worker start-up and the first decode are not throughput

@@ -96,15 +96,64 @@ def run_child(spec: str) -> None:
     print(json.dumps(result))
 
 
+# --------------------------------------------------------------------------- training
+def _best_of(runs: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per (case, variant, precision): the run with the fastest step (rounds ran in alternation, so
+    a burst of load elsewhere hits every variant alike), or its error."""
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for run in runs:
+        k = tuple(run.get(name) for name in key)
+        current = best.get(k)
+        if current is None or "error" in current or ("error" not in run and run["s_min"] < current["s_min"]):
+            best[k] = run
+    return list(best.values())
+
+
+def _step_runs(kind: str, plan: list[tuple[str, str, str]], steps: int, rounds: int, threads: int) -> list[dict[str, Any]]:
+    runs = []
+    for _ in range(rounds):
+        for case, variant, precision in plan:
+            result = child("train.child_step", kind, case, variant, precision, steps, threads, timeout=2400)
+            runs.append({"case": case, "variant": variant, "requested": precision, **result})
+            log(f"{kind} step {case} {variant} {precision}: {json.dumps(result)}")
+    return _best_of(runs, ("case", "variant", "requested"))
+
+
+def train_section(res: dict[str, Any], quick: bool, threads: int) -> list[dict[str, Any]]:
+    """GAN steps: the bird configuration with the faithful trainer (fp32: the "before"), the default
+    trainer in fp32 and in bf16 (where native) and, in full runs, the default with one option changed;
+    the shapes and anime-faces presets before (faithful trainer, their earlier precision) and now."""
+    native = res["machine"]["native_bf16"]
+    best = "bf16" if native else "fp32"
+    plan = [("birds", "reference", "fp32"), ("birds", "default", "fp32")] + ([("birds", "default", "bf16")]
+                                                                          if native else [])
+    if not quick:
+        plan += [("birds", f"no-{name}", best) for name in ("subpixel", "fold-encoder", "release-gradients",
+                                                              "fused-adam", "one-backward")]
+        plan += [("birds", "with-channels-last", best), ("birds", "with-checkpoint-encoder", best)]
+        for case in ("shapes", "anime_faces"):
+            plan += [(case, "reference", train.BEFORE_PRECISION[case]), (case, "default", "auto")]
+    return _step_runs("gan", plan, 2 if quick else 3, 1 if quick else 2, threads)
+
+
+def damsm_section(res: dict[str, Any], quick: bool, threads: int) -> list[dict[str, Any]]:
+    """DAMSM steps: the bird configuration (Inception-v3 at 299 px, batch 4) and the presets, the
+    faithful trainer in the earlier precision against the default one in ``auto``."""
+    plan = [("birds", "reference", "fp32"), ("birds", "default", "auto")]
+    if not quick:
+        for case in ("shapes", "anime_faces"):
+            plan += [(case, "reference", train.BEFORE_PRECISION[case]), (case, "default", "auto")]
+    return _step_runs("damsm", plan, 3, 1 if quick else 2, threads)
+
+
 # --------------------------------------------------------------------------- cold start and server
 def shapes_stand_in(folder: Path) -> Path:
     """A model of the shapes preset's size with random weights (when the bundled model is absent)."""
     from attngan.config import GeneratorConfig, ModelConfig, TextEncoderConfig
+    from attngan.data import shapes_vocabulary
     from attngan.hub import build_bundle, save_pretrained
-    from attngan.training.damsm import build_data
-    from attngan.training.options import DataOptions
 
-    vocab = build_data(DataOptions(kind="shapes", extra={"size": 64}), (64,), 18).vocab
+    vocab = shapes_vocabulary()
     config = ModelConfig(TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=64, hidden_dim=64, max_words=18),
                          GeneratorConfig(text_dim=64, condition_dim=32, noise_dim=32, channels=16, num_residual=1,
                                          num_stages=3, first_stage_size=16), name="shapes-stand-in")
@@ -277,18 +326,10 @@ def run_sections(res: dict[str, Any], sections: set[str], quick: bool, args: arg
                 log(f"generation peak memory: {json.dumps(res['memory'])}")
         if "train" in sections:
             with section(res, "train"):
-                steps = 3
-                variants = ["reference", "fast"] + ([] if quick else ["fast-no-subpixel", "fast-no-fold",
-                                                                        "fast-keep-grads"])
-                runs = [child("train.child_train_step", v, steps, args.threads, timeout=1800)
-                        for _ in range(1 if quick else 2) for v in variants]  # two rounds: load bursts hit both
-                res["train"] = [min((r for r in runs if r.get("variant") == v), key=lambda r: r["s_min"], default={})
-                                or next(r for r in runs if "error" in r) for v in variants]
-                log(f"training step: {json.dumps(res['train'])}")
+                res["train"] = train_section(res, quick, args.threads)
         if "damsm" in sections:
             with section(res, "damsm"):
-                res["damsm"] = [child("train.child_damsm_step", v, 2, args.threads) for v in ("reference", "channels_last")]
-                log(f"DAMSM step: {json.dumps(res['damsm'])}")
+                res["damsm"] = damsm_section(res, quick, args.threads)
         if "loader" in sections:
             with section(res, "loader"):
                 res["loader"] = [train.loader_throughput("shapes", None, 0, 5 if quick else 30, args.threads)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import main, model_options
+from .group import main, model_options
 
 _METRICS_HELP = ("Comma-separated: r_precision, attributes, fd_damsm, fid, is, fid_torchvision, is_torchvision "
                  "[auto: all that the model, data and given weight files allow].")

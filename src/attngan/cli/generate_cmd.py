@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import main, model_options
+from .group import main, model_options
 
 if TYPE_CHECKING:
     from ..inference.pipeline import AttnGANPipeline, PipelineOutput

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from . import main, model_options
+from .group import main, model_options
 
 log = logging.getLogger(__name__)
 

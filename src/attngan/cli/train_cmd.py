@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import main
+from .group import main
 
 _SET_HELP = "Override a preset value, e.g. --set run.max_steps=100 --set data.root=data/birds (repeatable)."
 
