@@ -1,14 +1,16 @@
 """A small multi-head CNN attribute classifier, trained on real images, to score generated ones.
 
-Each attribute (e.g. shape / colour / size / position, or hair / eye colour) has its own
-softmax head over a shared trunk. Folders hold ``config.json`` + ``model.safetensors``.
+Each attribute (e.g. hair / eye colour) has its own softmax head over a shared network:
+``arch="global"`` (a CNN over the whole image), or ``arch="slots"`` (one reading per image
+region; the shapes scene classifier of :mod:`attngan.metrics.scenes`, see
+:mod:`attngan.metrics.slot_network`). Folders hold ``config.json`` + ``model.safetensors``.
 
 The training set only needs ``len(dataset)`` and items that are mappings with ``images``
 (a list of per-stage ``[3, S, S]`` tensors in [-1, 1], the last one is used, or a single
-tensor) and ``attributes`` (int64 ``[K]``, or longer: only the first K columns, the first
-object of multi-object scenes, are used). The number of values of each attribute comes from
-the argument, ``dataset.num_values_per_attribute`` or the lengths of
-``dataset.attribute_values``; names from ``dataset.attribute_names``.
+tensor) and ``attributes`` (int64 ``[K]``, or longer: only the first K columns are used;
+-1 marks a value that is not there, which no head is trained or scored on). The number of
+values of each attribute comes from the argument, ``dataset.num_values_per_attribute`` or
+the lengths of ``dataset.attribute_values``; names from ``dataset.attribute_names``.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ DATA_KINDS = ("shapes", "cub", "coco", "folder", "tags")
 CLASSIFIER_IMAGE_SIZE = 64
 # Training recipes of the attribute classifiers (part of their cache key). Shapes: the slot
 # scene classifier (metrics/scenes.py) on 8,000 real train scenes at 64 px, 5 epochs, cosine
-# schedule, about 4 minutes on one CPU thread; every score of real test and unseen images
-# >= 0.99. Tags: 8,000 anime faces, 6 epochs; hair 0.93 / eye 0.91 / both 0.84 on the real
-# test split (noisy tags).
+# schedule; 140 s on one thread of a quiet 2-core EPYC (up to 4 minutes on a busy one); every
+# score of 1,000 real test / unseen images >= 0.99. Tags: 8,000 anime faces, 6 epochs; hair
+# 0.93 / eye 0.91 / both 0.84 on the real test split (noisy tags).
 CLASSIFIER_RECIPES: dict[str, dict[str, Any]] = {
     "shapes": {"targets": "scene-slots", "arch": "slots", "train_images": 8000, "channels": 8, "feature_dim": 32,
                "mask_low": 0.2, "mask_high": 0.5, "epochs": 5, "batch_size": 64, "lr": 2e-3, "lr_schedule": "cosine"},
@@ -270,7 +270,7 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
         return classifier.to(device), folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no attribute classifier at {folder}: pass --train-classifier to train one on "
-                                f"the {spec.kind} train split (about 2 minutes on a CPU) or --classifier DIR")
+                                f"the {spec.kind} train split (2-4 minutes on a CPU) or --classifier DIR")
     return load_classifier(folder, device), folder
 
 
