@@ -27,13 +27,24 @@ from attngan.data import (
 )
 from attngan.data.shapes import (
     BACKGROUND_RGB,
+    BACKGROUND_WORDS,
+    CELL_PADDING,
     COLOR_RGB,
+    HELD_OUT_TEMPLATES,
     ONE_OBJECT_TEMPLATES,
     POSITION_PHRASES,
+    POSITION_REGIONS,
+    SCALE_RANGE,
     SIZE_WORDS,
-    TEST_ONLY_TEMPLATES,
+    SPLITS,
+    TINT,
     TWO_OBJECT_TEMPLATES,
+    UNSEEN_PAIRS,
+    Scene,
     caption_plan,
+    names_background,
+    object_box,
+    placement_range,
     templates_for,
 )
 from attngan.text import tokenize
@@ -56,8 +67,58 @@ def test_different_index_seed_or_split_give_different_images() -> None:
     assert all(not torch.equal(images[i], images[j]) for i, j in itertools.combinations(range(20), 2))
     other_seed = ShapesDataset("train", size=20, seed=1)
     assert not torch.equal(other_seed[0]["images"][0], images[0])
-    test = ShapesDataset("test", size=20)
-    assert not torch.equal(test[0]["images"][0], images[0])
+    for split in SPLITS[1:]:
+        assert not torch.equal(ShapesDataset(split, size=20)[0]["images"][0], images[0])
+
+
+def test_splits_names_sizes_and_aliases() -> None:
+    assert SPLITS == ("train", "validation", "test", "unseen")
+    assert [len(ShapesDataset(s)) for s in SPLITS] == [10_000, 1_000, 1_000, 1_000]
+    val = ShapesDataset("val", size=3)
+    assert val.split == "validation" and val[0]["key"] == "shapes-validation-0"
+    assert val.scene(2) == ShapesDataset("validation", size=3).scene(2)
+    with pytest.raises(ValueError, match="split must be one of train, validation, test, unseen"):
+        ShapesDataset("dev")
+
+
+def test_no_scene_is_shared_between_splits() -> None:
+    scenes = {split: [ShapesDataset(split, size=300).scene(i) for i in range(300)] for split in SPLITS}
+    seen: dict[Scene, str] = {}
+    for split, items in scenes.items():
+        for scene in items:
+            assert seen.setdefault(scene, split) == split, (scene, split)
+        assert len(set(items)) == len(items)
+
+
+def test_unseen_pairs_cover_every_shape_and_colour_once() -> None:
+    assert len(UNSEEN_PAIRS) == 8 and len(set(UNSEEN_PAIRS)) == 8
+    assert sorted(s for s, _ in UNSEEN_PAIRS) == sorted(SHAPES) and sorted(c for _, c in UNSEEN_PAIRS) == sorted(COLORS)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_seen_splits_never_draw_a_held_out_pair(split: str) -> None:
+    ds = ShapesDataset(split, size=1500)
+    objects = [o for i in range(1500) for o in ds.scene(i).objects]
+    assert not any((o.shape, o.color) in UNSEEN_PAIRS for o in objects)
+    pairs = {(o.shape, o.color) for o in objects}
+    assert len(pairs) == 56  # every other pair occurs
+    shapes = np.bincount([SHAPES.index(o.shape) for o in objects], minlength=8) / len(objects)
+    colours = np.bincount([COLORS.index(o.color) for o in objects], minlength=8) / len(objects)
+    assert np.abs(shapes - 1 / 8).max() < 0.03 and np.abs(colours - 1 / 8).max() < 0.03
+
+
+def test_unseen_split_scenes_each_hold_exactly_one_held_out_pair() -> None:
+    ds = ShapesDataset("unseen", size=400)
+    found = set()
+    for i in range(400):
+        scene = ds.scene(i)
+        held = [o for o in scene.objects if o.unseen_pair]
+        assert len(held) == 1, scene
+        found.add((held[0].shape, held[0].color))
+        assert all(set(tokenize(held[0].shape)) <= set(tokenize(c)) for c in ds.captions(i))
+    assert found == set(UNSEEN_PAIRS)
+    first = [ds.scene(i).objects[0].unseen_pair for i in range(400) if len(ds.scene(i).objects) == 2]
+    assert 0.3 < np.mean(first) < 0.7  # either object of a two-object scene can be the held-out one
 
 
 def test_item_layout_and_value_range() -> None:
@@ -69,30 +130,33 @@ def test_item_layout_and_value_range() -> None:
     assert item["tokens"].shape == (18,) and item["tokens"].dtype == torch.int64
     assert 1 <= item["length"] <= 18 and (item["tokens"][item["length"]:] == 0).all()
     assert (item["tokens"][: item["length"]] > 0).all()
-    assert item["attributes"].shape == (4,) and item["key"] == "shapes-train-3"
-    assert len(ds) == 8 and len(ShapesDataset("train")) == 10_000 and len(ShapesDataset("test")) == 1_000
+    assert item["attributes"].shape == (8,) and item["key"] == "shapes-train-3"
+    assert ShapesDataset("train", size=2, max_objects=1)[0]["attributes"].shape == (4,)
 
 
-def test_class_id_is_the_attribute_combination_of_object_zero() -> None:
-    ds = ShapesDataset("train", size=30, max_objects=2)
-    assert ds.num_classes == len(SHAPES) * len(COLORS) * len(SIZES) * len(POSITIONS)
-    for i in range(30):
-        item = ds[i]
-        s, c, z, p = item["attributes"][:4].tolist()
-        assert item["class_id"] == ((s * len(COLORS) + c) * len(SIZES) + z) * len(POSITIONS) + p
+def test_class_id_is_the_description_of_the_objects_in_any_order() -> None:
+    a, b = ShapeObject("star", "red", "small", "left"), ShapeObject("heart", "blue", "large", "top")
+    assert Scene((a, b), "black").class_id == Scene((b, a), "white").class_id
+    assert Scene((a,), "black").class_id == a.code < 640
+    assert Scene((a, b), "black").class_id != Scene((a, ShapeObject("heart", "blue", "small", "top")), "black").class_id
+    ds = ShapesDataset("train", size=40)
+    assert ds.class_ids() == [ds[i]["class_id"] for i in range(40)] == [ds.scene(i).class_id for i in range(40)]
+    assert max(ds.class_ids()) < ds.num_classes
+    assert ds.variants(3, 1)[0].class_id == ds.scene(3).class_id
 
 
 def _assert_caption_matches(caption: str, obj: ShapeObject) -> None:
-    words = set(tokenize(caption))
+    text = " ".join(tokenize(caption))
+    words = set(text.split())
     assert obj.color in words and obj.shape in words, caption
     assert words & set(SIZE_WORDS[obj.size]), caption
-    assert obj.position in words, caption
+    assert any(phrase in text for phrase in POSITION_PHRASES[obj.position]), caption
 
 
 @pytest.mark.parametrize("max_objects", [1, 2])
 def test_every_caption_names_the_attributes_of_its_objects(max_objects: int) -> None:
-    for split in ("train", "test"):
-        ds = ShapesDataset(split, size=60, max_objects=max_objects)
+    for split in SPLITS:
+        ds = ShapesDataset(split, size=60, max_objects=max_objects, min_objects=max_objects)
         for i in range(60):
             scene = ds.scene(i)
             assert len(scene.objects) == max_objects
@@ -102,19 +166,45 @@ def test_every_caption_names_the_attributes_of_its_objects(max_objects: int) -> 
             for caption in captions:
                 for obj in scene.objects:
                     _assert_caption_matches(caption, obj)
+                if names_background(caption):
+                    assert any(w in caption for w in BACKGROUND_WORDS[scene.background]), caption
+                if max_objects == 2 and scene.objects[0].code // 10 != scene.objects[1].code // 10:  # in scene order
+                    text = " ".join(tokenize(caption))
+                    first, second = (text.index(f"{o.color} {o.shape}") if f"{o.color} {o.shape}" in text
+                                     else text.index(f"{o.shape} in {o.color}") for o in scene.objects)
+                    assert first < second, caption
             attributes = ds[i]["attributes"].tolist()
             assert attributes == [a for o in scene.objects for a in o.attributes]
 
 
-def test_mixed_object_counts_pad_attributes() -> None:
-    ds = ShapesDataset("train", size=40, max_objects=2, min_objects=1)
-    counts = {len(ds.scene(i).objects) for i in range(40)}
-    assert counts == {1, 2}
+def test_object_mix_is_configurable() -> None:
+    ds = ShapesDataset("train", size=400)
+    counts = [len(ds.scene(i).objects) for i in range(400)]
+    assert 0.4 < counts.count(2) / 400 < 0.6
     for i in range(40):
         attributes = ds[i]["attributes"].tolist()
         assert len(attributes) == 8
-        if len(ds.scene(i).objects) == 1:
+        if counts[i] == 1:
             assert attributes[4:] == [-1, -1, -1, -1]
+    mostly_two = ShapesDataset("train", size=200, two_object_fraction=0.9)
+    assert sum(len(mostly_two.scene(i).objects) == 2 for i in range(200)) > 160
+    assert {len(ShapesDataset("test", size=50, two_object_fraction=0.0).scene(i).objects) for i in range(50)} == {1}
+    with pytest.raises(ValueError, match="two_object_fraction"):
+        ShapesDataset(two_object_fraction=1.5)
+
+
+def test_backgrounds_vary_and_about_half_the_captions_name_them() -> None:
+    ds = ShapesDataset("train", size=400)
+    backgrounds = [ds.scene(i).background for i in range(400)]
+    assert set(backgrounds) == set(BACKGROUNDS) and min(backgrounds.count(b) for b in BACKGROUNDS) > 70
+    captions = [c for i in range(400) for c in ds.captions(i)]
+    assert 0.35 < np.mean([names_background(c) for c in captions]) < 0.6
+    text = " ".join(captions)
+    for words in (*SIZE_WORDS.values(), *POSITION_PHRASES.values(), *BACKGROUND_WORDS.values()):
+        for word in words:  # every synonym is used
+            assert word in text, word
+    assert names_background("a red star on the left on a dark grey background")
+    assert not names_background("a red star on the left")
 
 
 def test_item_caption_is_one_of_the_image_captions() -> None:
@@ -140,7 +230,7 @@ def test_caption_choice_random_in_training_deterministic_in_eval() -> None:
 
 
 def _longest_fill(template: str) -> list[str]:
-    longest_bg = max(BACKGROUNDS, key=lambda b: len(b.split()))
+    longest_bg = max((w for ws in BACKGROUND_WORDS.values() for w in ws), key=lambda b: len(b.split()))
     longest_pos = max((p for ps in POSITION_PHRASES.values() for p in ps), key=lambda p: len(p.split()))
     text = re.sub(r"\{bg\}", longest_bg, template)
     text = re.sub(r"\{pos\d?\}", longest_pos, text)
@@ -153,32 +243,34 @@ def test_no_caption_exceeds_eighteen_words() -> None:
         assert len(_longest_fill(template)) <= 18, template
 
 
-def test_vocabulary_covers_every_word_a_template_can_produce() -> None:
+def test_vocabulary_covers_every_word_any_split_can_produce() -> None:
     vocab = shapes_vocabulary()
     assert vocab == shapes_vocabulary() and vocab.words[0] == "<end>"
-    sizes = [w for ws in SIZE_WORDS.values() for w in ws]
-    phrases = [p for ps in POSITION_PHRASES.values() for p in ps]
+    fillers = [p for table in (SIZE_WORDS, POSITION_PHRASES, BACKGROUND_WORDS) for ps in table.values() for p in ps]
     for template in ONE_OBJECT_TEMPLATES + TWO_OBJECT_TEMPLATES:
-        for filler in (*sizes, *phrases, *SHAPES, *COLORS, *BACKGROUNDS):
+        for filler in (*fillers, *SHAPES, *COLORS):
             text = re.sub(r"\{\w+\}", filler, template)
             assert all(w in vocab for w in tokenize(text)), text
-    ds = ShapesDataset("test", size=50, max_objects=2)
-    for i in range(50):
-        for caption in ds.captions(i):
-            assert len(vocab.encode_tokens(tokenize(caption))[1]) == 0, caption
+    for split in SPLITS:
+        ds = ShapesDataset(split, size=60)
+        for i in range(60):
+            for caption in ds.captions(i):
+                assert len(vocab.encode_tokens(tokenize(caption))[1]) == 0, caption
 
 
-def test_test_only_templates_reuse_training_words() -> None:
+def test_held_out_templates_reuse_training_words_and_only_evaluation_splits_use_them() -> None:
     fields = r"\{\w+\}"
     for count, templates in ((1, ONE_OBJECT_TEMPLATES), (2, TWO_OBJECT_TEMPLATES)):
-        n_train = len(templates) - TEST_ONLY_TEMPLATES[count]
+        n_train = len(templates) - HELD_OUT_TEMPLATES[count]
         train_words = {w for t in templates[:n_train] for w in tokenize(re.sub(fields, " ", t))}
         for template in templates[n_train:]:
             assert set(tokenize(re.sub(fields, " ", template))) <= train_words, template
         rng = np.random.default_rng(0)
         train_plan = {t for _ in range(50) for t, _ in caption_plan(rng, "train", count, 10)}
-        test_plan = {t for _ in range(50) for t, _ in caption_plan(rng, "test", count, 10)}
-        assert max(train_plan) < n_train and set(range(n_train, len(templates))) <= test_plan
+        assert max(train_plan) < n_train
+        for split in SPLITS[1:]:
+            plan = {t for _ in range(50) for t, _ in caption_plan(rng, split, count, 10)}
+            assert set(range(n_train, len(templates))) <= plan
 
 
 def test_caption_for_is_pure_and_uses_articles() -> None:
@@ -202,6 +294,7 @@ def test_object_colors_stand_out_from_every_background_and_each_other() -> None:
             assert np.linalg.norm(np.subtract(rgb, bg)) > 80, (color, background)
     for (a, x), (b, y) in itertools.combinations(COLOR_RGB.items(), 2):
         assert np.linalg.norm(np.subtract(x, y)) > 80, (a, b)
+        assert np.linalg.norm(np.subtract(x, y)) - 2 * TINT * 3 ** 0.5 > 50, (a, b)  # tinted as far apart as can be
 
 
 def test_render_places_objects_where_the_caption_says() -> None:
@@ -220,11 +313,64 @@ def test_render_places_objects_where_the_caption_says() -> None:
 
 
 def test_random_scene_is_deterministic_for_a_generator_state() -> None:
-    a = random_scene(np.random.default_rng(5), 2)
-    b = random_scene(np.random.default_rng(5), 2)
+    a = random_scene(np.random.default_rng(5), 2, 2)
+    b = random_scene(np.random.default_rng(5), 2, 2)
     assert a == b and len(a.objects) == 2 and a.background in BACKGROUNDS
     with pytest.raises(ValueError):
         random_scene(np.random.default_rng(0), 3)
+    with pytest.raises(ValueError, match="pairs"):
+        random_scene(np.random.default_rng(0), pairs="some")
+
+
+def _cell_of(box: tuple[float, float, float, float]) -> str:
+    inside = [p for p, (x0, y0, x1, y1) in POSITION_REGIONS.items()
+              if box[0] >= x0 + CELL_PADDING - 1e-9 and box[1] >= y0 + CELL_PADDING - 1e-9
+              and box[2] <= x1 - CELL_PADDING + 1e-9 and box[3] <= y1 - CELL_PADDING + 1e-9]
+    return inside[0] if inside else "none"
+
+
+def test_every_object_fits_its_cell_at_any_scale_and_the_cells_are_disjoint() -> None:
+    for (p, a), (q, b) in itertools.combinations(POSITION_REGIONS.items(), 2):
+        assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (p, q)
+    for shape, size, position in itertools.product(SHAPES, SIZES, POSITIONS):
+        for scale in SCALE_RANGE:  # the room left is smallest at the largest scale
+            dx0, dy0, dx1, dy1 = placement_range(shape, size, position, scale)
+            assert dx0 <= dx1 and dy0 <= dy1, (shape, size, position, scale)
+            for dx, dy in itertools.product((dx0, dx1), (dy0, dy1)):  # the corners of the jitter
+                box = object_box(ShapeObject(shape, "red", size, position, dx, dy, scale))
+                assert _cell_of(box) == position, (shape, size, position, scale, box)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        for obj in random_scene(rng).objects:
+            assert _cell_of(object_box(obj)) == obj.position and SCALE_RANGE[0] <= obj.scale <= SCALE_RANGE[1]
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_two_objects_never_overlap_when_drawn(side: int) -> None:
+    ds = ShapesDataset("train", size=300, two_object_fraction=1.0)
+    tight = 0
+    for i in range(300):
+        scene = ds.scene(i)
+        masks = [np.asarray(render_shapes([o], "black", side)).max(axis=2) > 0 for o in scene.objects]
+        assert not (masks[0] & masks[1]).any(), scene
+        assert all(m.sum() > 0 for m in masks)
+        a, b = (object_box(o) for o in scene.objects)
+        tight += max(b[0] - a[2], a[0] - b[2], b[1] - a[3], a[1] - b[3]) < 0.06
+    assert tight >= 5  # some neighbours come within 4 px (at 64 px), and still do not touch
+
+
+def test_real_variants_share_the_description_and_vary_place_scale_and_tint() -> None:
+    ds = ShapesDataset("test", size=20)
+    for i in range(20):
+        scene, variants = ds.scene(i), ds.variants(i, 8)
+        assert variants == ds.variants(i, 8) and all(v.same_description(scene) for v in variants)
+        assert len({v.objects[0].scale for v in variants}) == 8 and len({v.objects[0].tint for v in variants}) > 4
+        images = [np.asarray(ds.render(v)) for v in variants]
+        assert all(not np.array_equal(images[0], im) for im in images[1:])
+    small = [o for i in range(20) for v in ds.variants(i, 8) for o in v.objects if o.size == "small"]
+    assert max(abs(o.dx) for o in small) > 0.04 and max(abs(o.dy) for o in small) > 0.04  # > 2.5 px at 64 px
+    free = ds.variants(0, 40, keep_background=False)
+    assert {v.background for v in free} == set(BACKGROUNDS)
 
 
 def test_collate_of_shapes_items() -> None:

@@ -11,8 +11,10 @@ from click.testing import CliRunner
 
 from attngan.cli import main
 from attngan.data import ShapesDataset
+from attngan.data.shapes_captions import names_background
 from attngan.inference.pipeline import AttnGANPipeline
-from attngan.metrics import MissingWeightsError, attribute_accuracy, save_classifier
+from attngan.metrics import MissingWeightsError, save_classifier
+from attngan.metrics.classifier import train_attribute_classifier
 from attngan.metrics.eval_data import (
     CLASSIFIER_RECIPES,
     DataSpec,
@@ -21,9 +23,10 @@ from attngan.metrics.eval_data import (
     train_data_classifier,
 )
 from attngan.metrics.run import EvalConfig, evaluate_shapes, resolve_metrics, run_evaluation
+from attngan.metrics.scenes import scene_hits, summarise_scene_hits
 
-TINY_RECIPE = {"train_images": 96, "channels": 4, "feature_dim": 16, "epochs": 1, "batch_size": 32, "lr": 2e-3,
-               "lr_schedule": "cosine"}
+TINY_RECIPE = {"targets": "scene-slots", "arch": "slots", "train_images": 96, "channels": 4, "feature_dim": 8,
+               "epochs": 1, "batch_size": 32, "lr": 2e-3, "lr_schedule": "cosine"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
@@ -52,41 +55,53 @@ def invoke(*args: str) -> object:
 def test_cli_writes_results_and_images(tiny_model_dir: Path, classifier_dir: Path, tmp_path: Path) -> None:
     out, images = tmp_path / "res" / "results.jsonl", tmp_path / "images"
     result = invoke("--model", str(tiny_model_dir), "--num-samples", "12", "--batch-size", "5", "--seed", "3",
-                    "--classifier", str(classifier_dir), "--save-images", str(images), "--out", str(out))
+                    "--classifier", str(classifier_dir), "--save-images", str(images), "--out", str(out),
+                    "--diversity-captions", "2", "--diversity-seeds", "3")
     assert result.exit_code == 0, result.output
     assert "R-precision over 12 images" in result.output and "mean ± std over 10 folds" in result.output
     assert "text encoder:" in result.output and "image encoder:" in result.output
-    assert "(real ceiling)" in result.output and "(real train vs test floor)" in result.output
+    assert "(real ceiling)" in result.output and "(real test (second draw) vs test floor)" in result.output
     assert "--inception-weights" in result.output  # the note on the skipped FID / IS
+    for row in ("one object", "two objects: 1st", "two objects: 2nd", "two objects: both", "every caption"):
+        assert row in result.output
+    assert "diversity, 3 seeds x 2 captions" in result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["metric"] for r in records] == ["r_precision", "attribute_accuracy", "fd_damsm"]
+    assert [r["metric"] for r in records] == ["r_precision", "scene_accuracy", "fd_damsm", "fd_classifier",
+                                              "diversity"]
     for record in records:
         assert record["model"] == "tiny-test" and record["model_hash"]
         assert record["dataset"]["name"] == "shapes" and record["dataset"]["split"] == "test"
-        assert record["seed"] == 3 and record["num_samples"] == 12
+        assert record["seed"] == 3 and record["num_samples"] == (6 if record["metric"] == "diversity" else 12)
         assert record["versions"]["torch"] and "attngan" in record["versions"]
     values = records[1]["values"]
-    assert {"accuracy_shape", "accuracy_all", "real_accuracy_shape", "real_accuracy_all"} <= set(values)
+    assert {"one_shape", "one_all", "two_first_color", "two_second_position", "two_objects", "two_all",
+            "accuracy_all", "real_one_shape", "real_accuracy_all"} <= set(values)
+    assert values["num_one"] + values["num_two"] == 12
     assert set(records[2]["values"]) == {"fd_damsm", "fd_damsm_real_floor"}
+    assert set(records[3]["values"]) == {"fd_classifier", "fd_classifier_real_floor"}
+    assert records[4]["values"]["num_captions"] == 2 and records[4]["values"]["diversity_ratio"] >= 0
     assert 0.0 <= records[0]["values"]["r_precision"] <= 1.0
     rows = [json.loads(line) for line in (images / "samples.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(12)) and rows[0]["seed"] == 3
     assert all((images / r["file"]).is_file() for r in rows)
 
 
-def test_real_image_ceiling_is_the_classifier_on_the_real_test_images(pipeline: AttnGANPipeline,
-                                                                      classifier_dir: Path) -> None:
+@pytest.mark.parametrize("split", ["test", "unseen"])
+def test_real_image_ceiling_is_the_classifier_on_the_real_images(pipeline: AttnGANPipeline, classifier_dir: Path,
+                                                                 split: str) -> None:
     from attngan.metrics import load_classifier
 
     classifier = load_classifier(classifier_dir)
-    cfg = EvalConfig(metrics=["attributes"], num_samples=16, batch_size=16)
-    summary = run_evaluation(pipeline, cfg, classifier).summary
-    real = ShapesDataset("test", image_sizes=(64,), train=False)
-    items = [real[i] for i in range(16)]
-    expected = attribute_accuracy(classifier, torch.stack([it["images"][-1] for it in items]),
-                                  torch.stack([it["attributes"] for it in items]))
-    assert {k: summary[f"real_{k}"] for k in expected} == pytest.approx(expected)
-    assert all(0.0 <= summary[k] <= 1.0 for k in expected)
+    cfg = EvalConfig(data=DataSpec("shapes", split=split), metrics=["attributes"], num_samples=16, batch_size=7)
+    record = run_evaluation(pipeline, cfg, classifier).records[0]
+    assert record["metric"] == "scene_accuracy" and record["dataset"]["split"] == split
+    real = ShapesDataset(split, image_sizes=(64,), train=False)
+    images = torch.stack([real[i]["images"][-1] for i in range(16)])
+    flags = [names_background(real.caption_text(i, i % 10)) for i in range(16)]
+    expected = summarise_scene_hits(scene_hits(classifier, images, [real.scene(i) for i in range(16)], flags))
+    assert {k: record["values"][f"real_{k}"] for k in expected} == pytest.approx(expected)
+    assert all(0.0 <= record["values"][k] <= 1.0 for k in expected if not k.startswith("num_"))
+    assert ("num_heldout" in expected) == (split == "unseen")
 
 
 def test_missing_fid_weights_name_the_flag(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -135,8 +150,9 @@ def test_r_precision_of_the_tiny_model_is_valid_and_batch_independent(pipeline: 
 
 def test_evaluate_shapes_returns_every_figure(pipeline: AttnGANPipeline, classifier_dir: Path) -> None:
     result = evaluate_shapes(pipeline, num_samples=10, seed=0, classifier=classifier_dir)
-    expected = {"r_precision", "r_precision_std", "accuracy_all", "real_accuracy_all", "accuracy_position",
-                "real_accuracy_position", "fd_damsm", "fd_damsm_real_floor", "num_samples", "num_real"}
+    expected = {"r_precision", "r_precision_std", "accuracy_all", "real_accuracy_all", "one_position",
+                "real_two_second_position", "fd_damsm", "fd_damsm_real_floor", "fd_classifier",
+                "fd_classifier_real_floor", "num_samples", "num_real"}
     assert expected <= set(result) and result["num_samples"] == 10
 
 
@@ -148,7 +164,10 @@ def test_samples_wrap_around_with_the_next_captions(pipeline: AttnGANPipeline) -
     assert batch["keys"][0] == batch["keys"][4] == batch["keys"][8]
     assert len({batch["texts"][0], batch["texts"][4], batch["texts"][8]}) == 3
     assert torch.equal(batch["real"][0], batch["real"][4])
-    assert int(batch["lengths"].max()) <= 12 and batch["attributes"].shape == (9, 4)
+    assert int(batch["lengths"].max()) <= 12 and batch["attributes"].shape == (9, 8)
+    assert batch["scenes"][0] == batch["scenes"][4] == dataset.scene(0) and batch["names_background"].shape == (9,)
+    texts = [dataset.caption_text(0, c) for c in range(10)]
+    assert [names_background(t) for t in texts[:3]] == batch["names_background"][[0, 4, 8]].tolist()
 
 
 
@@ -191,3 +210,22 @@ def test_usage_errors_name_the_flag(tiny_model_dir: Path, tmp_path: Path) -> Non
         result = invoke(*model, *args)
         assert result.exit_code == 1 and expected in result.output, (args, result.output)
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_split_option_and_a_single_object_classifier_is_refused(tiny_model_dir: Path, classifier_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "u.jsonl"
+    result = invoke("--model", str(tiny_model_dir), "--split", "unseen", "--metrics", "attributes", "--num-samples",
+                    "6", "--classifier", str(classifier_dir), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "held-out pairs" in result.output and "unseen split" in result.output
+    record = json.loads(out.read_text())
+    assert record["dataset"]["split"] == "unseen" and record["values"]["num_heldout"] >= 6
+    result = invoke("--model", str(tiny_model_dir), "--split", "validation", "--metrics", "fd_classifier",
+                    "--num-samples", "4", "--classifier", str(classifier_dir), "--out", str(out))
+    assert result.exit_code == 0 and "(real validation (second draw) vs validation floor)" in result.output
+    ds = ShapesDataset("train", size=64, max_objects=1)
+    old = save_classifier(train_attribute_classifier(ds, channels=4, feature_dim=8, epochs=1), tmp_path / "old")
+    result = invoke("--model", str(tiny_model_dir), "--metrics", "attributes", "--num-samples", "4",
+                    "--classifier", str(old), "--out", str(out))
+    assert result.exit_code == 1 and "needs the slot scene classifier" in result.output

@@ -14,8 +14,9 @@ import click
 
 from .group import main, model_options
 
-_METRICS_HELP = ("Comma-separated: r_precision, attributes, fd_damsm, fid, is, fid_torchvision, is_torchvision "
-                 "[auto: all that the model, data and given weight files allow].")
+_METRICS_HELP = ("Comma-separated: r_precision, attributes, fd_damsm, fd_classifier, diversity, fid, is, "
+                 "fid_torchvision, is_torchvision [auto: all that the model, data and given weight files allow].")
+_CLASSIFIER_METRICS = ("attributes", "fd_classifier", "diversity")
 
 
 def _metric_list(value: str) -> list[str] | None:
@@ -30,14 +31,15 @@ def _classifier(spec: Any, metrics: list[str] | None, path: str | None, train: b
     from ..metrics.eval_data import CLASSIFIER_RECIPES, data_classifier, describe_classifier
     from ..training.distributed import barrier
 
-    wanted = "attributes" in metrics if metrics is not None else spec.kind in CLASSIFIER_RECIPES
+    wanted = ([m for m in metrics if m in _CLASSIFIER_METRICS] if metrics is not None
+              else list(_CLASSIFIER_METRICS) if spec.kind in CLASSIFIER_RECIPES else [])
     if not wanted:
         if train or path:
-            raise click.UsageError("--train-classifier / --classifier: attribute accuracy is not computed "
-                                   f"for --data {spec.kind} with these --metrics")
+            raise click.UsageError("--train-classifier / --classifier: no metric that needs the attribute classifier "
+                                   f"is computed for --data {spec.kind} with these --metrics")
         return None, None, None
     if spec.kind not in CLASSIFIER_RECIPES:
-        raise click.UsageError(f"--metrics attributes: --data {spec.kind} has no attributes (use shapes or tags)")
+        raise click.UsageError(f"--metrics {wanted[0]}: --data {spec.kind} has no attributes (use shapes or tags)")
     if train:
         if rank == 0:
             start = time.monotonic()
@@ -53,7 +55,7 @@ def _classifier(spec: Any, metrics: list[str] | None, path: str | None, train: b
     except FileNotFoundError as exc:
         if metrics is not None or path is not None:
             raise click.ClickException(str(exc)) from None
-        return None, None, f"attributes skipped: {exc}"
+        return None, None, f"{', '.join(wanted)} skipped: {exc}"
     return classifier, describe_classifier(classifier, folder), None
 
 
@@ -78,11 +80,20 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
                 real = values.get("real_" + key)
                 rows.append((f"accuracy {key[len('accuracy_'):]}", f"{values[key]:.4f}",
                              f"{real:.4f} (real ceiling)" if real is not None else ""))
-        elif name == "fd_damsm":
-            floor = values.get("fd_damsm_real_floor")
-            rows.append(("in-domain FD (DAMSM)", _fmt(values["fd_damsm"]),
+        elif name == "scene_accuracy":
+            real = values.get("real_accuracy_all")
+            rows.append(("all attributes, every caption (table below)", f"{values['accuracy_all']:.4f}",
+                         f"{real:.4f} (real ceiling)" if real is not None else ""))
+        elif name in ("fd_damsm", "fd_classifier"):
+            floor = values.get(f"{name}_real_floor")
+            rows.append((f"in-domain FD ({'DAMSM' if name == 'fd_damsm' else 'classifier'})", _fmt(values[name]),
                          f"{_fmt(floor)} (real {record['extra']['floor_split']} vs "
                          f"{record['dataset']['split']} floor)" if floor is not None else ""))
+        elif name == "diversity":
+            rows.append((f"diversity, {values['num_seeds']} seeds x {values['num_captions']} captions",
+                         f"{values['diversity_generated']:.4f}",
+                         f"{values['diversity_real']:.4f} (real); ratio {values['diversity_ratio']:.3f}, "
+                         f"pixels {values['diversity_pixels_ratio']:.3f}"))
         elif name in ("fid", "fid_torchvision"):
             rows.append(("FID" if name == "fid" else "PyTorch FID (torchvision)", _fmt(values[name]), ""))
         else:
@@ -99,7 +110,9 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
 @click.option("--data", "data_kind", type=click.Choice(["shapes", "cub", "coco", "folder", "tags"]),
               default="shapes", show_default=True, help="Data set of the held-out captions and real images.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False), help="Data set folder (not for shapes).")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["validation", "test", "unseen", "train"]), default="test", show_default=True,
+              help="Captions and real images: validation (tuning probes), test (final figures), unseen (shapes: "
+                   "held-out shape x colour pairs), train.")
 @click.option("--metrics", "metrics_text", default="auto", show_default=True, help=_METRICS_HELP)
 @click.option("--num-samples", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Images to generate (sample k: image k mod N of the split, seed + k).")
@@ -113,6 +126,10 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
               help="Attribute-classifier folder [a cache folder keyed by the data settings].")
 @click.option("--train-classifier", is_flag=True,
               help="Train the attribute classifier on real train images and save it (to --classifier or the cache).")
+@click.option("--diversity-captions", default=50, show_default=True, type=click.IntRange(min=1),
+              help="diversity: captions (the split's first), each generated with --diversity-seeds seeds.")
+@click.option("--diversity-seeds", default=8, show_default=True, type=click.IntRange(min=2),
+              help="diversity: images per caption, generated and real.")
 @click.option("--save-images", type=click.Path(file_okay=False), help="Also write the images (PNG) and samples.jsonl.")
 @click.option("--out", default="results.jsonl", show_default=True, type=click.Path(dir_okay=False),
               help="JSON-lines file the results are appended to.")
@@ -120,8 +137,10 @@ def result_table(records: list[dict[str, Any]]) -> list[str]:
 def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str,
                  metrics_text: str, num_samples: int, batch_size: int, seed: int, inception_weights: str | None,
                  torchvision_inception_weights: str | None, classifier_dir: str | None, train_classifier: bool,
-                 save_images: str | None, out: str, device: str) -> None:
-    """Score a model on held-out captions: R-precision, attribute accuracy, in-domain FD, FID / IS."""
+                 diversity_captions: int, diversity_seeds: int, save_images: str | None, out: str,
+                 device: str) -> None:
+    """Score a model on held-out captions: R-precision, attribute accuracy (per object for shapes),
+    in-domain FD, diversity, FID / IS."""
     from ..inference.pipeline import AttnGANPipeline
     from ..metrics import MissingWeightsError, append_jsonl
     from ..metrics.eval_data import DataSpec
@@ -149,7 +168,8 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                                                         dist.device, dist.rank)
         cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed,
                          inception_weights=inception_weights,
-                         torchvision_inception_weights=torchvision_inception_weights, save_images=save_images)
+                         torchvision_inception_weights=torchvision_inception_weights, save_images=save_images,
+                         diversity_captions=diversity_captions, diversity_seeds=diversity_seeds)
         result = _run(run_evaluation, pipeline, cfg, classifier, classifier_info, dist)
         if result is None:
             return
@@ -191,6 +211,15 @@ def _report(result: Any, pipeline: Any, spec: Any, cfg: Any, note: str | None, w
             click.echo(f"  image encoder: {extra['image_encoder']}")
     for line in result_table(result.records):
         click.echo(line)
-    notes = [n for n in result.notes if not (note and n.startswith("attributes skipped"))]
+    for record in result.records:
+        if record["metric"] == "scene_accuracy":
+            from ..metrics.scenes import scene_table
+
+            click.echo(f"per-object accuracy on the {spec.split} split (gen: generated images; real: the captions' "
+                       "real images, the ceiling; background scored where the caption names it)")
+            for line in scene_table(record["values"]):
+                click.echo(line)
+    skipped = note.split(" skipped")[0].split(", ") if note else []
+    notes = [n for n in result.notes if not any(n.startswith(f"{m} skipped") for m in skipped)]
     for text in notes + ([note] if note else []):
         click.echo(f"note: {text}")

@@ -1,12 +1,34 @@
-"""The built-in procedural data set: coloured shapes on a plain background, with captions.
+"""The built-in procedural data set: one or two coloured shapes on a plain background, with captions.
 
-No files are involved: image ``index`` of a split is a pure function of
-``(seed, split, index)``. A scene holds one or two objects, each a shape, a colour, a
-size and a position (``SHAPES``, ``COLORS``, ``SIZES``, ``POSITIONS``), with a little
-jitter in place, scale and tint. Every image has ``captions_per_image`` (10) captions
-from the templates below; colour, shape and position words always appear verbatim, sizes
-through ``SIZE_WORDS`` synonyms. The last templates of each list are used only by the
-test split (held-out phrasings made of words the training captions use too).
+No files are involved: image ``index`` of a split is a pure function of ``(seed, split,
+index)``; every split draws its scenes from its own random stream, so no scene is shared.
+
+**Scenes.** Half of the scenes (``two_object_fraction``) hold two objects, the others one.
+An object is a shape (``SHAPES``), a colour (``COLORS``), a size (``SIZES``) and a position
+(``POSITIONS``); the two objects of a scene are at different positions and are drawn
+independently otherwise. The background is one of ``BACKGROUNDS`` (black, white, dark gray,
+light gray). Each position owns one cell of a 3x3 grid (the plus-shaped five: left, right,
+top, bottom and centre cells), and an object's bounding box always lies inside its cell,
+``CELL_PADDING`` away from its edges: two objects can never overlap, whatever their sizes
+and jitter. Within that, every real object is jittered: scale in ``SCALE_RANGE``, place
+uniform over all the room its cell leaves (up to about +-4 px at 64 px for small objects,
+about +-1 px for large ones), colour tint up to ``TINT`` per channel. So one description
+has many real renderings (:meth:`ShapesDataset.variants`).
+
+**Splits.** ``train`` (10,000 images by default) for training, ``validation`` (1,000) for
+every tuning probe, ``test`` (1,000) for final figures only, and ``unseen`` (1,000).
+``UNSEEN_PAIRS`` are 8 of the 64 shape x colour pairs, one per shape and one per colour;
+no object of the train, validation or test splits has one of them (test = seen pairs),
+and every scene of the unseen split has exactly one object with a held-out pair (the
+other object of a two-object scene has a seen pair). ``"val"`` is accepted for validation.
+
+**Captions.** Every image has ``captions_per_image`` (10) captions from the templates of
+:mod:`attngan.data.shapes_captions`: objects named in scene order, colour and shape words
+verbatim, synonyms for sizes ("big", "large" / "small", "tiny", "little"), positions ("in
+the middle", "in the centre", "in the center", ...) and backgrounds ("dark grey" /
+"dark gray"); about half of them name the background. The evaluation splits use held-out
+phrasings too (made of words the training captions use). :func:`shapes_vocabulary` holds
+every word any split can produce.
 
 Images are not augmented (a flip or crop would contradict the position words); training
 mode only picks a random caption.
@@ -28,72 +50,62 @@ from torch.utils.data import Dataset
 
 from ..text import PAD_TOKEN, Vocabulary, subsample_ids, tokenize
 from .common import check_image_sizes, stage_tensors
+from .shapes_captions import (  # noqa: F401  (the caption names are re-exported here)
+    BACKGROUND_WORDS,
+    HELD_OUT_TEMPLATES,
+    ONE_OBJECT_TEMPLATES,
+    POSITION_PHRASES,
+    SIZE_WORDS,
+    TEST_ONLY_TEMPLATES,
+    TWO_OBJECT_TEMPLATES,
+    caption_plan,
+    first_synonyms,
+    format_caption,
+    names_background,
+    templates_for,
+)
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "diamond", "cross", "hexagon")
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
 SIZES = ("small", "large")
 POSITIONS = ("left", "right", "top", "bottom", "center")
 BACKGROUNDS = ("black", "white", "dark gray", "light gray")
+# Held out of train / validation / test: one pair per shape and per colour.
+UNSEEN_PAIRS = (("circle", "yellow"), ("square", "cyan"), ("triangle", "purple"), ("star", "pink"),
+                ("heart", "green"), ("diamond", "orange"), ("cross", "blue"), ("hexagon", "red"))
 
 COLOR_RGB = {"red": (220, 30, 30), "green": (30, 175, 45), "blue": (35, 75, 235), "yellow": (250, 230, 20),
              "purple": (140, 50, 190), "orange": (245, 130, 15), "cyan": (30, 210, 220), "pink": (245, 120, 190)}
 BACKGROUND_RGB = {"black": (0, 0, 0), "white": (255, 255, 255), "dark gray": (64, 64, 64),
                   "light gray": (192, 192, 192)}
-SIZE_WORDS = {"small": ("small", "tiny", "little"), "large": ("large", "big")}
-POSITION_PHRASES = {
-    "left": ("on the left", "at the left", "to the left"),
-    "right": ("on the right", "at the right", "to the right"),
-    "top": ("at the top", "on the top", "near the top"),
-    "bottom": ("at the bottom", "on the bottom", "near the bottom"),
-    "center": ("in the center", "at the center", "near the center"),
-}
-POSITION_CENTERS = {"left": (0.19, 0.5), "right": (0.81, 0.5), "top": (0.5, 0.19), "bottom": (0.5, 0.81),
-                    "center": (0.5, 0.5)}
-SIZE_RADIUS = {"small": 0.1, "large": 0.16}  # circumradius, fraction of the image side
 
-ONE_OBJECT_TEMPLATES = (
-    "a {size} {color} {shape} {pos}",
-    "there is a {size} {color} {shape} {pos}",
-    "a {size} {color} {shape} {pos} on a {bg} background",
-    "this image shows a {size} {color} {shape} {pos}",
-    "a {color} {shape} {pos}, it is {size}",
-    "{pos} there is a {size} {color} {shape}",
-    "a {size} {shape} in {color} {pos}",
-    "the picture has one {size} {color} {shape} {pos}",
-    "a {bg} background with a {size} {color} {shape} {pos}",
-    "one {size} {color} {shape} placed {pos}",
-    "a {size} {color} {shape} is {pos}",
-    "a {color} {shape}, {size}, {pos} on a {bg} background",
-    # test split only
-    "{pos} is a {size} {color} {shape}",
-    "there is one {size} {shape} in {color} {pos}",
-    "the {color} {shape} {pos} is {size}",
-    "a {size} {color} {shape} placed {pos} on a {bg} background",
-)
-TWO_OBJECT_TEMPLATES = (
-    "a {size0} {color0} {shape0} {pos0} and a {size1} {color1} {shape1} {pos1}",
-    "there is a {size0} {color0} {shape0} {pos0} and a {size1} {color1} {shape1} {pos1}",
-    "{pos0} a {size0} {color0} {shape0} and {pos1} a {size1} {color1} {shape1}",
-    "a {size0} {color0} {shape0} {pos0}, a {size1} {color1} {shape1} {pos1}",
-    "this image shows a {size0} {color0} {shape0} {pos0} and a {size1} {color1} {shape1} {pos1}",
-    "{size0} {color0} {shape0} {pos0} and {size1} {color1} {shape1} {pos1} on a {bg} background",
-    "one {size0} {color0} {shape0} {pos0} and one {size1} {color1} {shape1} {pos1}",
-    "a {size0} {color0} {shape0} is {pos0} and a {size1} {color1} {shape1} is {pos1}",
-    "the picture has a {size0} {color0} {shape0} {pos0} and a {size1} {color1} {shape1} {pos1}",
-    "a {size0} {color0} {shape0} placed {pos0} and a {size1} {color1} {shape1} placed {pos1}",
-    # test split only
-    "{pos0} is a {size0} {color0} {shape0} and {pos1} is a {size1} {color1} {shape1}",
-    "there is one {size0} {color0} {shape0} {pos0} and one {size1} {color1} {shape1} {pos1}",
-    "a {size1} {color1} {shape1} {pos1} and a {size0} {color0} {shape0} {pos0}",
-)
-TEST_ONLY_TEMPLATES = {1: 4, 2: 3}  # how many trailing templates only the test split uses
-SPLIT_CODES = {"train": 0, "test": 1}
+# Layout, in fractions of the image side: the (column, row) of each position's cell in a 3x3 grid.
+GRID_CELLS = {"left": (0, 1), "right": (2, 1), "top": (1, 0), "bottom": (1, 2), "center": (1, 1)}
+POSITION_REGIONS = {p: (c / 3, r / 3, (c + 1) / 3, (r + 1) / 3) for p, (c, r) in GRID_CELLS.items()}
+POSITION_CENTERS = {p: ((c + 0.5) / 3, (r + 0.5) / 3) for p, (c, r) in GRID_CELLS.items()}
+CELL_PADDING = 0.012  # an object's box keeps this far inside its cell: >= 1.5 px between objects at 64 px
+SIZE_RADIUS = {"small": 0.09, "large": 0.14}  # half-side of the unit shape's [-1, 1] square, at scale 1
+SCALE_RANGE = (0.92, 1.08)
+TINT = 10  # per-channel colour jitter, +-
+SPLITS = ("train", "validation", "test", "unseen")
+SPLIT_ALIASES = {"val": "validation"}
+SPLIT_CODES = {"train": 0, "test": 1, "validation": 2, "unseen": 3}
+DEFAULT_SIZES = {"train": 10_000, "validation": 1_000, "test": 1_000, "unseen": 1_000}
+
+
+def is_unseen_pair(shape: str, color: str) -> bool:
+    """Whether ``(shape, color)`` is one of the held-out ``UNSEEN_PAIRS``."""
+    return (shape, color) in _UNSEEN
+
+
+_UNSEEN = frozenset(UNSEEN_PAIRS)
 
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One object of a scene; ``dx``, ``dy`` (fractions of the side), ``scale`` and ``tint``
-    (added to the RGB colour) are small jitters that do not change the description."""
+    """One object of a scene; ``dx``, ``dy`` (offsets from the position's centre, fractions of
+    the side), ``scale`` and ``tint`` (added to the RGB colour) are jitters that do not change
+    the description."""
 
     shape: str
     color: str
@@ -116,18 +128,40 @@ class ShapeObject:
         return (SHAPES.index(self.shape), COLORS.index(self.color), SIZES.index(self.size),
                 POSITIONS.index(self.position))
 
+    @property
+    def code(self) -> int:
+        """The attribute combination as one number in ``[0, 640)``."""
+        s, c, z, p = self.attributes
+        return ((s * len(COLORS) + c) * len(SIZES) + z) * len(POSITIONS) + p
+
+    @property
+    def unseen_pair(self) -> bool:
+        return is_unseen_pair(self.shape, self.color)
+
 
 @dataclass(frozen=True)
 class Scene:
     objects: tuple[ShapeObject, ...]
     background: str
 
+    @property
+    def class_id(self) -> int:
+        """The description (objects, in any order; not the background) as one number: captions of
+        scenes with the same class describe each other's images, whatever their background."""
+        codes = sorted(o.code for o in self.objects)
+        n = len(POSITIONS) * len(SIZES) * len(COLORS) * len(SHAPES)
+        return codes[0] if len(codes) == 1 else n + codes[0] * n + codes[1]
+
+    def same_description(self, other: Scene) -> bool:
+        return [o.attributes for o in self.objects] == [o.attributes for o in other.objects] and \
+            self.background == other.background
+
 
 def _as_object(obj: ShapeObject | Mapping[str, Any]) -> ShapeObject:
     return obj if isinstance(obj, ShapeObject) else ShapeObject(**obj)
 
 
-# --------------------------------------------------------------------------- rendering
+# --------------------------------------------------------------------------- geometry and rendering
 
 
 def _unit_polygons() -> dict[str, list[tuple[float, float]]]:
@@ -155,6 +189,30 @@ def _unit_polygons() -> dict[str, list[tuple[float, float]]]:
 
 
 UNIT_POLYGONS = _unit_polygons()
+# (x0, y0, x1, y1) of each unit shape (all inside [-1, 1]^2; the circle has radius 1)
+SHAPE_EXTENTS = {"circle": (-1.0, -1.0, 1.0, 1.0),
+                 **{k: (min(x for x, _ in v), min(y for _, y in v), max(x for x, _ in v), max(y for _, y in v))
+                    for k, v in UNIT_POLYGONS.items()}}
+
+
+def object_box(obj: ShapeObject) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)``: the bounding box of a drawn object, in fractions of the image side."""
+    fx, fy = POSITION_CENTERS[obj.position]
+    r = SIZE_RADIUS[obj.size] * obj.scale
+    ex = SHAPE_EXTENTS[obj.shape]
+    cx, cy = fx + obj.dx, fy + obj.dy
+    return cx + r * ex[0], cy + r * ex[1], cx + r * ex[2], cy + r * ex[3]
+
+
+def placement_range(shape: str, size: str, position: str, scale: float) -> tuple[float, float, float, float]:
+    """``(dx_min, dy_min, dx_max, dy_max)``: the offsets that keep the object's box inside its cell
+    (``CELL_PADDING`` in); empty (min > max) only for a scale beyond ``SCALE_RANGE``."""
+    x0, y0, x1, y1 = POSITION_REGIONS[position]
+    fx, fy = POSITION_CENTERS[position]
+    r = SIZE_RADIUS[size] * scale
+    ex = SHAPE_EXTENTS[shape]
+    return (x0 + CELL_PADDING - r * ex[0] - fx, y0 + CELL_PADDING - r * ex[1] - fy,
+            x1 - CELL_PADDING - r * ex[2] - fx, y1 - CELL_PADDING - r * ex[3] - fy)
 
 
 _CANVASES = threading.local()
@@ -192,43 +250,65 @@ def render_shapes(objects: Sequence[ShapeObject | Mapping[str, Any]], background
     return img.reduce(factor) if factor > 1 else img.copy()  # never hand out the shared canvas
 
 
-def random_scene(rng: np.random.Generator, max_objects: int = 1, min_objects: int | None = None) -> Scene:
-    """A random scene of ``min_objects``..``max_objects`` (1 or 2) objects at distinct positions."""
-    low = max_objects if min_objects is None else min_objects
-    if not 1 <= low <= max_objects <= 2:
-        raise ValueError(f"objects per scene must satisfy 1 <= min <= max <= 2, got {low}..{max_objects}")
-    u = rng.random(7 + 9 * max_objects)  # one draw: cheap, and the layout of the draws is fixed
-    count = low + int(u[0] * (max_objects - low + 1))
-    positions = np.argsort(u[2:7], kind="stable")[:count]
+def place_object(shape: str, color: str, size: str, position: str, rng: np.random.Generator) -> ShapeObject:
+    """An object of this description with fresh jitter: scale uniform in ``SCALE_RANGE``,
+    offsets uniform over its cell's room (:func:`placement_range`), tint uniform in +-``TINT``."""
+    lo, hi = SCALE_RANGE
+    u = rng.random(3)
+    scale = lo + (hi - lo) * float(u[0])
+    dx0, dy0, dx1, dy1 = placement_range(shape, size, position, scale)
+    tint = tuple(int(t) for t in rng.integers(-TINT, TINT + 1, size=3))
+    return ShapeObject(shape, color, size, position, dx0 + (dx1 - dx0) * float(u[1]), dy0 + (dy1 - dy0) * float(u[2]),
+                       scale, tint)  # type: ignore[arg-type]
+
+
+def _draw_pair(rng: np.random.Generator, pairs: str) -> tuple[str, str]:
+    """A (shape, colour): ``any`` of the 64, a ``seen`` one (uniform shape, then uniform among its 7
+    seen colours: every shape and colour equally likely) or an ``unseen`` one."""
+    if pairs == "unseen":
+        return UNSEEN_PAIRS[int(rng.integers(len(UNSEEN_PAIRS)))]
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    colors = COLORS if pairs == "any" else [c for c in COLORS if not is_unseen_pair(shape, c)]
+    return shape, colors[int(rng.integers(len(colors)))]
+
+
+def random_scene(rng: np.random.Generator, max_objects: int = 2, min_objects: int = 1,
+                 two_object_fraction: float = 0.5, pairs: str = "any") -> Scene:
+    """A random scene (see the module doc) of ``min_objects``..``max_objects`` (1 or 2) objects.
+
+    ``two_object_fraction``: chance of two objects when both counts are allowed. ``pairs``:
+    ``"any"`` shape x colour pair, only ``"seen"`` ones (not in ``UNSEEN_PAIRS``), or
+    ``"unseen"`` (exactly one object, chosen at random, has a held-out pair; the other a seen one).
+    """
+    if not 1 <= min_objects <= max_objects <= 2:
+        raise ValueError(f"objects per scene must satisfy 1 <= min <= max <= 2, got {min_objects}..{max_objects}")
+    if not 0.0 <= two_object_fraction <= 1.0:
+        raise ValueError(f"two_object_fraction must be in [0, 1], got {two_object_fraction}")
+    if pairs not in ("any", "seen", "unseen"):
+        raise ValueError(f"pairs must be 'any', 'seen' or 'unseen', got {pairs!r}")
+    count = max_objects if min_objects == max_objects else 1 + int(rng.random() < two_object_fraction)
+    positions = rng.permutation(len(POSITIONS))[:count]
+    kinds = [pairs] * count
+    if pairs == "unseen":
+        kinds = ["seen"] * count
+        kinds[int(rng.integers(count))] = "unseen"
     objects = []
-    for k, position in enumerate(positions):
-        v = u[7 + 9 * k: 16 + 9 * k]
-        tint = tuple(int(t) for t in (v[6:9] * 17).astype(np.int64) - 8)
-        objects.append(ShapeObject(SHAPES[int(v[0] * len(SHAPES))], COLORS[int(v[1] * len(COLORS))],
-                                   SIZES[int(v[2] * len(SIZES))], POSITIONS[int(position)],
-                                   float(v[3] * 0.03 - 0.015), float(v[4] * 0.03 - 0.015), float(0.93 + 0.14 * v[5]),
-                                   tint))  # type: ignore[arg-type]
-    return Scene(tuple(objects), BACKGROUNDS[int(u[1] * len(BACKGROUNDS))])
+    for position, kind in zip(positions, kinds):
+        shape, color = _draw_pair(rng, kind)
+        size = SIZES[int(rng.integers(len(SIZES)))]
+        objects.append(place_object(shape, color, size, POSITIONS[int(position)], rng))
+    return Scene(tuple(objects), BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+
+
+def rejitter(scene: Scene, rng: np.random.Generator, keep_background: bool = True) -> Scene:
+    """Another real scene of the same description: fresh jitter for every object; a random
+    background unless ``keep_background``."""
+    objects = tuple(place_object(o.shape, o.color, o.size, o.position, rng) for o in scene.objects)
+    background = scene.background if keep_background else BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    return Scene(objects, background)
 
 
 # --------------------------------------------------------------------------- captions
-
-
-def templates_for(num_objects: int) -> tuple[str, ...]:
-    if num_objects not in (1, 2):
-        raise ValueError(f"captions exist for 1 or 2 objects, got {num_objects}")
-    return ONE_OBJECT_TEMPLATES if num_objects == 1 else TWO_OBJECT_TEMPLATES
-
-
-def _format(objects: Sequence[ShapeObject], background: str, template_index: int, choices: np.ndarray) -> str:
-    fields = {"bg": background}
-    for k, obj in enumerate(objects):
-        suffix = "" if len(objects) == 1 else str(k)
-        sizes, places = SIZE_WORDS[obj.size], POSITION_PHRASES[obj.position]
-        fields.update({f"size{suffix}": sizes[int(choices[k, 0]) % len(sizes)], f"color{suffix}": obj.color,
-                       f"shape{suffix}": obj.shape, f"pos{suffix}": places[int(choices[k, 1]) % len(places)]})
-    text = templates_for(len(objects))[template_index].format(**fields)
-    return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
 def caption_for(objects: Sequence[ShapeObject | Mapping[str, Any]], background: str, template_index: int,
@@ -236,55 +316,47 @@ def caption_for(objects: Sequence[ShapeObject | Mapping[str, Any]], background: 
     """Caption ``template_index`` of ``templates_for(len(objects))`` for a scene; synonyms
     are drawn from ``rng`` (the first of each when None)."""
     objects = [_as_object(o) for o in objects]
-    choices = np.zeros((len(objects), 2), np.int64) if rng is None else rng.integers(0, 6, size=(len(objects), 2))
-    return _format(objects, background, template_index, choices)
-
-
-def caption_plan(rng: np.random.Generator, split: str, num_objects: int, count: int) -> list[tuple[int, np.ndarray]]:
-    """Templates and synonym draws of an image's ``count`` captions: the test split uses
-    every test-only template first, the train split never does."""
-    n = len(templates_for(num_objects))
-    n_train = n - TEST_ONLY_TEMPLATES[num_objects]
-    u = rng.random(n_train + count + count * num_objects * 2)
-    order = [int(t) for t in np.argsort(u[:n_train], kind="stable")]
-    chosen = list(range(n_train, n)) if split == "test" else []
-    while len(chosen) < count:
-        chosen += order
-    if split == "test":
-        chosen = [chosen[k] for k in np.argsort(u[n_train:n_train + count], kind="stable")]
-    draws = (u[n_train + count:] * 6).astype(np.int64).reshape(count, num_objects, 2)
-    picked = chosen[:count]
-    return [(t, draws[k]) for k, t in enumerate(picked)]
+    draws = first_synonyms(len(objects)) if rng is None else rng.random(len(first_synonyms(len(objects))))
+    return format_caption(objects, background, template_index, draws)
 
 
 def shapes_vocabulary() -> Vocabulary:
-    """Every word any template can produce: ``<end>`` then the words sorted."""
+    """Every word any split's captions can produce: ``<end>`` then the words sorted."""
     words = {"an"}
     for template in ONE_OBJECT_TEMPLATES + TWO_OBJECT_TEMPLATES:
         words.update(tokenize(re.sub(r"\{\w+\}", " ", template)))
-    values = [*SHAPES, *COLORS, *BACKGROUNDS, *(w for ws in SIZE_WORDS.values() for w in ws),
-              *(p for ps in POSITION_PHRASES.values() for p in ps)]
-    for value in values:
-        words.update(tokenize(value))
+    phrases: list[str] = [*SHAPES, *COLORS]
+    for table in (SIZE_WORDS, POSITION_PHRASES, BACKGROUND_WORDS):
+        phrases += [p for ps in table.values() for p in ps]
+    for phrase in phrases:
+        words.update(tokenize(phrase))
     return Vocabulary([PAD_TOKEN, *sorted(words)])
 
 
 # --------------------------------------------------------------------------- data set
 
 
+def canonical_split(split: str) -> str:
+    """``split`` or its alias resolved (``"val"`` -> ``"validation"``); an error names the choices."""
+    split = SPLIT_ALIASES.get(split, split)
+    if split not in SPLIT_CODES:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return split
+
+
 class ShapesDataset(Dataset):
     """Procedural captioned shapes (see the module doc).
 
     Args:
-        split: ``"train"`` or ``"test"`` (different scenes and held-out phrasings).
+        split: ``"train"``, ``"validation"`` (``"val"``), ``"test"`` or ``"unseen"``.
         image_sizes: stage sizes, any up to 256, e.g. ``(64,)`` or ``(16, 32, 64)``.
         max_words: caption length cap; longer captions are subsampled in order (train)
             or cut (eval). No template exceeds 18 words.
         train: random caption choice (default ``split == "train"``).
         seed: scene ``index`` of a split is a function of ``(seed, split, index)``.
-        size: number of images (default 10,000 train / 1,000 test).
-        max_objects / min_objects: objects per scene (1 or 2; ``min_objects`` defaults to
-            ``max_objects``).
+        size: number of images (default 10,000 train / 1,000 for the other splits).
+        max_objects / min_objects: objects per scene (1 or 2; default 1..2).
+        two_object_fraction: share of two-object scenes when both counts are allowed (0.5).
         captions_per_image: captions made for each image (10).
         vocab: defaults to ``shapes_vocabulary()``; unknown words of another are dropped.
         skip_bad, missing, cache_dir: accepted for a uniform interface with the file-backed
@@ -292,29 +364,31 @@ class ShapesDataset(Dataset):
 
     Items as :class:`~attngan.data.base.CaptionImageDataset`, with ``attributes`` =
     ``[shape, colour, size, position]`` per object slot (``-1`` for an absent second
-    object) and ``class_id`` = the attribute combination of object 0.
+    object) and ``class_id`` = :attr:`Scene.class_id` (the objects, in any order).
     """
 
     attribute_names = ("shape", "color", "size", "position")
     attribute_values = (SHAPES, COLORS, SIZES, POSITIONS)
-    num_classes = len(SHAPES) * len(COLORS) * len(SIZES) * len(POSITIONS)
+    num_classes = 640 + 640 * 640
 
     def __init__(self, split: str = "train", image_sizes: Sequence[int] = (64,), max_words: int = 18,
-                 train: bool | None = None, seed: int = 0, size: int | None = None, max_objects: int = 1,
-                 min_objects: int | None = None, captions_per_image: int = 10, vocab: Vocabulary | None = None,
-                 skip_bad: bool = False, missing: str = "error", cache_dir: object = None) -> None:
-        if split not in SPLIT_CODES:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+                 train: bool | None = None, seed: int = 0, size: int | None = None, max_objects: int = 2,
+                 min_objects: int = 1, two_object_fraction: float = 0.5, captions_per_image: int = 10,
+                 vocab: Vocabulary | None = None, skip_bad: bool = False, missing: str = "error",
+                 cache_dir: object = None) -> None:
+        split = canonical_split(split)
         self.image_sizes = check_image_sizes(image_sizes)
         if self.image_sizes[-1] > 256:
             raise ValueError(f"shapes are drawn up to 256 px, got {self.image_sizes[-1]}")
         if max_words < 1 or seed < 0 or captions_per_image < 1:
             raise ValueError("max_words and captions_per_image must be >= 1 and seed >= 0")
-        random_scene(np.random.default_rng(0), max_objects, min_objects)  # validates the counts
+        random_scene(np.random.default_rng(0), max_objects, min_objects, two_object_fraction)  # validates
         self.split, self.seed, self.max_words = split, int(seed), int(max_words)
+        self.pairs = "unseen" if split == "unseen" else "seen"
         self.train = split == "train" if train is None else bool(train)
-        self.size = int(size if size is not None else (10_000 if split == "train" else 1_000))
+        self.size = int(size if size is not None else DEFAULT_SIZES[split])
         self.max_objects, self.min_objects = max_objects, min_objects
+        self.two_object_fraction = float(two_object_fraction)
         self.captions_per_image = captions_per_image
         self.vocab = vocab or shapes_vocabulary()
         own = shapes_vocabulary().words[1:]  # unknown words of a given vocabulary, by kind of word
@@ -334,17 +408,30 @@ class ShapesDataset(Dataset):
     def scene(self, index: int) -> Scene:
         return self._scene_and_plan(index)[0]
 
-    def _scene_and_plan(self, index: int) -> tuple[Scene, list[tuple[int, np.ndarray]]]:
+    def _rng(self, index: int, *stream: int) -> np.random.Generator:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for {self.size} items")
-        rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], index])
-        scene = random_scene(rng, self.max_objects, self.min_objects)
+        return np.random.default_rng([self.seed, SPLIT_CODES[self.split], index, *stream])
+
+    def _scene_and_plan(self, index: int) -> tuple[Scene, list[tuple[int, np.ndarray]]]:
+        rng = self._rng(index)
+        scene = random_scene(rng, self.max_objects, self.min_objects, self.two_object_fraction, self.pairs)
         return scene, caption_plan(rng, self.split, len(scene.objects), self.captions_per_image)
+
+    def variants(self, index: int, count: int, keep_background: bool = True) -> list[Scene]:
+        """``count`` other real scenes with the description of scene ``index`` (fresh jitter, a
+        random background unless ``keep_background``); a pure function of ``(seed, split, index)``."""
+        scene = self.scene(index)
+        return [rejitter(scene, self._rng(index, 1, k), keep_background) for k in range(count)]
+
+    def class_ids(self) -> list[int]:
+        """:attr:`Scene.class_id` of every image (no drawing)."""
+        return [self.scene(i).class_id for i in range(self.size)]
 
     def captions(self, index: int) -> list[str]:
         """The ``captions_per_image`` caption texts of image ``index``."""
         scene, plan = self._scene_and_plan(index)
-        return [_format(scene.objects, scene.background, t, c) for t, c in plan]
+        return [format_caption(scene.objects, scene.background, t, c) for t, c in plan]
 
     def all_captions(self, index: int) -> list[list[int]]:
         """Token ids of every caption of image ``index`` (not truncated)."""
@@ -357,14 +444,19 @@ class ShapesDataset(Dataset):
         values = [a for obj in scene.objects for a in obj.attributes]
         return values + [-1] * (4 * self.max_objects - len(values))
 
+    def render(self, scene: Scene) -> Image.Image:
+        """A scene drawn at the largest stage size."""
+        return render_shapes(scene.objects, scene.background, self.image_sizes[-1])
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index < 0:
             index += self.size
         scene, plan = self._scene_and_plan(index)
-        rng = np.random.default_rng([self.seed, 2 + SPLIT_CODES[self.split], self.epoch, index]) if self.train else None
+        rng = np.random.default_rng([self.seed, 4 + SPLIT_CODES[self.split], self.epoch, index]) \
+            if self.train else None
         caption_index = int(rng.integers(len(plan))) if rng is not None else index % len(plan)
-        template, choices = plan[caption_index]
-        text = _format(scene.objects, scene.background, template, choices)
+        template, draws = plan[caption_index]
+        text = format_caption(scene.objects, scene.background, template, draws)
         ids = self.vocab.encode_tokens(tokenize(text))[0]
         if not ids:
             raise ValueError(f"no word of {text!r} is in the vocabulary given")
@@ -372,13 +464,11 @@ class ShapesDataset(Dataset):
             ids = subsample_ids(ids, self.max_words, rng) if rng is not None else ids[: self.max_words]
         tokens = np.zeros(self.max_words, np.int64)
         tokens[: len(ids)] = ids
-        s, c, z, p = scene.objects[0].attributes
         return {
-            "images": stage_tensors(render_shapes(scene.objects, scene.background, self.image_sizes[-1]),
-                                    self.image_sizes),
+            "images": stage_tensors(self.render(scene), self.image_sizes),
             "tokens": torch.from_numpy(tokens),
             "length": len(ids),
-            "class_id": ((s * len(COLORS) + c) * len(SIZES) + z) * len(POSITIONS) + p,
+            "class_id": scene.class_id,
             "key": f"shapes-{self.split}-{index}",
             "caption_index": caption_index,
             "attributes": torch.from_numpy(np.array(self.attributes(scene), np.int64)),

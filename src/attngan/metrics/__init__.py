@@ -1,5 +1,6 @@
-"""Evaluation metrics: FID / IS (local Inception weights only), R-precision, attribute accuracy,
-in-domain Fréchet distances, and a registry that logs results as JSONL.
+"""Evaluation metrics: FID / IS (local Inception weights only), R-precision, attribute accuracy
+(per object for shapes scenes), in-domain Fréchet distances, diversity for a fixed caption,
+and a registry that logs results as JSONL.
 
 :func:`run_evaluation` (``attngan evaluate``) generates from a data set's held-out captions
 and scores every metric in one pass; :func:`evaluate_shapes` is its shapes shortcut.
@@ -21,6 +22,7 @@ from .classifier import (
     summarise_attribute_hits,
     train_attribute_classifier,
 )
+from .diversity import diversity_ratio, mean_pairwise_distance, shapes_diversity
 from .eval_data import DataSpec, EvalSamples, data_classifier, train_data_classifier
 from .evaluate import evaluate_model, generated_from_pipeline
 from .fid import (
@@ -60,6 +62,7 @@ from .registry import (
     register_metric,
 )
 from .run import EvalConfig, EvalResult, evaluate_shapes, resolve_metrics, run_evaluation
+from .scenes import SceneHits, scene_hits, scene_table, summarise_scene_hits
 
 __all__ = [
     "DEFAULT_REGISTRY", "TF_INCEPTION_WEIGHTS_FILE", "TORCHVISION_INCEPTION_WEIGHTS_FILE", "AttributeClassifier",
@@ -72,4 +75,6 @@ __all__ = [
     "stats_distance", "summarise_attribute_hits", "train_attribute_classifier",
     "DataSpec", "EvalConfig", "EvalResult", "EvalSamples", "data_classifier", "evaluate_shapes", "resolve_metrics",
     "run_evaluation", "train_data_classifier",
+    "SceneHits", "diversity_ratio", "mean_pairwise_distance", "scene_hits", "scene_table", "shapes_diversity",
+    "summarise_scene_hits",
 ]

@@ -7,6 +7,8 @@
 ``is_torchvision`` Inception Score with torchvision's ImageNet Inception-v3
 ``r_precision``    AttnGAN R-precision with the DAMSM encoders (``r_distractors`` 99, ``r_folds`` 10)
 ``attribute_accuracy`` per-attribute and all-attributes accuracy of the attribute classifier
+``scene_accuracy`` per-object accuracy of shapes scenes (slot scene classifier; batches carry
+                   ``scenes`` and ``names_background``, as ``EvalSamples.batch`` gives them)
 ``fd_damsm``       in-domain Fréchet distance on DAMSM image-encoder global codes
 ``fd_classifier``  in-domain Fréchet distance on attribute-classifier features
 =================  ==========================================================================
@@ -25,6 +27,7 @@ from .inception import load_inception
 from .inception_score import inception_score_from_logits
 from .r_precision import compute_r_precision
 from .registry import DEFAULT_REGISTRY, MetricContext, final_images
+from .scenes import SceneHits, scene_accuracy_result, scene_hits
 
 register = DEFAULT_REGISTRY.register_metric
 
@@ -110,6 +113,19 @@ def attribute_accuracy(ctx: MetricContext) -> dict[str, Any]:
         "feature_extractor": ClassifierFeatures(classifier).identity,
         "num_samples": int(all_hits.shape[0]),
     }
+
+
+@register("scene_accuracy")
+def scene_accuracy(ctx: MetricContext) -> dict[str, Any]:
+    classifier = ctx.require("classifier", "scene_accuracy")
+    hits = []
+    for batch in ctx.generated_batches("scene_accuracy"):
+        if "scenes" not in batch or "names_background" not in batch:
+            raise ValueError("metric 'scene_accuracy' needs 'scenes' and 'names_background' in the generated batches")
+        hits.append(scene_hits(classifier, final_images(batch), batch["scenes"], batch["names_background"]))
+    if not hits:
+        raise ValueError("metric 'scene_accuracy' got no generated images")
+    return scene_accuracy_result(classifier, SceneHits.cat(hits))
 
 
 @register("fd_damsm")

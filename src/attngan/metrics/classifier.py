@@ -1,14 +1,16 @@
 """A small multi-head CNN attribute classifier, trained on real images, to score generated ones.
 
-Each attribute (e.g. shape / colour / size / position, or hair / eye colour) has its own
-softmax head over a shared trunk. Folders hold ``config.json`` + ``model.safetensors``.
+Each attribute (e.g. hair / eye colour) has its own softmax head over a shared network:
+``arch="global"`` (a CNN over the whole image), or ``arch="slots"`` (one reading per image
+region; the shapes scene classifier of :mod:`attngan.metrics.scenes`, see
+:mod:`attngan.metrics.slot_network`). Folders hold ``config.json`` + ``model.safetensors``.
 
 The training set only needs ``len(dataset)`` and items that are mappings with ``images``
 (a list of per-stage ``[3, S, S]`` tensors in [-1, 1], the last one is used, or a single
-tensor) and ``attributes`` (int64 ``[K]``, or longer: only the first K columns, the first
-object of multi-object scenes, are used). The number of values of each attribute comes from
-the argument, ``dataset.num_values_per_attribute`` or the lengths of
-``dataset.attribute_values``; names from ``dataset.attribute_names``.
+tensor) and ``attributes`` (int64 ``[K]``, or longer: only the first K columns are used;
+-1 marks a value that is not there, which no head is trained or scored on). The number of
+values of each attribute comes from the argument, ``dataset.num_values_per_attribute`` or
+the lengths of ``dataset.attribute_values``; names from ``dataset.attribute_names``.
 """
 
 from __future__ import annotations
@@ -29,24 +31,39 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..files import read_format_json, staged_dir, write_safetensors
+from .slot_network import SlotNetwork
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "attngan-attribute-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ClassifierConfig.arch and the slot network
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Heads (values per attribute, names) and trunk size of an :class:`AttributeClassifier`."""
+    """Heads (values per attribute, names) and network of an :class:`AttributeClassifier`.
+
+    ``arch``: ``"global"`` (a CNN over the whole image, one linear head per attribute) or
+    ``"slots"`` (a :class:`~attngan.metrics.slot_network.SlotNetwork` reading one region per
+    entry of ``cells``; heads ``[background, then per cell occupied, shape, colour, size]``,
+    ``channels`` / ``feature_dim`` per cell, and ``colour_dim``, ``crop_size``, ``context``,
+    ``mask_low``, ``mask_high`` as there).
+    """
 
     num_values_per_attribute: tuple[int, ...]
     attribute_names: tuple[str, ...] = ()
     image_size: int = 64  # input resolution; other sizes are resized to it
     channels: int = 32  # width of the first conv layer
     feature_dim: int = 128  # penultimate features (used for the in-domain Fréchet distance)
+    arch: str = "global"
+    cells: tuple[tuple[float, float, float, float], ...] = ()
+    colour_dim: int = 16
+    crop_size: int = 28
+    context: float = 0.15
+    mask_low: float = 0.2
+    mask_high: float = 0.5
 
     def __post_init__(self) -> None:
         values = tuple(int(v) for v in self.num_values_per_attribute)
@@ -57,17 +74,30 @@ class ClassifierConfig:
             raise ValueError(f"{len(names)} attribute_names for {len(values)} attributes")
         if self.image_size < 8 or self.image_size & (self.image_size - 1):
             raise ValueError(f"classifier image_size must be a power of two >= 8, got {self.image_size}")
+        if self.arch not in ("global", "slots"):
+            raise ValueError(f"classifier arch must be 'global' or 'slots', got {self.arch!r}")
+        cells = tuple(tuple(float(v) for v in cell) for cell in self.cells)
+        if self.arch == "slots" and (not cells or any(len(c) != 4 for c in cells) or self.crop_size % 4):
+            raise ValueError("a 'slots' classifier needs cells of (x0, y0, x1, y1) and a crop_size divisible by 4")
         object.__setattr__(self, "num_values_per_attribute", values)
         object.__setattr__(self, "attribute_names", names)
+        object.__setattr__(self, "cells", cells)
 
 
 class AttributeClassifier(nn.Module):
-    """Strided CNN to a 4x4 map, a linear feature layer, and one linear head per attribute."""
+    """One head per attribute over a shared network: ``"global"``, a strided CNN to a 4x4 map
+    and a linear feature layer; ``"slots"``, a :class:`~attngan.metrics.slot_network.SlotNetwork`."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
         self.metadata: dict[str, Any] = {}
+        if config.arch == "slots":
+            self.slots = SlotNetwork(config.cells, config.num_values_per_attribute, config.channels,
+                                     config.feature_dim, config.colour_dim, config.crop_size, config.context,
+                                     config.mask_low, config.mask_high)
+            self.num_features = self.slots.feature_dim
+            return
         c = config.channels
         layers: list[nn.Module] = [nn.Conv2d(3, c, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
         width = c
@@ -78,17 +108,26 @@ class AttributeClassifier(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(width * 16, config.feature_dim), nn.ReLU(inplace=True))
         self.heads = nn.ModuleList([nn.Linear(config.feature_dim, k) for k in config.num_values_per_attribute])
+        self.num_features = config.feature_dim
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [-1, 1] -> penultimate features ``[N, feature_dim]``."""
+    def _resized(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > size)
+        return images
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` in [-1, 1] -> penultimate features ``[N, num_features]``."""
+        images = self._resized(images)
+        if self.config.arch == "slots":
+            return self.slots.features(images)
         return self.to_features(self.trunk(images))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``[N, 3, H, W]`` in [-1, 1] -> per attribute logits ``[N, K_a]``."""
+        if self.config.arch == "slots":
+            return self.slots(self._resized(images))
         feats = self.features(images)
         return [head(feats) for head in self.heads]
 
@@ -135,13 +174,15 @@ def train_attribute_classifier(
     device: str | torch.device = "cpu",
     max_steps: int | None = None,
     lr_schedule: str = "constant",
+    **network: Any,
 ) -> AttributeClassifier:
     """Train an :class:`AttributeClassifier` on a data set of real images (see the module docstring).
 
     ``image_size`` defaults to the size of the first item's last-stage image (a power of
     two; otherwise 64). ``lr_schedule``: ``"constant"`` or ``"cosine"`` (decays to zero
     over the run's steps, which steadies the last epochs). Training is deterministic for
-    a given ``seed`` on the CPU.
+    a given ``seed`` on the CPU. ``network``: further :class:`ClassifierConfig` fields (``arch``,
+    ``cells``, ...).
     Returns the classifier in eval mode; ``metadata`` holds the training settings and the
     final training-set accuracy.
     """
@@ -157,7 +198,7 @@ def train_attribute_classifier(
     if image_size is None:
         size = int(_image_of(dataset[0]).shape[-1])
         image_size = size if size >= 8 and size & (size - 1) == 0 else 64
-    config = ClassifierConfig(tuple(values), tuple(names), image_size, channels, feature_dim)
+    config = ClassifierConfig(tuple(values), tuple(names), image_size, channels, feature_dim, **network)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = AttributeClassifier(config).to(device)
@@ -183,7 +224,7 @@ def train_attribute_classifier(
                 scheduler.step()
             with torch.no_grad():
                 pred = torch.stack([lg.argmax(1) for lg in logits], dim=1)
-                correct += int((pred == attributes).all(dim=1).sum())
+                correct += int(((pred == attributes) | (attributes < 0)).all(dim=1).sum())
                 total += images.shape[0]
             steps += 1
             if max_steps is not None and steps >= max_steps:

@@ -31,16 +31,18 @@ logger = logging.getLogger(__name__)
 
 DATA_KINDS = ("shapes", "cub", "coco", "folder", "tags")
 CLASSIFIER_IMAGE_SIZE = 64
-# Training recipes of the attribute classifiers (part of their cache key), each about 1.5-3
-# minutes on one CPU thread. Shapes: 8,000 images rendered at 64 px, 5 epochs, cosine
-# schedule; all four attributes right on 100% of 1,000 real test images. Tags: 8,000 anime
-# faces, 6 epochs; hair 0.93 / eye 0.91 / both 0.84 on the real test split (noisy tags).
+# Training recipes of the attribute classifiers (part of their cache key). Shapes: the slot
+# scene classifier (metrics/scenes.py) on 8,000 real train scenes at 64 px, 5 epochs, cosine
+# schedule; 140 s on one thread of a quiet 2-core EPYC (up to 4 minutes on a busy one); every
+# score of 1,000 real test / unseen images >= 0.99. Tags: 8,000 anime faces, 6 epochs; hair
+# 0.93 / eye 0.91 / both 0.84 on the real test split (noisy tags).
 CLASSIFIER_RECIPES: dict[str, dict[str, Any]] = {
-    "shapes": {"train_images": 8000, "channels": 8, "feature_dim": 64, "epochs": 5, "batch_size": 64,
-               "lr": 2e-3, "lr_schedule": "cosine"},
+    "shapes": {"targets": "scene-slots", "arch": "slots", "train_images": 8000, "channels": 8, "feature_dim": 32,
+               "mask_low": 0.2, "mask_high": 0.5, "epochs": 5, "batch_size": 64, "lr": 2e-3, "lr_schedule": "cosine"},
     "tags": {"train_images": 8000, "channels": 8, "feature_dim": 64, "epochs": 6, "batch_size": 64,
              "lr": 2e-3, "lr_schedule": "cosine"},
 }
+_DATA_KEYS = ("targets", "train_images")  # recipe entries that choose the data, not the training
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,14 @@ class DataSpec:
 
 
 def build_split(spec: DataSpec, split: str, image_size: int, vocab: Vocabulary | None = None,
-                max_words: int = 18) -> Any:
+                max_words: int = 18, **extra: Any) -> Any:
     """The ``split`` of ``spec``'s data set at ``image_size`` px, evaluation mode (centre crops,
-    fixed captions). ``vocab`` None keeps the data set's own vocabulary."""
+    fixed captions). ``vocab`` None keeps the data set's own vocabulary; ``extra``: further
+    data set arguments (e.g. the shapes data ``seed``)."""
     from ..data import DataError, build_dataset
 
     kwargs: dict[str, Any] = {"split": split, "image_sizes": (image_size,), "max_words": max_words,
-                              "train": False, "skip_bad": True}
+                              "train": False, "skip_bad": True, **extra}
     if vocab is not None:
         kwargs["vocab"] = vocab
     try:
@@ -86,24 +89,13 @@ def build_split(spec: DataSpec, split: str, image_size: int, vocab: Vocabulary |
 
 
 def _class_ids(dataset: Any) -> list[int]:
-    """Class id of every image, without decoding images where the data set allows it.
-
-    File-backed sets keep them in ``records``; procedural scenes (``dataset.scene(i)``) use
-    the mixed-radix code of object 0's attributes, checked against the first item.
-    """
+    """Class id of every image, without decoding images where the data set allows it
+    (file-backed sets keep them in ``records``; procedural ones give ``class_ids()``)."""
     records = getattr(dataset, "records", None)
     if records is not None:
         return [int(r.class_id) for r in records]
-    values = [len(v) for v in getattr(dataset, "attribute_values", ())]
-    if hasattr(dataset, "scene") and values:
-        def code(i: int) -> int:
-            out = 0
-            for value, radix in zip(dataset.scene(i).objects[0].attributes, values):
-                out = out * radix + int(value)
-            return out
-
-        if code(0) == int(dataset[0]["class_id"]):
-            return [code(i) for i in range(len(dataset))]
+    if callable(getattr(dataset, "class_ids", None)):
+        return [int(c) for c in dataset.class_ids()]
     return [int(dataset[i]["class_id"]) for i in range(len(dataset))]
 
 
@@ -117,6 +109,7 @@ class EvalSamples:
             raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
         self.dataset, self.num_samples, self.max_words = dataset, int(num_samples), int(max_words)
         self.has_attributes = bool(getattr(dataset, "attribute_names", ()))
+        self.has_scenes = callable(getattr(dataset, "scene", None))  # the shapes data set
 
     @property
     def num_real(self) -> int:
@@ -126,17 +119,23 @@ class EvalSamples:
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         """Samples ``indices``: ``tokens [B, T]``, ``lengths [B]``, ``class_ids [B]``, ``keys``,
         ``texts``, ``real [B, 3, S, S]`` (the captions' images), ``first_pass [B]`` bool and,
-        when the data set has them, ``attributes [B, K]``."""
+        when the data set has them, ``attributes [B, K]``; for shapes also ``scenes`` (the
+        captions' :class:`~attngan.data.shapes.Scene`), ``names_background [B]`` bool and
+        ``caption_texts`` (the captions as written, before the model's vocabulary)."""
         n = len(self.dataset)
-        ids_list, items = [], []
+        ids_list, items, raw = [], [], []
         for k in indices:
             item = self.dataset[k % n]
             ids = item["tokens"][: int(item["length"])].tolist()
+            choice = int(item["caption_index"])
             if k >= n:
-                captions = [c for c in self.dataset.all_captions(k % n) if c]
-                ids = captions[(int(item["caption_index"]) + k // n) % len(captions)]
+                usable = [j for j, c in enumerate(self.dataset.all_captions(k % n)) if c]
+                choice = usable[(choice + k // n) % len(usable)]
+                ids = self.dataset.all_captions(k % n)[choice]
             ids_list.append(list(ids)[: self.max_words])
             items.append(item)
+            if self.has_scenes:
+                raw.append(self.dataset.caption_text(k % n, choice))
         tokens, lengths = pad_batch(ids_list)
         vocab = self.dataset.vocab
         out: dict[str, Any] = {
@@ -150,6 +149,12 @@ class EvalSamples:
         }
         if self.has_attributes and "attributes" in items[0]:
             out["attributes"] = torch.stack([torch.as_tensor(it["attributes"]) for it in items]).to(torch.int64)
+        if self.has_scenes:
+            from ..data.shapes_captions import names_background
+
+            out["scenes"] = [self.dataset.scene(k % n) for k in indices]
+            out["names_background"] = torch.tensor([names_background(text) for text in raw], dtype=torch.bool)
+            out["caption_texts"] = raw
         return out
 
     def caption_pool(self) -> CaptionPool:
@@ -207,20 +212,29 @@ class _Stacked(torch.utils.data.Dataset):
 
 def train_data_classifier(spec: DataSpec, seed: int = 0, recipe: dict[str, Any] | None = None,
                           device: str | torch.device = "cpu") -> AttributeClassifier:
-    """Train the attribute classifier of ``spec``'s data set on REAL images of its train split.
+    """Train the attribute classifier of ``spec``'s data set on REAL images of its train split
+    (for shapes: the slot scene classifier of :mod:`attngan.metrics.scenes`).
 
     Images are decoded once at ``CLASSIFIER_IMAGE_SIZE`` px (no augmentation: flips and
     crops would contradict position words). ``metadata`` records the data and recipe.
     """
     recipe = recipe or classifier_recipe(spec.kind)
     train_spec = DataSpec(spec.kind, spec.root, "train")
+    settings = {k: v for k, v in recipe.items() if k not in _DATA_KEYS}
     if spec.kind == "shapes":
-        from ..data import ShapesDataset
+        from .scenes import SCENE_CELLS, SCENE_HEAD_NAMES, SCENE_HEAD_VALUES, scene_training_data
 
-        dataset = ShapesDataset("train", image_sizes=(CLASSIFIER_IMAGE_SIZE,), size=recipe["train_images"],
-                                train=False)
-    else:
-        dataset = build_split(train_spec, "train", CLASSIFIER_IMAGE_SIZE)
+        count = int(recipe["train_images"])
+        logger.info("training the shapes scene classifier on %d real train scenes", count)
+        images, targets = scene_training_data(count, CLASSIFIER_IMAGE_SIZE)
+        stacked = _Stacked(images, targets, SCENE_HEAD_NAMES, SCENE_HEAD_VALUES)
+        if settings.get("arch") == "slots":
+            settings["cells"] = SCENE_CELLS
+        classifier = train_attribute_classifier(stacked, image_size=CLASSIFIER_IMAGE_SIZE, seed=seed, device=device,
+                                                **settings)
+        classifier.metadata.update({"data": train_spec.describe(CLASSIFIER_IMAGE_SIZE), "recipe": recipe})
+        return classifier
+    dataset = build_split(train_spec, "train", CLASSIFIER_IMAGE_SIZE)
     count = min(len(dataset), int(recipe["train_images"]))
     picked = np.random.default_rng(seed).permutation(len(dataset))[:count] if count < len(dataset) else range(count)
     images = torch.empty(count, 3, CLASSIFIER_IMAGE_SIZE, CLASSIFIER_IMAGE_SIZE, dtype=torch.uint8)
@@ -233,7 +247,6 @@ def train_data_classifier(spec: DataSpec, seed: int = 0, recipe: dict[str, Any] 
     values = tuple(len(v) for v in dataset.attribute_values)
     logger.info("training the %s attribute classifier on %d real train images", spec.kind, count)
     stacked = _Stacked(images, torch.stack(attributes).to(torch.int64), names, values)
-    settings = {k: v for k, v in recipe.items() if k != "train_images"}
     classifier = train_attribute_classifier(stacked, image_size=CLASSIFIER_IMAGE_SIZE, seed=seed, device=device,
                                             **settings)
     classifier.metadata.update({"data": train_spec.describe(CLASSIFIER_IMAGE_SIZE), "recipe": recipe,
@@ -257,7 +270,7 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
         return classifier.to(device), folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no attribute classifier at {folder}: pass --train-classifier to train one on "
-                                f"the {spec.kind} train split (about 2 minutes on a CPU) or --classifier DIR")
+                                f"the {spec.kind} train split (2-4 minutes on a CPU) or --classifier DIR")
     return load_classifier(folder, device), folder
 
 
