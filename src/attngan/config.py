@@ -191,10 +191,16 @@ class DiscriminatorConfig:
     unconditional: bool = True  # the unconditional head ("b_jcu")
     spectral_norm: bool = False
     self_attention: bool = False
+    # how the conditional head meets the sentence: "concat" (the original: the sentence tiled and
+    # concatenated to the 4x4 features, a 3x3 conv, a 4x4 conv) or "projection" (Miyato & Koyama:
+    # pooled features, a linear logit plus their inner product with the embedded sentence)
+    conditioning: str = "concat"
 
     def __post_init__(self) -> None:
         _check(self.image_size in (16, 32, 64, 128, 256),
                "discriminator.image_size must be 16, 32, 64, 128 or 256")
+        _check(self.conditioning in ("concat", "projection"),
+               "discriminator.conditioning must be 'concat' or 'projection'")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Adversarial and KL losses of AttnGAN as pure functions of logits.
 
 The original passes sigmoid outputs to ``BCELoss``; these take raw logits and use
-``binary_cross_entropy_with_logits``, which is the same loss computed stably.
+``binary_cross_entropy_with_logits``, which is the same loss computed stably (``kind="bce"``).
+``kind="hinge"`` is the hinge loss of SAGAN / BigGAN / DF-GAN with the same composition of
+terms. :func:`matching_aware_penalty` is DF-GAN's matching-aware gradient penalty.
 """
 
 from __future__ import annotations
@@ -11,9 +13,24 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+ADVERSARIAL_LOSSES = ("bce", "hinge")
+
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _term(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
+    """The discriminator's term for logits that should read real (or fake): BCE or hinge."""
+    if kind == "bce":
+        return _bce(logits, 1.0 if real else 0.0)
+    if kind == "hinge":
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+    raise ValueError(f"adversarial loss must be one of {', '.join(ADVERSARIAL_LOSSES)}, got {kind!r}")
+
+
+def _generator_term(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    return _bce(logits, 1.0) if kind == "bce" else -logits.mean()
 
 
 def discriminator_loss(
@@ -23,8 +40,9 @@ def discriminator_loss(
     uncond_real: torch.Tensor | None = None,
     uncond_fake: torch.Tensor | None = None,
     wrong_scale: float = 1.0,
+    kind: str = "bce",
 ) -> torch.Tensor:
-    """One discriminator's loss.
+    """One discriminator's loss (``kind``: ``bce``, the original's, or ``hinge``).
 
     Args:
         cond_real: ``[B]`` logits of real images with their captions.
@@ -34,20 +52,33 @@ def discriminator_loss(
         wrong_scale: multiplies the mismatched term's mean (used when the mismatched pairs
             of a global batch are split unevenly over processes).
     """
-    real_c, fake_c = _bce(cond_real, 1.0), _bce(cond_fake, 0.0)
-    wrong_c = _bce(cond_wrong, 0.0) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
+    real_c, fake_c = _term(cond_real, True, kind), _term(cond_fake, False, kind)
+    wrong_c = _term(cond_wrong, False, kind) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
     if uncond_real is None or uncond_fake is None:
         return real_c + (fake_c + wrong_c) / 2.0
-    real_u, fake_u = _bce(uncond_real, 1.0), _bce(uncond_fake, 0.0)
+    real_u, fake_u = _term(uncond_real, True, kind), _term(uncond_fake, False, kind)
     return (real_u + real_c) / 2.0 + (fake_u + fake_c + wrong_c) / 3.0
 
 
-def generator_adversarial_loss(cond_fake: torch.Tensor, uncond_fake: torch.Tensor | None = None) -> torch.Tensor:
+def generator_adversarial_loss(cond_fake: torch.Tensor, uncond_fake: torch.Tensor | None = None,
+                               kind: str = "bce") -> torch.Tensor:
     """Generator loss against one discriminator: ``[B]`` logits -> scalar."""
-    loss = _bce(cond_fake, 1.0)
+    loss = _generator_term(cond_fake, kind)
     if uncond_fake is not None:
-        loss = loss + _bce(uncond_fake, 1.0)
+        loss = loss + _generator_term(uncond_fake, kind)
     return loss
+
+
+def matching_aware_penalty(cond_real: torch.Tensor, inputs: Sequence[torch.Tensor], weight: float = 2.0,
+                           power: float = 6.0) -> torch.Tensor:
+    """DF-GAN's matching-aware gradient penalty: ``weight * mean(||grad||^power)`` of the conditional
+    logits of real images with their own captions, the gradient taken with respect to ``inputs``
+    (the real images ``[B, 3, S, S]`` and the sentences ``[B, D]``, which must require gradients)
+    and its norm over all of a sample's inputs together. Differentiable (for the discriminator's update).
+    """
+    grads = torch.autograd.grad(cond_real.float().sum(), list(inputs), create_graph=True)
+    squared = sum(g.float().pow(2).flatten(1).sum(1) for g in grads)
+    return weight * squared.sqrt().pow(power).mean()  # type: ignore[union-attr]
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -62,6 +93,7 @@ def generator_loss(
     logvar: torch.Tensor,
     damsm_weight: float,
     kl_weight: float = 1.0,
+    kind: str = "bce",
 ) -> dict[str, torch.Tensor]:
     """AttnGAN's generator objective (paper eq. 3 and 14): the adversarial terms of every stage,
     the DAMSM terms of the last stage times ``damsm_weight`` (the original's LAMBDA), and the
@@ -78,7 +110,8 @@ def generator_loss(
     """
     adversarial = mu.new_zeros((), dtype=torch.float32)
     for cond, uncond in adversarial_logits:
-        adversarial = adversarial + generator_adversarial_loss(cond.float(), None if uncond is None else uncond.float())
+        adversarial = adversarial + generator_adversarial_loss(cond.float(), None if uncond is None else uncond.float(),
+                                                               kind)
     words = (damsm["w0"] + damsm["w1"]) * damsm_weight
     sentence = (damsm["s0"] + damsm["s1"]) * damsm_weight
     kl = kl_loss(mu.float(), logvar.float()) * kl_weight
@@ -86,8 +119,8 @@ def generator_loss(
             "damsm_sentence": sentence, "kl": kl}
 
 
-def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]],
-                        wrong_scale: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]], wrong_scale: float = 1.0,
+                        kind: str = "bce") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The discriminators' objective: the sum of :func:`discriminator_loss` over stages (each
     discriminator's parameters get the gradient of its own term only, as with one update each).
 
@@ -98,7 +131,7 @@ def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]],
         ``(sum, per-discriminator losses)``.
     """
     parts = [discriminator_loss(_f32(lg["cond_real"]), _f32(lg["cond_fake"]), _f32(lg["cond_wrong"]),
-                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale)
+                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale, kind)
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:

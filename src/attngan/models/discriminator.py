@@ -58,6 +58,23 @@ class DiscriminatorHead(nn.Module):
         return self.logits(features).view(-1)
 
 
+class ProjectionHead(nn.Module):
+    """``[B, 8ndf, 4, 4]`` and sentence ``[B, D]`` -> ``linear(h) + <embed(s), h>`` ``[B]``, ``h`` the
+    features summed over positions (the projection discriminator of Miyato & Koyama, 2018)."""
+
+    def __init__(self, channels: int, text_dim: int, spectral: bool) -> None:
+        super().__init__()
+        self.text_dim = text_dim
+        self.linear = maybe_spectral_norm(nn.Linear(channels * 8, 1), spectral)
+        self.embed = maybe_spectral_norm(nn.Linear(text_dim, channels * 8, bias=False), spectral)
+
+    def forward(self, features: torch.Tensor, sentence: torch.Tensor | None = None) -> torch.Tensor:
+        if sentence is None:
+            raise ValueError("the conditional head needs sentence features")
+        h = features.sum(dim=(2, 3))  # [B, 8ndf]
+        return self.linear(h).view(-1) + (self.embed(sentence) * h).sum(dim=1)
+
+
 class Discriminator(nn.Module):
     """Image ``[B, 3, S, S]`` -> features ``[B, 8ndf, 4, 4]``; heads give the logits."""
 
@@ -77,7 +94,9 @@ class Discriminator(nn.Module):
         width = ndf * 2 ** min(steps - 1, 1)
         self.self_attention = SelfAttention(width, sn) if config.self_attention else None
         self.unconditional_head = DiscriminatorHead(ndf, config.text_dim, False, sn) if config.unconditional else None
-        self.conditional_head = DiscriminatorHead(ndf, config.text_dim, True, sn)
+        self.conditional_head: nn.Module = (DiscriminatorHead(ndf, config.text_dim, True, sn)
+                                            if config.conditioning == "concat"
+                                            else ProjectionHead(ndf, config.text_dim, sn))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` -> ``[B, 8ndf, 4, 4]``."""

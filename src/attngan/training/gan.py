@@ -28,7 +28,7 @@ from ..config import ModelConfig, to_dict
 from ..data import build_from_options, collate
 from ..hub import ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import damsm_losses
-from ..losses.gan import discriminators_loss, generator_loss
+from ..losses.gan import discriminators_loss, generator_loss, matching_aware_penalty
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
@@ -230,7 +230,7 @@ class GANTrainer(Trainer):
         g = cfg.loss
         damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
                              gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3)
-        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight)
+        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight, cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
@@ -247,33 +247,43 @@ class GANTrainer(Trainer):
     def _update_discriminators(self, reals: Sequence[torch.Tensor], fakes: Sequence[torch.Tensor],
                                sentence: torch.Tensor, wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor,
                                wrong_scale: float) -> list[torch.Tensor]:
-        """One Adam update of every discriminator; returns their losses. With ``one_backward`` the
-        summed losses go through one backward pass (each discriminator's parameters get the gradient
-        of their own term only, as in separate passes)."""
+        """One Adam update of every discriminator; returns their losses (with the matching-aware
+        gradient penalty when ``gradient_penalty`` > 0). With ``one_backward`` the summed losses go
+        through one backward pass (each discriminator's parameters get the gradient of their own
+        term only, as in separate passes)."""
         cfg = self.cfg
-        if cfg.run.speed.one_backward:
-            with autocast(cfg.run.precision, self.dist.device):
-                logits = [step(real, fake, sentence, wrong_sentence, wrong_rows)
-                          for step, real, fake in zip(self.d_steps, reals, fakes, strict=True)]
-            total, parts = discriminators_loss(logits, wrong_scale)
-            require_finite(self.step, {f"loss_d{i}": p for i, p in enumerate(parts)})
-            for opt in self.opt_d:
-                opt.zero_grad(set_to_none=True)
+        groups = [list(range(len(self.d_steps)))] if cfg.run.speed.one_backward else [[i] for i in
+                                                                                      range(len(self.d_steps))]
+        parts: list[torch.Tensor] = []
+        for group in groups:
+            losses = [self._discriminator_loss(i, reals[i], fakes[i], sentence, wrong_sentence, wrong_rows,
+                                               wrong_scale) for i in group]
+            require_finite(self.step, {f"loss_d{i}": loss for i, loss in zip(group, losses, strict=True)})
+            for i in group:
+                self.opt_d[i].zero_grad(set_to_none=True)
+            total = losses[0]
+            for loss in losses[1:]:
+                total = total + loss
             total.backward()
-            for opt in self.opt_d:
-                opt.step()
-            return parts
-        parts = []
-        for i, (step, opt) in enumerate(zip(self.d_steps, self.opt_d, strict=True)):
-            with autocast(cfg.run.precision, self.dist.device):
-                logits = step(reals[i], fakes[i], sentence, wrong_sentence, wrong_rows)
-            _, (loss,) = discriminators_loss([logits], wrong_scale)
-            require_finite(self.step, {f"loss_d{i}": loss})
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            parts.append(loss)
+            for i in group:
+                self.opt_d[i].step()
+            parts += losses
         return parts
+
+    def _discriminator_loss(self, i: int, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
+                            wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, wrong_scale: float) -> torch.Tensor:
+        """Discriminator ``i``'s loss on real, fake and mismatched pairs (and its gradient penalty)."""
+        cfg = self.cfg
+        penalise = cfg.gradient_penalty > 0
+        if penalise:  # gradients with respect to the real images and their sentences
+            real = real.detach().requires_grad_(True)
+            sentence = sentence.detach().requires_grad_(True)
+        with autocast(cfg.run.precision, self.dist.device):
+            logits = self.d_steps[i](real, fake, sentence, wrong_sentence, wrong_rows)
+        _, (loss,) = discriminators_loss([logits], wrong_scale, cfg.adversarial_loss)
+        if penalise:
+            loss = loss + matching_aware_penalty(logits["cond_real"], [real, sentence], cfg.gradient_penalty)
+        return loss
 
     def step_logs(self) -> dict[str, float]:
         return {"ema_decay": self.ema.current_decay()}

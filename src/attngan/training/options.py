@@ -120,9 +120,18 @@ class GANTrainConfig:
     optim_g: OptimOptions = field(default_factory=OptimOptions)
     optim_d: OptimOptions = field(default_factory=OptimOptions)
     kl_weight: float = 1.0
+    adversarial_loss: str = "bce"  # "bce" (the original) or "hinge"
+    # DF-GAN's matching-aware gradient penalty on real images with their own captions (weight; 0 = off)
+    gradient_penalty: float = 0.0
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     name: str = "attngan"
+
+    def __post_init__(self) -> None:
+        if self.adversarial_loss not in ("bce", "hinge"):
+            raise ConfigError(f"adversarial_loss must be 'bce' or 'hinge', not {self.adversarial_loss!r}")
+        if self.gradient_penalty < 0:
+            raise ConfigError("gradient_penalty must be >= 0")
 
 
 CONFIG_TYPES: dict[str, type] = {"damsm": DAMSMTrainConfig, "gan": GANTrainConfig}

@@ -1,0 +1,96 @@
+"""The training options beyond the original: hinge loss, DF-GAN's matching-aware gradient penalty and
+a projection discriminator, each against a computation written out here."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from attngan.config import ConfigError, DiscriminatorConfig
+from attngan.losses.gan import (
+    discriminator_loss,
+    generator_adversarial_loss,
+    generator_loss,
+    matching_aware_penalty,
+)
+from attngan.models.discriminator import Discriminator, ProjectionHead
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_hinge_terms() -> None:
+    real, fake, wrong = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.25]), torch.tensor([0.0])
+    # relu(1 - real) = [0, 0.5]; relu(1 + fake) = [0, 1.25]; relu(1 + wrong) = [1]
+    expected = 0.25 + (0.625 + 1.0) / 2
+    assert discriminator_loss(real, fake, wrong, kind="hinge").item() == pytest.approx(expected)
+    expected_u = (0.25 + 0.25) / 2 + (0.625 + 0.625 + 1.0) / 3
+    assert discriminator_loss(real, fake, wrong, real, fake, kind="hinge").item() == pytest.approx(expected_u)
+    assert generator_adversarial_loss(fake, kind="hinge").item() == pytest.approx(1.375)
+    assert generator_adversarial_loss(fake, fake, kind="hinge").item() == pytest.approx(2.75)
+    with pytest.raises(ValueError, match="adversarial loss"):
+        discriminator_loss(real, fake, wrong, kind="wasserstein")
+
+
+def test_generator_loss_composition() -> None:
+    cond = torch.tensor([0.3, -0.2])
+    damsm = {"w0": torch.tensor(1.0), "w1": torch.tensor(2.0), "s0": torch.tensor(3.0), "s1": torch.tensor(4.0)}
+    mu, logvar = torch.zeros(2, 3), torch.zeros(2, 3)
+    out = generator_loss([(cond, None), (cond, cond)], damsm, mu, logvar, damsm_weight=0.5, kl_weight=2.0,
+                         kind="hinge")
+    assert out["adversarial"].item() == pytest.approx(-0.05 * 3)
+    assert out["damsm_words"].item() == pytest.approx(1.5) and out["damsm_sentence"].item() == pytest.approx(3.5)
+    assert out["kl"].item() == 0.0 and out["total"].item() == pytest.approx(-0.15 + 5.0)
+
+
+def test_matching_aware_penalty_of_a_linear_critic() -> None:
+    """For ``D(x, s) = <w, x> + <v, s>`` the gradient is ``(w, v)`` for every sample."""
+    torch.manual_seed(0)
+    w, v = torch.randn(3, 4, 4, requires_grad=True), torch.randn(5, requires_grad=True)
+    x = torch.randn(6, 3, 4, 4, requires_grad=True)
+    s = torch.randn(6, 5, requires_grad=True)
+    logits = (x * w).sum(dim=(1, 2, 3)) + s @ v
+    norm = math.sqrt(float((w.detach() ** 2).sum() + (v.detach() ** 2).sum()))
+    penalty = matching_aware_penalty(logits, [x, s], weight=2.0, power=6.0)
+    assert penalty.item() == pytest.approx(2.0 * norm ** 6, rel=1e-5)
+    assert penalty.requires_grad  # the discriminator is updated through it
+
+
+def test_projection_head() -> None:
+    torch.manual_seed(0)
+    head = ProjectionHead(channels=2, text_dim=3, spectral=False)
+    features, sentence = torch.randn(4, 16, 4, 4), torch.randn(4, 3)
+    h = features.sum(dim=(2, 3))
+    expected = h @ head.linear.weight[0] + head.linear.bias + ((sentence @ head.embed.weight.t()) * h).sum(1)
+    assert torch.allclose(head(features, sentence), expected, atol=1e-5)
+    d = Discriminator(DiscriminatorConfig(image_size=32, channels=4, text_dim=3, conditioning="projection",
+                                          spectral_norm=True))
+    cond, uncond = d.logits(d(torch.randn(2, 3, 32, 32)), torch.randn(2, 3))
+    assert cond.shape == uncond.shape == (2,)
+    with pytest.raises(ConfigError, match="conditioning"):
+        DiscriminatorConfig(conditioning="dot")
+
+
+def test_a_run_with_hinge_projection_and_penalty(tmp_path: Path) -> None:
+    from attngan.training.damsm import train_damsm
+    from attngan.training.gan import train_gan
+    from attngan.training.options import resolve_config
+
+    damsm = train_damsm(resolve_config("damsm", "shapes", [
+        "text_encoder.word_embedding_dim=16", "text_encoder.hidden_dim=16", "image_encoder.image_size=32",
+        "image_encoder.light_channels=8", "image_encoder.embedding_dim=16", "data.extra={size: 32}",
+        "run.batch_size=8", "run.max_steps=2", f"run.out_dir={tmp_path / 'damsm'}"]))
+    cfg = resolve_config("gan", "shapes", [
+        "generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "generator.num_stages=2",
+        "generator.first_stage_size=16", "discriminator.channels=8", "discriminator.conditioning=projection",
+        "discriminator.spectral_norm=true", "adversarial_loss=hinge", "gradient_penalty=2.0",
+        "data.extra={size: 32}", "run.batch_size=8", "run.max_steps=3", "run.log_every=1", "run.sample_every=0",
+        f"run.out_dir={tmp_path / 'gan'}", f"damsm={damsm}"])
+    train_gan(cfg)
+    logs = [json.loads(line) for line in (tmp_path / "gan" / "metrics.jsonl").read_text().splitlines()]
+    assert len(logs) == 3 and all(math.isfinite(v) for r in logs for k, v in r.items() if k.startswith("loss"))
+    with pytest.raises(ConfigError, match="adversarial_loss"):
+        resolve_config("gan", "shapes", ["adversarial_loss=wgan"])
