@@ -217,3 +217,17 @@ def test_model_examples_and_damsm_settings_come_from_the_folder(tmp_path):
 
     assert body["damsm"]["word_region_score"] == pytest.approx(score(1.5, 9.0), abs=2e-5)
     assert abs(score(1.5, 9.0) - score(4.0, 5.0)) > 1e-3  # the original's constants would give another score
+
+
+def test_image_cache_is_bounded_by_count_and_bytes():
+    from attngan.server.resources import ImageCache
+
+    cache = ImageCache(max_items=3, max_bytes=100)
+    first, second = cache.put(b"a" * 40), cache.put(b"b" * 40)
+    assert cache.get(first) == b"a" * 40  # now the most recently used
+    third = cache.put(b"c" * 40)  # 120 bytes: the least recently used goes
+    assert cache.get(second) is None and cache.get(first) is not None and cache.get(third) is not None
+    assert len(cache) == 2 and cache.total_bytes == 80
+    for _ in range(3):
+        cache.put(b"d")
+    assert len(cache) == 3 and cache.total_bytes == 3  # the count bound: only the three newest are kept

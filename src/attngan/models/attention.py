@@ -1,4 +1,5 @@
-"""Word attention (generator, paper eq. 2) and word-region attention (DAMSM, eq. 7-9)."""
+"""Word attention of the generator (paper eq. 2). The DAMSM losses attend from words to image
+regions in :mod:`attngan.losses.damsm` (eq. 7-9)."""
 
 from __future__ import annotations
 
@@ -74,30 +75,3 @@ class WordAttention(nn.Module):
         weight = self.project_words.weight[:, :, 0, 0]  # [C, D]
         projected = torch.matmul(weight, word_features)  # [B, C, T]
         return word_attention(image_features, projected, mask, legacy_mask_tiling)
-
-
-def region_attention(
-    word_features: torch.Tensor,
-    region_features: torch.Tensor,
-    gamma1: float,
-    word_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DAMSM attention of words over image regions (paper eq. 7-9).
-
-    Args:
-        word_features: ``[B, D, T]`` (queries).
-        region_features: ``[B, D, H, W]`` (context).
-        gamma1: sharpness of the attention over regions.
-        word_mask: ``[B, T]`` bool, True at words to exclude from the word softmax.
-    Returns:
-        ``(region_context [B, D, T], attention [B, T, H, W])``.
-    """
-    b, d, h, w = region_features.shape
-    regions = region_features.reshape(b, d, h * w)
-    scores = torch.bmm(regions.transpose(1, 2), word_features)  # [B, HW, T]
-    if word_mask is not None:
-        scores = scores.masked_fill(word_mask[:, None, :], float("-inf"))
-    scores = torch.softmax(scores, dim=-1)  # eq. 8: normalise over words
-    attention = torch.softmax(scores.transpose(1, 2) * gamma1, dim=-1)  # eq. 9: over regions
-    context = torch.bmm(regions, attention.transpose(1, 2))  # [B, D, T]
-    return context, attention.reshape(b, -1, h, w)
