@@ -42,6 +42,9 @@ def word_attention(
         legacy_mask_tiling: apply the mask with the original's row pairing.
     Returns:
         ``(word_context [B, C, H, W], attention [B, T, H, W])``; attention sums to 1 over T.
+
+    Twin: :func:`~attngan.inference.fast.channels_last_word_attention` (channels-last context for
+    the fused generator; ``tests/test_fast.py::test_channels_last_word_attention_matches``).
     """
     b, c, h, w = image_features.shape
     queries = image_features.reshape(b, c, h * w).transpose(1, 2)  # [B, HW, C]
