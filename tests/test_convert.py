@@ -52,6 +52,7 @@ def test_bird_configuration_round_trip_is_bit_identical(tmp_path: Path) -> None:
     bundle = load_pretrained(tmp_path / "model")
     assert bundle.config.generator.legacy_mask_tiling  # converted models compute what the original computed
     assert bundle.vocab.words[1] == "w0" and len(bundle.vocab) == 40
+    assert bundle.example_captions == ["w2"]  # from the pickle's test captions
     back = {
         "netG_epoch_600.pth": legacy.to_legacy(bundle.generator.state_dict(), legacy.GENERATOR_RULES),
         "text_encoder200.pth": legacy.to_legacy(bundle.text_encoder.state_dict(), legacy.TEXT_ENCODER_RULES),
@@ -82,3 +83,17 @@ def test_a_vocabulary_of_another_size_is_refused(tmp_path: Path) -> None:
         "--captions", str(paths["captions"]), "--out", str(tmp_path / "m")])
     assert result.exit_code != 0 and "vocabulary has 2 words" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_examples_are_spread_over_the_test_captions(tmp_path: Path) -> None:
+    paths = _original_files(tmp_path, drop_counters=False)
+    test_captions: list[object] = [[1 + k % 39, 2 + k % 37, 3] for k in range(600)]
+    test_captions[0] = "not a caption"  # malformed entries are passed over
+    test_captions[100] = [1, 99]  # an id the vocabulary lacks
+    with open(paths["captions"], "rb") as f:
+        train, _, ixtoword, wordtoix = pickle.load(f)
+    with open(paths["captions"], "wb") as f:
+        pickle.dump([train, test_captions, ixtoword, wordtoix], f, protocol=2)
+    _run_convert(paths, tmp_path / "model")
+    examples = load_pretrained(tmp_path / "model").example_captions
+    assert examples == [" ".join(f"w{i - 1}" for i in test_captions[k]) for k in (200, 300, 400, 500, 12, 112)]

@@ -21,6 +21,7 @@ from attngan.data import (
     build_dataset,
     caption_for,
     collate,
+    example_captions,
     random_scene,
     render_shapes,
     shapes_vocabulary,
@@ -47,7 +48,7 @@ from attngan.data.shapes import (
     placement_range,
     templates_for,
 )
-from attngan.text import tokenize
+from attngan.text import Vocabulary, pick_example_captions, tokenize
 
 
 def test_same_seed_and_index_give_identical_items() -> None:
@@ -398,3 +399,19 @@ def test_build_dataset_makes_shapes() -> None:
         build_dataset("shapes", "somewhere")
     with pytest.raises(ValueError, match="unknown data set kind"):
         build_dataset("mnist", "x")
+
+
+def test_example_captions_are_one_and_two_object_captions_the_model_reads() -> None:
+    data = ShapesDataset("train", size=2000)
+    examples = example_captions(data, data.vocab, count=6, max_words=18)
+    assert len(examples) == len(set(examples)) == 6
+    objects = {len(re.findall("|".join(SHAPES), c)) for c in examples}
+    assert objects == {1, 2}
+    assert examples == example_captions(data, data.vocab, count=6, max_words=18)  # deterministic
+    # a vocabulary without some synonyms (an older model's): only captions it reads whole
+    words = [w for w in data.vocab.words if w not in ("middle", "centre", "grey", "little")]
+    older = Vocabulary(words)
+    for caption in example_captions(data, older, count=6, max_words=18):
+        assert all(t in older for t in tokenize(caption)), caption
+    assert all(len(tokenize(c)) <= 8 for c in example_captions(data, data.vocab, count=3, max_words=8))
+    assert pick_example_captions(["zebra", "a  red   circle", "a red circle"], data.vocab) == ["a red circle"]

@@ -4,6 +4,9 @@ with the reference generator, and the pipeline / CLI options that choose it."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from attngan.inference import fast
 from attngan.inference.backends import FastBackend, ReferenceBackend
 from attngan.inference.fast import FastGenerator, encode_text
 from attngan.inference.pipeline import AttnGANPipeline
+from attngan.models.attention import word_attention
 from attngan.models.generator import Generator
 from attngan.models.layers import init_weights_original
 from attngan.models.rewrites import fold_batchnorm, subpixel_kernels
@@ -109,6 +113,60 @@ def test_encode_text_without_packing_matches() -> None:
             t = tokens.masked_fill(torch.arange(9)[None] >= lengths[:, None], 0)
             for a, b in zip(encode_text(enc, t, lengths), enc(t, lengths), strict=True):
                 assert a.shape == b.shape and (a - b).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("legacy_mask_tiling", [False, True])
+def test_channels_last_word_attention_matches(legacy_mask_tiling: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    b, c, h, w, t = 3, 8, 5, 6, 7
+    features = torch.randn(b, c, h, w, generator=g)
+    words = torch.randn(b, c, t, generator=g)
+    lengths = torch.tensor([7, 4, 2])  # different lengths: the legacy tiling pairs rows with other samples
+    mask = torch.arange(t)[None, :] >= lengths[:, None]
+    for m in (mask, None):
+        expected = word_attention(features, words, m, legacy_mask_tiling)
+        got = fast.channels_last_word_attention(features.contiguous(memory_format=torch.channels_last), words, m,
+                                                legacy_mask_tiling)
+        for a, e in zip(got, expected, strict=True):
+            assert a.shape == e.shape and (a - e).abs().max() <= 1e-6
+    if legacy_mask_tiling:  # the tiling changes the result, so the twin is held to the right one
+        plain = word_attention(features, words, mask, False)[1]
+        assert (fast.channels_last_word_attention(features, words, mask, True)[1] - plain).abs().max() > 1e-3
+
+
+TWIN_ROW = re.compile(r":(?:class|func):`(\w+)`\s+:(?:class|func|meth):`~([\w.]+)`\s+``tests/(\w+\.py)::(\w+)(\*?)``")
+
+
+def resolve(dotted: str) -> object:
+    """``attngan.models.text_encoder.TextEncoder.forward`` -> that object (the longest importable module first)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            target = getattr(target, name)
+        return target
+    raise AssertionError(f"{dotted} cannot be imported")
+
+
+def test_every_twin_names_its_reference_and_an_existing_parity_test() -> None:
+    """The twin tables of :mod:`attngan.inference.fast` and :mod:`attngan.inference.onnx`: every parity
+    test they name exists, and every reference names its twin in its own docstring."""
+    from attngan.inference import onnx as onnx_twins
+
+    root = Path(__file__).resolve().parent
+    rows = []
+    for module in (fast, onnx_twins):
+        rows += [m.groups() for m in map(TWIN_ROW.match, (line.strip() for line in (module.__doc__ or "").splitlines()))
+                 if m is not None]
+    assert len(rows) >= 6
+    for twin, reference, test_file, test_name, wildcard in rows:
+        tests = set(re.findall(r"^def (test_\w+)", (root / test_file).read_text(), re.M))
+        named = [n for n in tests if n.startswith(test_name)] if wildcard else [n for n in tests if n == test_name]
+        assert named, f"{twin}'s parity test {test_file}::{test_name}{wildcard} does not exist"
+        assert twin in (inspect.getdoc(resolve(reference)) or ""), f"{reference}'s docstring does not name its twin {twin}"
 
 
 # --------------------------------------------------------------------------- the generator

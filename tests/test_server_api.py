@@ -127,6 +127,8 @@ def test_bird_route_of_the_original_demo(client):
     legacy = body["bird"]
     assert [legacy[k] for k in ("small", "medium", "large")] == body["images"]
     assert _png(legacy["map1"]) and _png(legacy["map2"]) and legacy["caption"] == body["caption"]
+    # one tile per word, each at least 128 px although the stage 2 image is 32 px
+    assert Image.open(io.BytesIO(_png(legacy["map1"]))).size == (4 * 128, 128)
     assert client.post("/api/v1.0/bird", json={}).json()["error"]["field"] == "caption"
     generated = client.post("/v1/generate", json={"caption": "a big blue square", "seed": 2}).json()
     assert [s["png_base64"] for s in generated["images"][0]["stages"]] == body["images"]
@@ -157,6 +159,7 @@ def test_model_health_and_ready(client, pipeline):
     out = pipeline(CAPTION, seed=0)
     assert info["sizes"] == [int(t.shape[-1]) for t in out.images]
     assert info["attention_sizes"] == [int(t.shape[-1]) for t in out.attention_maps]
+    assert info["example_captions"] == []  # the tiny model's folder stores none
     assert client.get("/healthz").json() == {"status": "ok", "detail": None}
     assert client.get("/readyz").status_code == 200
 
@@ -180,3 +183,51 @@ def test_pages_docs_and_static_files(client):
     schema = client.get("/openapi.json").json()
     assert {"/v1/generate", "/v1/explain", "/api/v1.0/bird", "/v1/model", "/healthz", "/readyz"} <= set(schema["paths"])
     assert "images" in schema["info"]["description"] and "/api/v1.0/bird" in schema["info"]["description"]
+
+
+def test_model_examples_and_damsm_settings_come_from_the_folder(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from attngan.config import DAMSMLossConfig
+    from attngan.hub import save_pretrained
+    from attngan.losses.damsm import word_image_similarity
+
+    from .conftest import make_tiny_bundle
+    from .test_server_support import load_tiny_pipeline
+
+    bundle = make_tiny_bundle()
+    bundle.metadata["example_captions"] = ["a big blue square on the left", "zebra okapi", "a tiny red circle"]
+    bundle.config = dataclasses.replace(bundle.config, damsm=DAMSMLossConfig(gamma1=1.5, gamma2=9.0))
+    pipeline = load_tiny_pipeline(save_pretrained(bundle, tmp_path / "model"))
+    with make_test_client(create_app(pipeline, ServerSettings(batch_wait_ms=1))) as c:
+        info = c.get("/v1/model").json()
+        body = c.post("/v1/explain", json={"caption": "a big blue square", "seed": 3}).json()
+    # "zebra okapi" has no word the model knows: the page could not use it
+    assert info["example_captions"] == ["a big blue square on the left", "a tiny red circle"]
+    out = pipeline("a big blue square", seed=3, return_intermediates=True)
+    words = out.intermediates["word_features"][:, :, :4].float()
+    with torch.inference_mode():
+        regions, _ = pipeline.bundle.image_encoder(out.images[-1].float())
+
+    def score(gamma1: float, gamma2: float) -> float:
+        value, _ = word_image_similarity(regions, words, torch.tensor([4]), gamma1, gamma2)
+        return round(float(value[0, 0]), 5)
+
+    assert body["damsm"]["word_region_score"] == pytest.approx(score(1.5, 9.0), abs=2e-5)
+    assert abs(score(1.5, 9.0) - score(4.0, 5.0)) > 1e-3  # the original's constants would give another score
+
+
+def test_image_cache_is_bounded_by_count_and_bytes():
+    from attngan.server.resources import ImageCache
+
+    cache = ImageCache(max_items=3, max_bytes=100)
+    first, second = cache.put(b"a" * 40), cache.put(b"b" * 40)
+    assert cache.get(first) == b"a" * 40  # now the most recently used
+    third = cache.put(b"c" * 40)  # 120 bytes: the least recently used goes
+    assert cache.get(second) is None and cache.get(first) is not None and cache.get(third) is not None
+    assert len(cache) == 2 and cache.total_bytes == 80
+    for _ in range(3):
+        cache.put(b"d")
+    assert len(cache) == 3 and cache.total_bytes == 3  # the count bound: only the three newest are kept

@@ -130,3 +130,48 @@ def test_explain_page_renders_every_section(server, page):
         return d.some(v => v !== 0); })""")
     assert drawn
     page.screenshot(path="/tmp/attngan_page_explain.png", full_page=True)
+
+
+EXAMPLES = ["a big blue square on the left", "a tiny red circle on the top", "zebra okapi"]
+
+
+@pytest.fixture(scope="module")
+def examples_server(tmp_path_factory):
+    """The tiny model with example captions in its folder (the last has no known word)."""
+    from attngan.hub import save_pretrained
+
+    from .conftest import make_tiny_bundle
+
+    bundle = make_tiny_bundle()
+    bundle.metadata["example_captions"] = EXAMPLES
+    folder = save_pretrained(bundle, tmp_path_factory.mktemp("examples") / "model")
+    app = create_app(load_tiny_pipeline(folder), ServerSettings(max_images=4, batch_wait_ms=1))
+    with LiveServer(app) as live:
+        yield live
+
+
+def test_example_captions_fill_the_placeholder_and_buttons(examples_server, page):
+    page.goto(examples_server.url + "/")
+    page.wait_for_selector("#examples:not([hidden])")
+    buttons = page.locator("#examples button.example")
+    assert buttons.all_inner_texts() == EXAMPLES[:2]  # an example the model cannot read is not offered
+    assert page.get_attribute("#caption", "placeholder") == EXAMPLES[0]
+    buttons.nth(1).click()
+    assert page.input_value("#caption") == EXAMPLES[1]
+    page.click("#generate")
+    page.wait_for_selector(".image-card")
+    assert page.locator(".word-chip[data-index]").all_inner_texts() == EXAMPLES[1].split()
+
+    page.goto(examples_server.url + "/explain")
+    page.wait_for_selector("#examples:not([hidden])")
+    assert page.get_attribute("#caption", "placeholder") == EXAMPLES[0]
+    page.locator("#examples button.example").first.click()
+    assert page.input_value("#caption") == EXAMPLES[0]
+
+
+def test_without_examples_the_page_keeps_a_neutral_placeholder(server, page):
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Model ')")
+    assert page.locator("#examples").is_hidden()
+    assert page.get_attribute("#caption", "placeholder") == "Describe the image to draw"
+    assert "bird" not in page.content()

@@ -60,6 +60,10 @@ def test_gan_run_samples_checkpoints_and_exports(tmp_path: Path, damsm_dir: Path
     model = train_gan(cfg)
     bundle = load_pretrained(model)
     assert bundle.config.generator.image_sizes == (16, 32)
+    assert bundle.config.damsm == cfg.loss  # the DAMSM settings it was trained with
+    assert len(bundle.example_captions) == 6  # shapes captions of its data set that it reads whole
+    for caption in bundle.example_captions:
+        assert not bundle.vocab.encode(caption, bundle.config.text_encoder.max_words).dropped, caption
     assert len(ckpt.list_checkpoints(tmp_path / "checkpoints")) == 1  # only the newest kept
     assert list((tmp_path / "samples").glob("*.png"))
     assert (tmp_path / "train_config.yaml").exists()

@@ -51,6 +51,11 @@ def panel_starts(sheet: Image.Image, top: int, panel: int) -> list[int]:
     return starts
 
 
+def blocks(image: Image.Image, factor: int) -> np.ndarray:
+    """``image`` enlarged ``factor`` times with nearest neighbours (each pixel a block)."""
+    return np.repeat(np.repeat(np.asarray(image), factor, 0), factor, 1)
+
+
 @pytest.mark.parametrize("num_words", [1, 5, 18])
 def test_attention_sheet_size_and_panels(long_pipe: AttnGANPipeline, num_words: int) -> None:
     caption = " ".join(TINY_WORDS[k % len(TINY_WORDS)] for k in range(num_words))
@@ -58,13 +63,17 @@ def test_attention_sheet_size_and_panels(long_pipe: AttnGANPipeline, num_words: 
     assert len(out.captions[0].tokens) == num_words
     sheet = attention_sheet(out, 0)
     rows = long_pipe.num_stages - 1
-    assert sheet.size == attention_sheet_size(num_words, rows, 64)
+    assert MIN_PANEL == 128  # the tiny model's 64 px images are shown at 128 px
+    assert sheet.size == attention_sheet_size(num_words, rows, MIN_PANEL)
     for r in range(rows):
         top = PAD + r * (sheet.height - PAD) // rows
-        assert len(panel_starts(sheet, top, 64)) == num_words + 1
-    # the top-left panel is the generated image itself
-    top_left = np.asarray(sheet)[PAD:PAD + 64, PAD:PAD + 64]
-    assert np.array_equal(top_left, np.asarray(out.pil()[0]))
+        assert len(panel_starts(sheet, top, MIN_PANEL)) == num_words + 1
+    # the top-left panel is the generated image itself, each pixel a sharp 2x2 block
+    top_left = np.asarray(sheet)[PAD:PAD + MIN_PANEL, PAD:PAD + MIN_PANEL]
+    assert np.array_equal(top_left, blocks(out.pil()[0], 2))
+    # the second row starts with the 32 px stage 2 image, enlarged 4 times
+    second = PAD + (sheet.height - PAD) // rows
+    assert np.array_equal(np.asarray(sheet)[second:second + MIN_PANEL, PAD:PAD + MIN_PANEL], blocks(out.pil(1)[0], 4))
 
 
 def test_attention_sheet_stage_and_single_stage(pipe: AttnGANPipeline) -> None:
@@ -72,8 +81,10 @@ def test_attention_sheet_stage_and_single_stage(pipe: AttnGANPipeline) -> None:
     words = len(out.captions[1].tokens)
     one_row = attention_sheet(out, 1, stage=1)  # 32 px panels shown at MIN_PANEL
     assert one_row.size == attention_sheet_size(words, 1, MIN_PANEL)
-    big = attention_sheet(out, 1, panel_size=96)
-    assert big.size == attention_sheet_size(words, 2, 96)
+    big = attention_sheet(out, 1, panel_size=192)
+    assert big.size == attention_sheet_size(words, 2, 192)
+    with pytest.raises(ValueError, match="panel_size must be at least 128"):
+        attention_sheet(out, 1, panel_size=96)
     first = attention_sheet(out, 0, stage=0)  # the first stage has no attention
     assert first.width < 2 * (MIN_PANEL + PAD) + 200 and first.height < MIN_PANEL + 40
     with pytest.raises(IndexError):
@@ -85,9 +96,24 @@ def test_attention_sheet_stage_and_single_stage(pipe: AttnGANPipeline) -> None:
     assert single.attention_maps == []
     note = attention_sheet(single, 0)
     assert note.height == attention_sheet(out, 0, stage=0).height
-    shown = np.asarray(note)[PAD:PAD + 64, PAD:PAD + 64].astype(int)
-    upsampled = np.asarray(single.pil()[0].resize((64, 64), Image.BILINEAR)).astype(int)
-    assert np.abs(shown - upsampled).max() <= 2  # the 16 px image, bilinearly upsampled
+    shown = np.asarray(note)[PAD:PAD + MIN_PANEL, PAD:PAD + MIN_PANEL]
+    assert np.array_equal(shown, blocks(single.pil()[0], 8))  # the 16 px image, each pixel an 8x8 block
+
+
+def test_attention_maps_are_upsampled_smoothly(pipe: AttnGANPipeline) -> None:
+    out = pipe("a small red circle", seed=1)
+    maps = torch.zeros_like(out.attention_maps[-1])  # [1, T, 32, 32]
+    maps[0, 2, 16, 16] = 1  # one attended position of "red"
+    out.attention_maps[-1] = maps
+    sheet = np.asarray(attention_sheet(out, 0)).astype(float)
+    panel = sheet[PAD:PAD + MIN_PANEL, PAD + 3 * (MIN_PANEL + PAD):PAD + 3 * (MIN_PANEL + PAD) + MIN_PANEL]
+    image = blocks(out.pil()[0], 2).astype(float)
+    lift = (panel - image).mean(axis=-1)  # how much the overlay brightens each pixel
+    peak = np.unravel_index(np.argmax(lift), lift.shape)
+    assert abs(peak[0] - 66) <= 3 and abs(peak[1] - 66) <= 3  # map cell 16 of 32 -> pixels 64..67 of 128
+    # bilinear: the highlight fades over several pixels instead of a sharp 4x4 block
+    profile = lift[peak[0], peak[1] - 8:peak[1] + 9]
+    assert len(np.unique(np.round(profile))) > 4
 
 
 def test_attention_panels_follow_the_maps(pipe: AttnGANPipeline) -> None:
@@ -96,8 +122,8 @@ def test_attention_panels_follow_the_maps(pipe: AttnGANPipeline) -> None:
     maps[0, 2] = 1  # all of the last stage's attention on "red"
     out.attention_maps[-1] = maps
     sheet = np.asarray(attention_sheet(out, 0)).astype(float)
-    top = PAD  # the first row: the last stage
-    panels = [sheet[top + 8:top + 56, PAD + k * (64 + PAD) + 8:PAD + k * (64 + PAD) + 56] for k in range(1, 5)]
+    top, p = PAD, MIN_PANEL  # the first row: the last stage
+    panels = [sheet[top + 16:top + p - 16, PAD + k * (p + PAD) + 16:PAD + k * (p + PAD) + p - 16] for k in range(1, 5)]
     brightness = [p.mean() for p in panels]
     assert brightness[2] > max(brightness[0], brightness[1], brightness[3]) + 20
 

@@ -205,22 +205,38 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class DAMSMLossConfig:
-    """Smoothing factors of the DAMSM losses (paper eq. 9-11) and the generator's weight."""
+    """Smoothing factors of the DAMSM losses (paper eq. 9-11) and the generator's weight.
+
+    ``gamma1`` sharpens the attention of each word over the image regions (eq. 9), ``gamma2``
+    weighs the words in the word-level image-caption score (eq. 10), ``gamma3`` scales the
+    scores in the caption-image posterior (eq. 11).
+    """
 
     gamma1: float = 4.0
     gamma2: float = 5.0
     gamma3: float = 10.0
     weight: float = 5.0  # "LAMBDA" in the original configs
 
+    def __post_init__(self) -> None:
+        _check(self.gamma1 > 0 and self.gamma2 > 0 and self.gamma3 > 0, "DAMSM gamma1, gamma2 and gamma3 must be > 0")
+        _check(self.weight >= 0, "DAMSM weight must be >= 0")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything an inference folder needs to rebuild its modules."""
+    """Everything an inference folder needs to rebuild its modules and score with them.
+
+    ``damsm`` holds the DAMSM loss settings the model was trained with (the smoothing factors
+    belong to its text and image encoders: scoring a caption against an image with them, as
+    the server's explanation does, uses the same ``gamma1`` / ``gamma2``). Folders written
+    before it was recorded, and converted original checkpoints, get the original's values.
+    """
 
     text_encoder: TextEncoderConfig
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     image_encoder: ImageEncoderConfig | None = None
     name: str = "attngan"
+    damsm: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
 
     def __post_init__(self) -> None:
         _check(self.text_encoder.hidden_dim == self.generator.text_dim,
@@ -244,9 +260,10 @@ class ModelConfig:
         gen = from_dict(GeneratorConfig, data.pop("generator", {}), "generator")
         ie_data = data.pop("image_encoder", None)
         ie = from_dict(ImageEncoderConfig, ie_data, "image_encoder") if ie_data is not None else None
+        damsm = from_dict(DAMSMLossConfig, data.pop("damsm", {}), "damsm")
         if not isinstance(data.get("name", ""), str):
             raise ConfigError(f"name: expected str, got {type(data['name']).__name__}")
-        return cls(text_encoder=te, generator=gen, image_encoder=ie, **data)
+        return cls(text_encoder=te, generator=gen, image_encoder=ie, damsm=damsm, **data)
 
 
 def bird_config(vocab_size: int = 5450) -> ModelConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +147,35 @@ class Vocabulary:
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.words[i] for i in ids if i != 0]
+
+
+def spread_positions(n: int, count: int, passes: int = 8) -> Iterator[int]:
+    """Positions in ``range(n)`` to look for ``count`` examples at: ``count`` of them spread
+    evenly over the range first, then, pass after pass, those between them (``count * passes``
+    in all, repeating when ``n`` is smaller)."""
+    slots = count * passes
+    for offset in range(passes if n > 0 else 0):
+        for k in range(count):
+            yield (k * passes + offset) * n // slots
+
+
+def pick_example_captions(candidates: Iterable[str], vocab: Vocabulary, count: int = 6,
+                          max_words: int | None = None) -> list[str]:
+    """Up to ``count`` distinct captions of ``candidates`` (in their order) that the model reads
+    whole: every word in ``vocab`` and at most ``max_words`` words. Captions are kept as written
+    (trimmed, whitespace collapsed)."""
+    chosen: list[str] = []
+    seen: set[tuple[str, ...]] = set()
+    for text in candidates:
+        if len(chosen) >= count:
+            break
+        tokens = tuple(tokenize(text))
+        if not tokens or tokens in seen or (max_words is not None and len(tokens) > max_words):
+            continue
+        if all(vocab.index.get(t, 0) != 0 for t in tokens):
+            seen.add(tokens)
+            chosen.append(" ".join(text.split()))
+    return chosen
 
 
 def subsample_ids(ids: Sequence[int], max_words: int, rng: np.random.Generator) -> list[int]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .inference.pipeline import PipelineOutput
 
 PAD = 4  # pixels between panels and around the sheet
-MIN_PANEL = 64  # panels are at least this wide, so a word fits under them
+MIN_PANEL = 128  # attention panels are at least this wide: a 16 px stage and its map are readable, a word fits
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 
@@ -87,6 +87,17 @@ def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode=mode, align_corners=False)
 
 
+def _picture(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``[N, 3, S, S]`` shown at ``size`` px: nearest neighbours when enlarging (every generated
+    pixel a sharp block, nothing invented between them), antialiased bilinear when shrinking."""
+    images = images.detach().float().cpu()
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    if size > images.shape[-1]:
+        return F.interpolate(images, size=(size, size), mode="nearest")
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 def _heat(m: np.ndarray) -> np.ndarray:
     """Jet-like colour map: ``[H, W]`` in [0, 1] -> ``[H, W, 3]`` in [0, 1]."""
     return np.clip(1.5 - np.abs(4.0 * m[..., None] - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
@@ -133,14 +144,17 @@ def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_s
     One row per refinement stage up to ``stage`` (default: the last), that stage first so
     the generated image is at the top left. Each row shows the stage's image,
     then one panel per used word showing the word's attention map (``[T, H, W]``,
-    bilinearly upsampled) blended over the image, the word written under it. A model
-    with one stage has no word attention: the sheet is the image with a note.
+    bilinearly upsampled) blended over the image, the word written under it. Every panel is
+    at least ``MIN_PANEL`` (128) px wide: smaller stage images are enlarged with nearest
+    neighbours (their pixels stay sharp), the coarser maps bilinearly. A model with one
+    stage has no word attention: the sheet is the image with a note.
 
     Args:
         output: a pipeline result.
         index: which image of ``output`` (0..N-1).
         stage: image stage whose resolution the panels use (negative counts from the end).
-        panel_size: panel width in pixels (default: that resolution, at least 64).
+        panel_size: panel width in pixels, at least ``MIN_PANEL`` (default: that resolution,
+            at least ``MIN_PANEL``).
     """
     n = len(output.seeds)
     if not -n <= index < n:
@@ -149,6 +163,8 @@ def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_s
     if not -num_stages <= stage < num_stages:
         raise IndexError(f"stage {stage} out of range for {num_stages} stages")
     stage %= num_stages
+    if panel_size is not None and panel_size < MIN_PANEL:
+        raise ValueError(f"panel_size must be at least {MIN_PANEL} px (a readable panel), got {panel_size}")
     size = int(output.images[stage].shape[-1])
     panel = panel_size or max(size, MIN_PANEL)
     font = _font()
@@ -159,7 +175,7 @@ def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_s
         note = "no word attention (single stage)"
         width = max(panel, int(font.getlength(note))) + 2 * PAD
         sheet = Image.new("RGB", (width, panel + label_h + 2 * PAD), BACKGROUND)
-        picture = _to_uint8(_resize(output.images[stage][index:index + 1], panel, "bilinear"))[0]
+        picture = _to_uint8(_picture(output.images[stage][index:index + 1], panel))[0]
         sheet.paste(Image.fromarray(picture), (PAD, PAD))
         ImageDraw.Draw(sheet).text((PAD, PAD + panel + 1), note, fill=TEXT, font=font)
         return sheet
@@ -168,7 +184,7 @@ def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_s
     draw = ImageDraw.Draw(sheet)
     for row, (label, images, maps) in enumerate(rows):
         top = PAD + row * (panel + label_h + PAD)
-        picture = _to_uint8(_resize(images[index:index + 1], panel, "bilinear"))[0]
+        picture = _to_uint8(_picture(images[index:index + 1], panel))[0]
         sheet.paste(Image.fromarray(picture), (PAD, top))
         draw.text((PAD, top + panel + 1), _fit(f"{label}: {images.shape[-1]}px", font, panel), fill=TEXT, font=font)
         attention = normalise_attention(_resize(maps[index:index + 1, : len(words)], panel, "bilinear")[0].numpy())

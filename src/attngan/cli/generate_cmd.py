@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -158,7 +159,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
     out = Path(out_dir)
     names, rows = _Names(), []
     bar = tqdm(total=len(items), unit="caption", file=sys.stderr, disable=captions_file is None)
-    echo: Any = bar.write if captions_file is not None else click.echo
+    echo: Callable[[str], object] = bar.write if captions_file is not None else click.echo
     try:
         for k in range(0, len(items), per_call):
             chunk = [text for text, _ in items[k:k + per_call]]

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
 from .group import main
 
+if TYPE_CHECKING:
+    from ..training.options import DAMSMTrainConfig, GANTrainConfig
+
 _SET_HELP = "Override a preset value, e.g. --set run.max_steps=100 --set data.root=data/birds (repeatable)."
 
 
-def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None) -> object:
+def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None
+             ) -> DAMSMTrainConfig | GANTrainConfig:
     from ..config import ConfigError
     from ..training.options import resolve_config
 
@@ -22,11 +30,11 @@ def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None
         raise click.UsageError(str(exc)) from None
 
 
-def _run(fn: object, cfg: object, resume: bool) -> None:
+def _run(fn: Callable[..., Path], cfg: DAMSMTrainConfig | GANTrainConfig, resume: bool) -> None:
     from ..training.checkpoint import CheckpointError
 
     try:
-        path = fn(cfg, resume=resume)  # type: ignore[operator]
+        path = fn(cfg, resume=resume)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"exported {path}")

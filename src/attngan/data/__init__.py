@@ -15,7 +15,7 @@ from .common import (
 )
 from .cub import CubDataset
 from .folder import FolderDataset
-from .registry import DATA_KINDS, build_dataset, build_from_options, dataset_kinds
+from .registry import DATA_KINDS, build_dataset, build_from_options, dataset_kinds, example_captions
 from .shapes import (
     BACKGROUNDS,
     COLORS,
@@ -36,6 +36,6 @@ __all__ = [
     "BACKGROUNDS", "COLORS", "DATA_KINDS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
     "CaptionImageDataset", "CocoDataset", "CocoJsonDataset", "CubDataset", "DataError", "FolderDataset",
     "ImageCache", "MissingImagesError", "Record", "Scene", "ShapeObject", "ShapesDataset", "TagsDataset",
-    "bbox_crop_region", "build_dataset", "build_from_options", "caption_for", "collate", "dataset_kinds", "image_tensors", "open_rgb",
+    "bbox_crop_region", "build_dataset", "build_from_options", "caption_for", "collate", "dataset_kinds", "example_captions", "image_tensors", "open_rgb",
     "random_scene", "read_caption_file", "render_shapes", "shapes_vocabulary",
 ]

@@ -1,13 +1,15 @@
-"""The data-set registry: a kind's name -> its class, and the one way a run or an evaluation
-builds a data set from its options."""
+"""The data-set registry: a kind's name -> its class, the one way a run or an evaluation
+builds a data set from its options, and the example captions a trained model keeps from its data."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from ..text import Vocabulary, pick_example_captions, spread_positions
 from .coco import CocoDataset, CocoJsonDataset
 from .cub import CubDataset
 from .folder import FolderDataset
@@ -58,3 +60,24 @@ def build_from_options(options: Any, image_sizes: tuple[int, ...], max_words: in
         kwargs["missing"] = options.missing
     return build_dataset(options.kind, options.root, split=split, image_sizes=image_sizes, max_words=max_words,
                          train=train, seed=seed, skip_bad=options.skip_bad, **kwargs)
+
+
+def example_captions(dataset: Any, vocab: Vocabulary, count: int = 6, max_words: int | None = None) -> list[str]:
+    """Captions of ``dataset`` to offer as a model's examples (``metadata.example_captions``).
+
+    Looks at images spread evenly over the data set (a shapes set: one- and two-object
+    scenes alike; birds: several species) and takes each one's shortest caption that the model
+    reads whole (every word in ``vocab``, at most ``max_words`` words); deterministic, and no
+    image is decoded. Fewer than ``count`` when the data set has too few such captions.
+    """
+    n = len(dataset)
+    if n == 0 or count < 1:
+        return []
+
+    def candidates() -> Iterator[str]:
+        for index in spread_positions(n, count):
+            texts = [dataset.caption_text(index, c) for c in range(len(dataset.all_captions(index)))]
+            if texts:
+                yield min(texts, key=lambda t: (len(t.split()), t))
+
+    return pick_example_captions(candidates(), vocab, count, max_words)

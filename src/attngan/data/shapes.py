@@ -56,7 +56,6 @@ from .shapes_captions import (  # noqa: F401  (the caption names are re-exported
     ONE_OBJECT_TEMPLATES,
     POSITION_PHRASES,
     SIZE_WORDS,
-    TEST_ONLY_TEMPLATES,
     TWO_OBJECT_TEMPLATES,
     caption_plan,
     first_synonyms,

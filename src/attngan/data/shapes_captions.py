@@ -71,7 +71,6 @@ TWO_OBJECT_TEMPLATES = (
     "{size0} {color0} {shape0} {pos0} and {size1} {color1} {shape1} {pos1}, {bg} background",
 )
 HELD_OUT_TEMPLATES = {1: 4, 2: 3}  # how many trailing templates only the evaluation splits use
-TEST_ONLY_TEMPLATES = HELD_OUT_TEMPLATES  # the former name
 _DRAWS_PER_OBJECT = 2  # size word, position phrase
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from numbers import Integral
 from pathlib import Path
 
 import torch
@@ -13,12 +15,23 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.image_encoder import InceptionImageEncoder
 from ..models.text_encoder import TextEncoder
-from ..text import Vocabulary
+from ..text import Vocabulary, pick_example_captions, spread_positions
 from ..untrusted import load_captions_pickle, load_state_dict_file
 from . import legacy
-from .folders import ModelBundle, save_pretrained
+from .folders import EXAMPLES_KEY, ModelBundle, save_pretrained
 
 log = logging.getLogger(__name__)
+
+EXAMPLE_COUNT = 6
+
+
+def _test_caption_texts(captions: list, ixtoword: dict[int, str]) -> Iterator[str]:
+    """The original's token-id captions as text, spread over the list (:func:`spread_positions`);
+    entries that are not lists of known ids are passed over."""
+    for position in spread_positions(len(captions), EXAMPLE_COUNT):
+        caption = captions[position]
+        if isinstance(caption, (list, tuple)) and all(isinstance(i, Integral) and int(i) in ixtoword for i in caption):
+            yield " ".join(ixtoword[int(i)] for i in caption if int(i) != 0)
 
 
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
@@ -70,12 +83,16 @@ def convert_original(
     name: str = "attngan-converted",
 ) -> Path:
     """Original ``netG_epoch_*.pth`` + ``text_encoder*.pth`` (+ ``image_encoder*.pth``) and the
-    vocabulary of ``captions.pickle`` -> an inference folder at ``out_dir``."""
-    if vocab is None:
-        if captions_pickle is None:
-            raise ValueError("a vocabulary is needed: pass captions.pickle (or a vocab.json)")
-        _, _, ixtoword, _ = load_captions_pickle(captions_pickle)
-        vocab = Vocabulary.from_index_to_word(ixtoword)
+    vocabulary of ``captions.pickle`` -> an inference folder at ``out_dir``. A few of the
+    pickle's test captions are kept as the model's ``example_captions``."""
+    examples: list[str] = []
+    if captions_pickle is None and vocab is None:
+        raise ValueError("a vocabulary is needed: pass captions.pickle (or a vocab.json)")
+    if captions_pickle is not None:
+        _, test_captions, ixtoword, _ = load_captions_pickle(captions_pickle)
+        if vocab is None:
+            vocab = Vocabulary.from_index_to_word(ixtoword)
+        examples = pick_example_captions(_test_caption_texts(test_captions, ixtoword), vocab, EXAMPLE_COUNT, max_words)
     text_encoder = text_encoder_from_legacy(load_state_dict_file(text_encoder_path), max_words,
                                             str(text_encoder_path))
     if len(vocab) != text_encoder.config.vocab_size:
@@ -90,8 +107,10 @@ def convert_original(
         image_encoder = image_encoder_from_legacy(load_state_dict_file(image_encoder_path), str(image_encoder_path))
     config = ModelConfig(text_encoder=text_encoder.config, generator=generator.config,
                          image_encoder=image_encoder.config if image_encoder is not None else None, name=name)
-    meta = {"source": "converted from the original AttnGAN",
-            "files": [Path(p).name for p in (generator_path, text_encoder_path, image_encoder_path) if p]}
+    meta: dict[str, object] = {"source": "converted from the original AttnGAN",
+                               "files": [Path(p).name for p in (generator_path, text_encoder_path, image_encoder_path) if p]}
+    if examples:
+        meta[EXAMPLES_KEY] = examples
     bundle = ModelBundle(config, vocab, text_encoder, generator, image_encoder, meta)
     log.info("writing %s", out_dir)
     return save_pretrained(bundle, out_dir)

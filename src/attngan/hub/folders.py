@@ -5,6 +5,15 @@ safetensors and JSON only, so loading a folder can never execute code. ``config.
 records the SHA-256 of ``model.safetensors`` (``weights_sha256``), checked on load: a
 truncated, bit-flipped or swapped weights file is refused, naming it.
 
+``config.json``'s ``metadata`` is free-form (training run, source files...) except
+``metadata.example_captions``: a list of captions the model was trained to draw (written by
+``attngan train`` from its data set, by ``attngan convert`` from the original's test captions,
+or by hand), which the web page offers as its placeholder and example buttons and ``GET
+/v1/model`` returns. It is checked on load and save (a list of at most ``MAX_EXAMPLES``
+non-empty strings) and is absent in older folders (:attr:`ModelBundle.example_captions` is
+then empty). Editing ``config.json`` leaves ``weights_sha256`` valid: the hash covers the
+weights file only.
+
 Where a folder is asked for by a Hugging Face Hub repo id (``org/name``) that is not an
 existing local path, :func:`resolve_model_folder` fetches (or, offline, finds in the cache)
 that repo's snapshot with ``huggingface_hub``, an optional dependency (``attngan[hub]``).
@@ -39,6 +48,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
+EXAMPLES_KEY = "example_captions"  # metadata field: captions to offer as examples
+MAX_EXAMPLES = 32
+MAX_EXAMPLE_CHARS = 1000
 CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},
                  "attngan-damsm": {"format", "format_version", "text_encoder", "image_encoder", "metadata",
                                    "weights_sha256"}}
@@ -55,11 +67,31 @@ class ModelBundle:
     image_encoder: torch.nn.Module | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def example_captions(self) -> list[str]:
+        """The captions stored with the model (``metadata.example_captions``); empty when none are."""
+        return list(self.metadata.get(EXAMPLES_KEY) or [])
+
     def modules(self) -> dict[str, torch.nn.Module]:
         out: dict[str, torch.nn.Module] = {"text_encoder": self.text_encoder, "generator": self.generator}
         if self.image_encoder is not None:
             out["image_encoder"] = self.image_encoder
         return out
+
+
+def check_example_captions(value: Any, where: str) -> list[str]:
+    """``value`` as the ``metadata.example_captions`` of a folder: a list of at most ``MAX_EXAMPLES``
+    non-empty strings of at most ``MAX_EXAMPLE_CHARS`` characters; errors name ``where``."""
+    field_name = f"{where}: metadata.{EXAMPLES_KEY}"
+    if not isinstance(value, list):
+        raise ConfigError(f"{field_name} must be a list of captions, got {type(value).__name__}")
+    if len(value) > MAX_EXAMPLES:
+        raise ConfigError(f"{field_name} holds {len(value)} captions; at most {MAX_EXAMPLES} are kept")
+    for i, caption in enumerate(value):
+        if not isinstance(caption, str) or not caption.strip() or len(caption) > MAX_EXAMPLE_CHARS:
+            raise ConfigError(f"{field_name}[{i}] must be a non-empty caption of at most {MAX_EXAMPLE_CHARS} "
+                              f"characters, got {caption!r:.80}")
+    return list(value)
 
 
 def build_bundle(config: ModelConfig, vocab: Vocabulary, metadata: dict[str, Any] | None = None) -> ModelBundle:
@@ -152,6 +184,8 @@ def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str], weights_d
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
     metadata = {k: v for k, v in bundle.metadata.items() if k not in RUNTIME_METADATA}
+    if EXAMPLES_KEY in metadata:
+        metadata[EXAMPLES_KEY] = check_example_captions(metadata[EXAMPLES_KEY], str(Path(path) / CONFIG_NAME))
     state = state_dict_of(bundle)
     if weights_dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -176,7 +210,10 @@ def _read_model_config(path: Path) -> tuple[ModelConfig, dict[str, Any], str | N
         config = ModelConfig.from_dict(data["model"])
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    return config, dict(data.get("metadata") or {}), data.get("weights_sha256")
+    metadata = dict(data.get("metadata") or {})
+    if EXAMPLES_KEY in metadata:
+        check_example_captions(metadata[EXAMPLES_KEY], str(file))
+    return config, metadata, data.get("weights_sha256")
 
 
 def load_pretrained(path: str | os.PathLike[str], *, revision: str | None = None,

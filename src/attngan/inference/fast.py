@@ -16,16 +16,18 @@ Optionally the weights and activations are bfloat16 (``dtype=torch.bfloat16``), 
 only on hardware with native bf16 arithmetic (the policy is in :mod:`attngan.precision`).
 
 Each class here is a twin of a reference in :mod:`attngan.models`, bound to it by a parity test
-(fp32 to 1e-5; bf16 by PSNR):
+(fp32 to 1e-5; bf16 by PSNR); each reference names its twins in its own docstring
+(``tests/test_fast.py::test_every_twin_names_its_reference_and_an_existing_parity_test`` checks
+this table):
 
-=================================  ===========================================  =====================================
-twin                               reference                                    parity test
-=================================  ===========================================  =====================================
-:class:`FastGenerator`             :class:`~attngan.models.generator.Generator`  ``tests/test_fast.py::test_fast_generator_matches_*``
-:func:`encode_text`                :meth:`TextEncoder.forward`                  ``tests/test_fast.py::test_encode_text_without_packing_matches``
-:func:`channels_last_word_attention`  :func:`~attngan.models.attention.word_attention`  ``tests/test_fast.py::test_channels_last_word_attention_matches``
-:class:`FastSelfAttention`         :class:`~attngan.models.layers.SelfAttention`  ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``
-=================================  ===========================================  =====================================
+======================================  =========================================================  ==================================================================
+twin                                    reference                                                  parity test
+======================================  =========================================================  ==================================================================
+:class:`FastGenerator`                  :class:`~attngan.models.generator.Generator`               ``tests/test_fast.py::test_fast_generator_matches_*``
+:func:`encode_text`                     :meth:`~attngan.models.text_encoder.TextEncoder.forward`   ``tests/test_fast.py::test_encode_text_without_packing_matches``
+:func:`channels_last_word_attention`    :func:`~attngan.models.attention.word_attention`           ``tests/test_fast.py::test_channels_last_word_attention_matches``
+:class:`FastSelfAttention`              :class:`~attngan.models.layers.SelfAttention`              ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``
+======================================  =========================================================  ==================================================================
 """
 
 from __future__ import annotations

@@ -9,6 +9,16 @@ leaves padding at the end). Results equal the packed encoder's to float rounding
 
 A model's ONNX folder holds ``text_encoder.onnx``, ``generator.onnx`` and ``onnx.json``
 (the model hash it was exported from, the output names, the opset).
+
+The exported modules are twins of references in :mod:`attngan.models`, bound to them by parity
+tests (as the table in :mod:`attngan.inference.fast`):
+
+======================================  =========================================================  ==================================================================
+twin                                    reference                                                  parity test
+======================================  =========================================================  ==================================================================
+:class:`ExportableTextEncoder`          :meth:`~attngan.models.text_encoder.TextEncoder.forward`   ``tests/test_onnx.py::test_exportable_text_encoder_equals_packed``
+:class:`ExportableGenerator`            :class:`~attngan.models.generator.Generator`               ``tests/test_onnx.py::test_onnx_pipeline_matches_torch``
+======================================  =========================================================  ==================================================================
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from PIL import Image
 from ..config import ModelConfig
 from ..hub import ModelBundle, load_pretrained, save_pretrained
 from ..precision import check_precision, resolve_precision
-from ..text import EncodedCaption, Vocabulary, pad_batch
+from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
 from .backends import Backend, FastBackend, ReferenceBackend
 
@@ -194,6 +194,13 @@ class AttnGANPipeline:
     @property
     def num_stages(self) -> int:
         return self.bundle.config.generator.num_stages
+
+    @property
+    def example_captions(self) -> list[str]:
+        """The model's example captions (``metadata.example_captions`` of its folder, see
+        :mod:`attngan.hub.folders`) that have a word it knows; empty when the folder stores none."""
+        vocab = self.bundle.vocab
+        return [c for c in self.bundle.example_captions if vocab.encode_tokens(tokenize(c))[0]]
 
     @property
     def settings(self) -> dict[str, Any]:

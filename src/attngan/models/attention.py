@@ -1,4 +1,5 @@
-"""Word attention (generator, paper eq. 2) and word-region attention (DAMSM, eq. 7-9)."""
+"""Word attention of the generator (paper eq. 2). The DAMSM losses attend from words to image
+regions in :mod:`attngan.losses.damsm` (eq. 7-9)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def word_attention(
         legacy_mask_tiling: apply the mask with the original's row pairing.
     Returns:
         ``(word_context [B, C, H, W], attention [B, T, H, W])``; attention sums to 1 over T.
+
+    Twin: :func:`~attngan.inference.fast.channels_last_word_attention` (channels-last context for
+    the fused generator; ``tests/test_fast.py::test_channels_last_word_attention_matches``).
     """
     b, c, h, w = image_features.shape
     queries = image_features.reshape(b, c, h * w).transpose(1, 2)  # [B, HW, C]
@@ -74,30 +78,3 @@ class WordAttention(nn.Module):
         weight = self.project_words.weight[:, :, 0, 0]  # [C, D]
         projected = torch.matmul(weight, word_features)  # [B, C, T]
         return word_attention(image_features, projected, mask, legacy_mask_tiling)
-
-
-def region_attention(
-    word_features: torch.Tensor,
-    region_features: torch.Tensor,
-    gamma1: float,
-    word_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DAMSM attention of words over image regions (paper eq. 7-9).
-
-    Args:
-        word_features: ``[B, D, T]`` (queries).
-        region_features: ``[B, D, H, W]`` (context).
-        gamma1: sharpness of the attention over regions.
-        word_mask: ``[B, T]`` bool, True at words to exclude from the word softmax.
-    Returns:
-        ``(region_context [B, D, T], attention [B, T, H, W])``.
-    """
-    b, d, h, w = region_features.shape
-    regions = region_features.reshape(b, d, h * w)
-    scores = torch.bmm(regions.transpose(1, 2), word_features)  # [B, HW, T]
-    if word_mask is not None:
-        scores = scores.masked_fill(word_mask[:, None, :], float("-inf"))
-    scores = torch.softmax(scores, dim=-1)  # eq. 8: normalise over words
-    attention = torch.softmax(scores.transpose(1, 2) * gamma1, dim=-1)  # eq. 9: over regions
-    context = torch.bmm(regions, attention.transpose(1, 2))  # [B, D, T]
-    return context, attention.reshape(b, -1, h, w)

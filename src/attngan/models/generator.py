@@ -106,7 +106,15 @@ class GeneratorOutput(NamedTuple):
 
 
 class Generator(nn.Module):
-    """The AttnGAN generator (``G_NET``), or its single-image DCGAN variant (``G_DCGAN``)."""
+    """The AttnGAN generator (``G_NET``), or its single-image DCGAN variant (``G_DCGAN``).
+
+    The reference computation. Twins compute the same function otherwise, each bound to this
+    class by a parity test: :class:`~attngan.inference.fast.FastGenerator` (fused inference,
+    ``tests/test_fast.py::test_fast_generator_matches_*``) and
+    :class:`~attngan.inference.onnx.ExportableGenerator` (ONNX export,
+    ``tests/test_onnx.py::test_onnx_pipeline_matches_torch``); in training its up-blocks run as
+    :class:`~attngan.training.fast_layers.SubpixelUpConv` (``tests/test_training_step.py``).
+    """
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()

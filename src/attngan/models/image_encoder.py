@@ -117,7 +117,7 @@ def _down(cin: int, cout: int) -> nn.Sequential:
 ImageEncoder = InceptionImageEncoder | LightImageEncoder
 
 
-def build_image_encoder(config: ImageEncoderConfig) -> InceptionImageEncoder | LightImageEncoder:
+def build_image_encoder(config: ImageEncoderConfig) -> ImageEncoder:
     """Build the encoder named by ``config.kind`` (weights are loaded separately)."""
     if config.kind == "inception":
         return InceptionImageEncoder(config)

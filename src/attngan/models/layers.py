@@ -72,6 +72,9 @@ class SelfAttention(nn.Module):
     """SAGAN self-attention over positions: ``[B, C, H, W] -> [B, C, H, W]``.
 
     The residual gate ``gamma`` starts at zero, so the block begins as the identity.
+
+    Twin: :class:`~attngan.inference.fast.FastSelfAttention` (fused inference;
+    ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``).
     """
 
     def __init__(self, channels: int, spectral: bool = False) -> None:

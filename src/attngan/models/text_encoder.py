@@ -48,6 +48,12 @@ class TextEncoder(nn.Module):
         Returns:
             ``(word_features [B, D, T], sentence_features [B, D])``; word features at
             padded positions are zero.
+
+        Twins (same results without packing, each bound by a parity test):
+        :func:`~attngan.inference.fast.encode_text` (inference, equal lengths;
+        ``tests/test_fast.py::test_encode_text_without_packing_matches``) and
+        :class:`~attngan.inference.onnx.ExportableTextEncoder` (ONNX export;
+        ``tests/test_onnx.py::test_exportable_text_encoder_equals_packed``).
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be [B, T], got shape {tuple(tokens.shape)}")

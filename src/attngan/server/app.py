@@ -23,13 +23,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 
+from ..inference.pipeline import AttnGANPipeline
 from ..text import UnknownWordsError, tokenize
 from .auth import ApiKeyMiddleware, api_key_dependency
-from .batching import Batcher, BatcherStoppedError, QueueFullError
+from .batching import Batcher, BatcherStoppedError, Job, QueueFullError
 from .errors import ApiError, GuardMiddleware, error_response, install_error_handlers
 from .inference import ImageResult, Task, TaskResult, run_batch
 from .render import attention_strip, b64
-from .resources import ImageCache, StaticFiles, model_info
+from .resources import ImageCache, StaticFile, StaticFiles, model_info
 from .schemas import (
     BirdRequest,
     BirdResponse,
@@ -97,7 +98,7 @@ class ServerSettings:
 class AppState:
     """Everything the routes use: the model, the settings, the batcher and the image cache."""
 
-    pipeline: Any
+    pipeline: AttnGANPipeline
     settings: ServerSettings
     batcher: Batcher
     cache: ImageCache
@@ -106,7 +107,7 @@ class AppState:
     started_at: float = field(default_factory=time.time)
 
 
-def create_app(pipeline: Any, settings: ServerSettings | None = None) -> FastAPI:
+def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None) -> FastAPI:
     """The FastAPI application serving ``pipeline`` (an :class:`~attngan.inference.pipeline.AttnGANPipeline`)."""
     settings = settings or ServerSettings()
     batcher = Batcher(lambda jobs: run_batch(pipeline, jobs, settings.max_batch), settings.max_batch,
@@ -256,7 +257,7 @@ def _version() -> str:
     return __version__
 
 
-def _page(item: Any) -> HTMLResponse:
+def _page(item: StaticFile) -> HTMLResponse:
     return HTMLResponse(item.data.decode("utf-8"), headers={"Content-Security-Policy": PAGE_CSP,
                                                             "Cache-Control": "no-cache"})
 
@@ -309,7 +310,7 @@ def _attention_strips(image: ImageResult) -> list[str]:
     return strips
 
 
-def _check_words(pipeline: Any, caption: str) -> None:
+def _check_words(pipeline: AttnGANPipeline, caption: str) -> None:
     tokens = tokenize(caption)
     ids, _ = pipeline.vocab.encode_tokens(tokens)
     if not ids:
@@ -326,7 +327,7 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
-async def _run(request: Request, state: AppState, task: Task) -> tuple[TaskResult, Any]:
+async def _run(request: Request, state: AppState, task: Task) -> tuple[TaskResult, Job]:
     """Queue ``task``, wait for its result, the client leaving, or the timeout."""
     _check_words(state.pipeline, task.caption)
     try:

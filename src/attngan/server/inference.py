@@ -15,16 +15,14 @@ from typing import Any
 
 import torch
 
+from ..config import DAMSMLossConfig
+from ..inference.pipeline import AttnGANPipeline, PipelineOutput
 from ..losses.damsm import cosine_similarity_matrix, word_image_similarity
 from ..text import EncodedCaption
 from .batching import Job
 from .render import attention_png, images_to_png, signed_heatmap_png
 
 log = logging.getLogger(__name__)
-
-# DAMSM smoothing factors of the original (gamma1 for regions, gamma2 for words).
-DAMSM_GAMMA1 = 4.0
-DAMSM_GAMMA2 = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def stage_numbers(num_images: int, num_maps: int) -> list[int]:
     return [num_images] * num_maps
 
 
-def run_batch(pipeline: Any, jobs: list[Job], batch_size: int) -> list[TaskResult | Exception]:
+def run_batch(pipeline: AttnGANPipeline, jobs: list[Job], batch_size: int) -> list[TaskResult | Exception]:
     """Run the tasks of ``jobs`` (one shared key) in one pipeline call.
 
     Returns one :class:`TaskResult` per job, or the exception that job alone raised while its
@@ -98,7 +96,7 @@ def run_batch(pipeline: Any, jobs: list[Job], batch_size: int) -> list[TaskResul
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _task_result(pipeline: Any, out: Any, task: Task, first: int, numbers: list[int]) -> TaskResult:
+def _task_result(pipeline: AttnGANPipeline, out: PipelineOutput, task: Task, first: int, numbers: list[int]) -> TaskResult:
     """PNGs (and the explanation) of ``task``, whose images are ``first..`` of ``out``."""
     images = []
     for j, seed in enumerate(task.seeds):
@@ -120,7 +118,7 @@ def _vector(values: torch.Tensor) -> dict[str, Any]:
     return {"values": [round(float(x), 5) for x in v], "norm": round(float(v.norm()), 5)}
 
 
-def _explain(pipeline: Any, out: Any, k: int) -> dict[str, Any]:
+def _explain(pipeline: AttnGANPipeline, out: PipelineOutput, k: int) -> dict[str, Any]:
     """The intermediate values of image ``k``: text features, conditioning, DAMSM."""
     inter = out.intermediates
     tokens = out.captions[k].tokens
@@ -144,19 +142,27 @@ def _explain(pipeline: Any, out: Any, k: int) -> dict[str, Any]:
     }
     encoder = pipeline.bundle.image_encoder
     if encoder is not None:
-        detail["damsm"] = _damsm(encoder, out.images[-1][k:k + 1], words, inter["sentence_features"][k], tokens)
+        detail["damsm"] = _damsm(encoder, out.images[-1][k:k + 1], words, inter["sentence_features"][k], tokens,
+                                 pipeline.config.damsm)
     return detail
 
 
 @torch.inference_mode()
 def _damsm(encoder: torch.nn.Module, image: torch.Tensor, words: torch.Tensor, sentence: torch.Tensor,
-           tokens: list[str]) -> dict[str, Any]:
-    """How well the DAMSM encoders think the last image matches the caption."""
+           tokens: list[str], loss: DAMSMLossConfig) -> dict[str, Any]:
+    """How well the DAMSM encoders think the last image matches the caption, scored with the
+    smoothing factors they were trained with (``loss``: the model config's ``damsm``).
+
+    Args:
+        image: ``[1, 3, S, S]`` in [-1, 1].
+        words: ``[D, T]`` word features of the caption's ``T`` tokens.
+        sentence: ``[D]`` sentence feature.
+    """
     device = next(encoder.parameters()).device
     regions, global_code = encoder(image.to(device).float())
     word_batch = words[None].to(device)
     lengths = torch.tensor([len(tokens)], device=device)
-    score, attention = word_image_similarity(regions.float(), word_batch, lengths, DAMSM_GAMMA1, DAMSM_GAMMA2)
+    score, attention = word_image_similarity(regions.float(), word_batch, lengths, loss.gamma1, loss.gamma2)
     cosine = cosine_similarity_matrix(sentence[None].to(device).float(), global_code.float())
     return {
         "available": True,

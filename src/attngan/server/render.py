@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..viz import to_pil
+from ..viz import MIN_PANEL, to_pil
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -60,8 +60,14 @@ def signed_heatmap_png(matrix: torch.Tensor | np.ndarray) -> bytes:
 
 
 def attention_strip(stage_png: bytes, word_pngs: list[bytes]) -> bytes:
-    """The stage image with each word's attention laid over it, side by side (one tile per word)."""
+    """The stage image with each word's attention laid over it, side by side (one tile per word).
+
+    Tiles are at least ``MIN_PANEL`` (128) px: a smaller stage image is enlarged with nearest
+    neighbours, the attention maps bilinearly."""
     base = Image.open(io.BytesIO(stage_png)).convert("RGBA")
+    side = max(base.width, MIN_PANEL)
+    if side != base.width:
+        base = base.resize((side, side * base.height // base.width), Image.Resampling.NEAREST)
     tiles = max(1, len(word_pngs))
     strip = Image.new("RGBA", (base.width * tiles, base.height), (0, 0, 0, 255))
     for i, png in enumerate(word_pngs or [b""]):

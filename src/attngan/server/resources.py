@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from ..config import ModelConfig
+from ..inference.pipeline import AttnGANPipeline
 from .errors import ApiError
 
 _MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -80,7 +82,7 @@ class StaticFiles:
         return item
 
 
-def stage_sizes(config: Any) -> tuple[list[int], list[int]]:
+def stage_sizes(config: ModelConfig) -> tuple[list[int], list[int]]:
     """Image size of every stage and attention-map size of every refinement stage."""
     g = config.generator
     inputs = [g.first_stage_size * 2**i for i in range(g.num_stages)]
@@ -88,10 +90,11 @@ def stage_sizes(config: Any) -> tuple[list[int], list[int]]:
     return sizes, inputs[:-1]
 
 
-def model_info(pipeline: Any, max_images: int) -> dict[str, Any]:
-    """The summary ``GET /v1/model`` returns."""
+def model_info(pipeline: AttnGANPipeline, max_images: int) -> dict[str, Any]:
+    """The summary ``GET /v1/model`` returns (``example_captions``: the model's own, for the page)."""
     sizes, attention = stage_sizes(pipeline.config)
     return {"name": pipeline.name, "hash": pipeline.model_hash, "stages": pipeline.num_stages, "sizes": sizes,
             "attention_sizes": attention, "vocabulary_size": len(pipeline.vocab),
             "max_words": pipeline.config.text_encoder.max_words, "max_images": max_images,
-            "device": str(pipeline.device), "precision": str(pipeline.precision)}
+            "device": str(pipeline.device), "precision": str(pipeline.precision),
+            "example_captions": pipeline.example_captions}

@@ -179,6 +179,8 @@ class ModelInfo(BaseModel):
     max_images: int
     device: str
     precision: str
+    example_captions: list[str] = Field(
+        description="Captions the model was trained to draw (from its folder's config.json); may be empty.")
 
 
 class Health(BaseModel):

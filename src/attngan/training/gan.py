@@ -25,8 +25,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .. import __version__
 from ..config import ModelConfig, to_dict
-from ..data import build_from_options, collate
-from ..hub import ModelBundle, load_damsm, save_pretrained
+from ..data import build_from_options, collate, example_captions
+from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import damsm_losses
 from ..losses.gan import discriminators_loss, generator_loss, matching_aware_penalty
 from ..models.discriminator import Discriminator
@@ -173,8 +173,9 @@ class GANTrainer(Trainer):
     def inference_bundle(self) -> ModelBundle:
         """The EMA generator with the frozen encoders and the vocabulary (the modules are shared)."""
         config = ModelConfig(text_encoder=self.text_encoder.config, generator=self.cfg.generator,
-                             image_encoder=self.reference_image_encoder.config, name=self.cfg.name)
-        meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__, "seed": self.cfg.run.seed}
+                             image_encoder=self.reference_image_encoder.config, name=self.cfg.name, damsm=self.cfg.loss)
+        meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__, "seed": self.cfg.run.seed,
+                EXAMPLES_KEY: example_captions(self.data, self.vocab, max_words=self.max_words)}
         return ModelBundle(config, self.vocab, self.text_encoder, self.ema.shadow, self.reference_image_encoder, meta)
 
     def export(self, path: Path | None = None) -> Path:

@@ -2,7 +2,8 @@
 "use strict";
 
 (function () {
-  const {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, restoreApiKey} = window.AttnGAN;
+  const {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, restoreApiKey, loadModel,
+    showExamples} = window.AttnGAN;
   const form = document.getElementById("generate-form");
   const caption = document.getElementById("caption");
   const seedInput = document.getElementById("seed");
@@ -13,11 +14,12 @@
   let pinned = null; // index of the clicked word, or null
 
   restoreApiKey();
-  fetch("/v1/model").then((r) => (r.ok ? r.json() : null)).then((model) => {
+  loadModel().then((model) => {
     if (!model) return;
     count.max = String(model.max_images);
     status.textContent = "Model " + model.name + " · stages " + model.sizes.join(" → ") + " px";
-  }).catch(() => {});
+    showExamples(model, caption);
+  });
 
   document.getElementById("random-seed").addEventListener("click", () => {
     seedInput.value = String(randomSeed());

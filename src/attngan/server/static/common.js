@@ -40,6 +40,40 @@ window.AttnGAN = (function () {
     input.addEventListener("change", () => sessionStorage.setItem(KEY_STORAGE, input.value));
   }
 
+  /** GET /v1/model: the model's summary, or null when it cannot be read. */
+  async function loadModel() {
+    try {
+      const reply = await fetch("/v1/model", {headers: {"Accept": "application/json"}});
+      return reply.ok ? await reply.json() : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /**
+   * The model's example captions: the first becomes the caption's placeholder, each a button
+   * that puts it in the caption field (``#examples``). Without examples the generic
+   * placeholder stays and no button is shown.
+   */
+  function showExamples(model, caption) {
+    const examples = model && Array.isArray(model.example_captions) ? model.example_captions : [];
+    const box = document.getElementById("examples");
+    if (!examples.length) {
+      if (box) box.hidden = true;
+      return;
+    }
+    caption.placeholder = examples[0];
+    if (!box) return;
+    box.querySelector(".example-list").replaceChildren(...examples.map((text) => el("button", {
+      type: "button", class: "secondary small example", text: text, title: "Use this caption",
+      onclick: () => {
+        caption.value = text;
+        caption.focus();
+      },
+    })));
+    box.hidden = false;
+  }
+
   /** POST JSON; resolves to the parsed reply or throws an Error with the API's message. */
   async function postJson(path, body) {
     const headers = {"Content-Type": "application/json", "Accept": "application/json"};
@@ -132,5 +166,6 @@ window.AttnGAN = (function () {
     ctx.fillRect(0, zero, width, 1);
   }
 
-  return {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, drawBars, restoreApiKey};
+  return {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, drawBars, restoreApiKey,
+    loadModel, showExamples};
 })();

@@ -2,7 +2,8 @@
 "use strict";
 
 (function () {
-  const {el, pngSrc, showError, postJson, randomSeed, readSeed, drawBars, restoreApiKey} = window.AttnGAN;
+  const {el, pngSrc, showError, postJson, randomSeed, readSeed, drawBars, restoreApiKey, loadModel, showExamples} =
+    window.AttnGAN;
   const caption = document.getElementById("caption");
   const seedInput = document.getElementById("seed");
   const button = document.getElementById("explain");
@@ -10,6 +11,7 @@
   let last = null;
 
   restoreApiKey();
+  loadModel().then((model) => showExamples(model, caption));
   document.getElementById("random-seed").addEventListener("click", () => {
     seedInput.value = String(randomSeed());
   });
