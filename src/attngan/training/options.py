@@ -56,7 +56,7 @@ class SpeedOptions:
     subpixel: bool = True  # generator up-blocks (upsample x2 + 3x3 conv) as four-phase 2x2 convolutions
     fold_encoder: bool = True  # the frozen DAMSM image encoder with its BatchNorms folded, channels-last
     release_gradients: bool = True  # gradients freed right after each optimiser step (lower peak memory)
-    channels_last: bool = True  # discriminators and a trained image encoder in channels-last layout
+    channels_last: bool = False  # discriminators and a trained image encoder in channels-last (slower here)
     fused_adam: bool = True  # Adam's fused kernel
     one_backward: bool = True  # one backward pass over the summed discriminator losses
     checkpoint_encoder: bool = False  # recompute the frozen image encoder in the backward pass (memory)
