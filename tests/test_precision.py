@@ -270,3 +270,23 @@ def test_a_failing_sample_grid_does_not_stop_training(bf16_damsm: Path, tmp_path
     assert found is not None and found[1]["step"] == 3
     failures = [r for r in caplog.records if "sample grid" in r.getMessage()]
     assert len(failures) == 4  # steps 1, 2, 3 and the final grid, each logged, none fatal
+
+
+def test_resizing_encoders_take_bf16_images() -> None:
+    """Antialiased shrinking has no bf16 CPU kernel: the light DAMSM encoder and the attribute
+    classifier resize bf16 images (as a bf16 generator's 256 px output reaches them) in fp32."""
+    from attngan.metrics.classifier import AttributeClassifier, ClassifierConfig
+    from attngan.models.image_encoder import LightImageEncoder
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    encoder = LightImageEncoder(ImageEncoderConfig(kind="light", embedding_dim=16, image_size=32, light_channels=8))
+    classifier = AttributeClassifier(ClassifierConfig(num_values_per_attribute=(3, 2), image_size=32))
+    encoder.eval(), classifier.eval()
+    with torch.no_grad():
+        fp32 = encoder(images), classifier.features(images)
+        with autocast("bf16", torch.device("cpu")):
+            bf16 = encoder(images.bfloat16()), classifier.features(images.bfloat16())
+    for a, b in zip((*fp32[0], fp32[1]), (*bf16[0], bf16[1]), strict=True):
+        assert a.shape == b.shape and torch.isfinite(b.float()).all()
+        assert float((a - b.float()).norm() / a.norm()) < 0.05  # bf16 keeps ~3 significant digits

@@ -9,9 +9,9 @@ The server runs in this process (uvicorn in a thread), so two measurements see i
   are no leak: native caches (kernels for each new batch shape) filling over the first few
   hundred requests, and steps of a few MiB now and then (a thread's malloc arena, a heap
   that fragments). So it is read after every window of ``WINDOW`` requests, and the growth
-  is estimated as the smallest growth of a window times the number of windows: a leak adds
-  the same to every window, so even the quietest one shows it, while warm-up and steps add
-  to some windows only.
+  is estimated as the lower median of the windows' growths times the number of windows: a
+  leak adds the same to every window, so the middle one shows it, while warm-up and steps add
+  to some windows only, and the allocator handing pages back now and then lowers some.
 
 Both start once the image cache is full and every code path has run. The bounds are set so
 that a leak of ``LEAK_BYTES`` per request (100 KiB) overshoots each several times over, and
@@ -62,8 +62,8 @@ CAPTIONS = ["a small red circle on the left", "a big blue square on the top", "g
 class Growth:
     """Memory gained over a soak, in bytes (``rss`` is None where the system does not say).
 
-    ``python``: live Python allocations, end minus start. ``rss``: the smallest growth of a
-    window times the number of windows. ``rss_windows``: the growth of each window.
+    ``python``: live Python allocations, end minus start. ``rss``: the lower median growth
+    of a window times the number of windows. ``rss_windows``: the growth of each window.
     """
 
     python: int
@@ -156,7 +156,7 @@ def soak(app: Any, requests: int = SOAK_REQUESTS, warmup: int = WARMUP_REQUESTS)
     estimate = None
     if None not in rss:
         windows = tuple(b - a for a, b in zip(rss, rss[1:]))  # type: ignore[operator]
-        estimate = min(windows) * len(windows)
+        estimate = sorted(windows)[(len(windows) - 1) // 2] * len(windows)
     growth = Growth(python_after - python_before, estimate, windows, requests)
     log.info("soak: %d requests: Python allocations %+.0f KiB; RSS %s KiB, by window %s KiB", requests,
              growth.python / 1024, "n/a" if estimate is None else f"{estimate / 1024:+.0f}",

@@ -113,7 +113,8 @@ class AttributeClassifier(nn.Module):
     def _resized(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
         if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+            # antialiased resizing has no bf16 kernel on CPU: it runs in fp32
+            images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > size)
         return images
 

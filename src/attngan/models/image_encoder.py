@@ -100,7 +100,8 @@ class LightImageEncoder(nn.Module):
         """``[B, 3, H, W]`` in [-1, 1] -> ``(regions [B, D, s/8, s/8], global [B, D])``."""
         size = self.config.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
-            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+            # antialiased resizing has no bf16 kernel on CPU: it runs in fp32 (autocast casts back)
+            images = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > size)
         regions = self.to_regions(self.stem(images))
         pooled = self.to_global(regions).mean(dim=(2, 3))
