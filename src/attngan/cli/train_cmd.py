@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from . import main
@@ -23,13 +25,15 @@ def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None
 
 
 def _run(fn: object, cfg: object, resume: bool) -> None:
+    from ..files import OutputError
     from ..training.checkpoint import CheckpointError
 
     try:
         path = fn(cfg, resume=resume)  # type: ignore[operator]
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (CheckpointError, OutputError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {path}")
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process under torchrun
+        click.echo(f"exported {path}")
 
 
 @main.command("train-damsm")
