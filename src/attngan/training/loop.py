@@ -67,9 +67,12 @@ class BatchStream:
             r, b = self.dist.rank, self.local_batch
             batches = [idx[r * b:(r + 1) * b] for idx in epoch_batches(len(self.dataset), self.global_batch,  # type: ignore[arg-type]
                                                                        self.seed, epoch)[index:]]
+            # its own generator: a loader draws its workers' base seed, which must not advance the
+            # global random state (a resumed run would then draw differently from an uninterrupted one)
             loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate,
                                 num_workers=self.num_workers, persistent_workers=False,
-                                pin_memory=self.dist.device.type == "cuda")
+                                pin_memory=self.dist.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
             yield from loader
             epoch, index = epoch + 1, 0
 
@@ -390,7 +393,7 @@ class Trainer:
                             values = {**logs, "step_s": time.time() - t0, **self.step_logs()}
                             failure = self._caught(sink.log, self.step, values)
                     if dist.is_main and failure is None:
-                        self.after_step()
+                        failure = self._caught(self.after_step)
                     if self.step % run.checkpoint_every == 0:  # none written after a failed write
                         write = failure is None
                         failure = self._caught(self.save_checkpoint, write=write) or failure
