@@ -98,7 +98,7 @@ def test_time_limit_on_one_process_stops_all_and_damsm_matches_one_process(tmp_p
     out = tmp_path / "two"
     args = damsm_args(out, STEPS, ["run.time_limit_minutes=30", "run.checkpoint_every=100"])
     run = Driven(["--clock-ahead", "3", "--clock-rank", "1"], args, nproc=2)
-    assert run.finish(timeout=240) == 0, run.output[-4000:]  # no process waits in a collective for the other
+    assert run.finish(timeout=600) == 0, run.output[-4000:]  # no process waits in a collective for the other
     text = run.output
     assert "process 1 of 2: stopping at step 3 of 6 (the time limit)" in text, text[-4000:]
     assert "process 0 of 2: stopping at step 3 of 6 (another process was asked to stop)" in text, text[-4000:]
@@ -138,7 +138,7 @@ def test_a_failed_write_of_the_main_process_stops_every_process(tmp_path: Path, 
     step boundary with an error (process 1's names process 0) instead of waiting in a collective."""
     out = tmp_path / "run"
     run = Driven(["--metrics-full", "3"], gan_args(out, random_damsm_dir, STEPS), nproc=2)
-    assert run.finish(timeout=240) != 0
+    assert run.finish(timeout=600) != 0
     text = run.output
     assert f"Error: cannot write {out / 'metrics.jsonl'}: No space left on device; the run stops at step 3" in text
     assert "Error: process 1 stops: process 0 could not write its outputs (its error names the file)" in text
