@@ -78,3 +78,27 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from attngan.hub import save_pretrained
 
     return save_pretrained(make_tiny_bundle(), tmp_path_factory.mktemp("models") / "tiny")
+
+
+def random_damsm(path: Path, vocab=None) -> Path:  # noqa: ANN001
+    """A DAMSM folder with random encoders for the tiny training configurations (what the GAN loop
+    needs of one, at no training cost); ``vocab`` defaults to the shapes vocabulary."""
+    import torch
+
+    from attngan.config import ImageEncoderConfig, TextEncoderConfig
+    from attngan.data.shapes import shapes_vocabulary
+    from attngan.hub import DAMSMEncoders, save_damsm
+    from attngan.models.image_encoder import build_image_encoder
+    from attngan.models.text_encoder import TextEncoder
+
+    torch.manual_seed(0)
+    vocab = vocab or shapes_vocabulary()
+    te = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=16, hidden_dim=16, dropout=0.0))
+    ie = build_image_encoder(ImageEncoderConfig(kind="light", embedding_dim=16, image_size=32, light_channels=8))
+    return save_damsm(DAMSMEncoders(te.eval(), ie.eval(), vocab, {"steps": 0}), path)
+
+
+@pytest.fixture(scope="session")
+def random_damsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DAMSM folder with random encoders (see :func:`random_damsm`)."""
+    return random_damsm(tmp_path_factory.mktemp("damsm") / "damsm")

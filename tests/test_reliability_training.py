@@ -1,14 +1,16 @@
-"""Training faults: SIGKILL at seeded random points (between steps, in the middle of a
-checkpoint write, right after its rename, at a random moment), a disk that fills up during
-a checkpoint write, too little space or an unwritable folder at the start, and resuming
-from a checkpoint that does not fit the run.
+"""Training faults: SIGKILL at random points (between steps, in the middle of a checkpoint
+write, right after its rename, at a random moment), SIGINT/SIGTERM (a clean stop) and a second
+Ctrl-C (an abort), a disk that fills up during a checkpoint write, too little space or an
+unwritable folder at the start, and resuming from a checkpoint that does not fit the run.
 
 After every kill the newest complete checkpoint loads, the previous one is still there, no
 half-written ``ckpt-*.pt`` exists, and resuming ends on exactly the weights of a run that
-was never interrupted (CPU, deterministic).
+was never interrupted (CPU, deterministic). The kill points are drawn from a seed printed by
+the test (``ATTNGAN_TEST_SEED`` sets it); every kill is checked to hit a live process that had
+passed the point it was meant for, and every planned kill to have happened.
 
-The killed runs are this module run as a script (``python -m tests.test_reliability_training``):
-it trains with hooks that report each step and can stall at a chosen point for the kill.
+The signalled and killed runs are ``attngan train`` run through :mod:`tests.training_driver`,
+whose hooks report each step and can hold or stall a run at a chosen point.
 """
 
 from __future__ import annotations
@@ -19,52 +21,41 @@ import random
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from attngan.config import ImageEncoderConfig, TextEncoderConfig
 from attngan.data.shapes import shapes_vocabulary
-from attngan.hub import DAMSMEncoders, save_damsm
-from attngan.models.image_encoder import build_image_encoder
-from attngan.models.text_encoder import TextEncoder
 from attngan.text import Vocabulary
 from attngan.training import checkpoint as ckpt
 from attngan.training.damsm import train_damsm
 from attngan.training.gan import train_gan
 from attngan.training.options import resolve_config
 
+from .conftest import random_damsm
 from .test_training import TINY_DAMSM, TINY_GAN, assert_same
+from .training_driver import Driven
 
-ROOT = Path(__file__).resolve().parents[1]
-STEPS = 14
+STEPS = 18
 RUN = ["run.checkpoint_every=2", "run.keep_checkpoints=2", "run.threads=1"]
 
 
-def random_damsm(path: Path, vocab: Vocabulary | None = None) -> Path:
-    """A DAMSM folder with random encoders (what the GAN loop needs of one, at no training cost)."""
-    torch.manual_seed(0)
-    vocab = vocab or shapes_vocabulary()
-    te = TextEncoder(TextEncoderConfig(vocab_size=len(vocab), word_embedding_dim=16, hidden_dim=16, dropout=0.0))
-    ie = build_image_encoder(ImageEncoderConfig(kind="light", embedding_dim=16, image_size=32, light_channels=8))
-    return save_damsm(DAMSMEncoders(te.eval(), ie.eval(), vocab, {"steps": 0}), path)
-
-
 @pytest.fixture(scope="module")
-def damsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_damsm(tmp_path_factory.mktemp("damsm") / "damsm")
+def damsm_dir(random_damsm_dir: Path) -> Path:
+    return random_damsm_dir
 
 
 def gan_config(out: Path, damsm: Path, steps: int, extra: list[str] | None = None) -> Any:
     sets = TINY_GAN + RUN + [f"run.max_steps={steps}", f"run.out_dir={out}", f"damsm={damsm}"]
     return resolve_config("gan", "shapes", sets + (extra or []))
+
+
+def gan_args(out: Path, damsm: Path, steps: int, extra: list[str] | None = None) -> list[str]:
+    """``attngan train`` arguments for the configuration :func:`gan_config` resolves."""
+    sets = TINY_GAN + RUN + [f"run.max_steps={steps}", f"damsm={damsm}"] + (extra or [])
+    return ["train", "--preset", "shapes", "--out", str(out), *[a for s in sets for a in ("--set", s)]]
 
 
 def final_models(out: Path) -> dict[str, Any]:
@@ -80,129 +71,6 @@ def assert_same_models(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert_same(da, db)
 
 
-# --------------------------------------------------------------------------- the killed process
-
-
-class _StallingFile:
-    """Lets the first write of a checkpoint reach the disk, then stalls (to be killed)."""
-
-    def __init__(self, f: Any, say: Callable[[str], None], where: str) -> None:
-        self.f, self.say, self.where = f, say, where
-
-    def write(self, data: bytes) -> int:
-        n = self.f.write(data)
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        _hang(self.say, f"WRITING {self.where}")
-        return n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.f, name)
-
-    def __enter__(self) -> _StallingFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.f.close()
-
-
-class _HookedOs:
-    """Stands in for the ``os`` module of :mod:`attngan.training.checkpoint`: stalls while
-    writing checkpoint ``at`` (``kind="write"``) or right after renaming it into place
-    (``kind="replace"``)."""
-
-    def __init__(self, kind: str, at: int, say: Callable[[str], None]) -> None:
-        self.kind, self.name, self.say = kind, f"ckpt-{at:08d}.pt", say
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    def fdopen(self, fd: int, mode: str) -> Any:
-        f = os.fdopen(fd, mode)
-        where = os.readlink(f"/proc/self/fd/{fd}")
-        if self.kind == "write" and Path(where).name.startswith(f".{self.name}."):
-            return _StallingFile(f, self.say, where)
-        return f
-
-    def replace(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        os.replace(src, dst)
-        if self.kind == "replace" and Path(dst).name == self.name:
-            _hang(self.say, f"REPLACED {dst}")
-
-
-def _hang(say: Callable[[str], None], message: str) -> None:
-    say(message)
-    time.sleep(300)
-    os._exit(3)  # never killed: the test has failed already
-
-
-def _driver(out: str, damsm: str, steps: str, resume: str, stall: str) -> int:
-    """Train with the hooks; ``stall`` is ``none``, ``step:N``, ``write:N`` or ``replace:N``."""
-    from attngan.training import gan
-
-    kind, _, at = stall.partition(":")
-
-    def say(message: str) -> None:
-        print(f"\n{message}", flush=True)  # on a line of its own, whatever the progress bar wrote last
-
-    real_step = gan.GANTrainer.train_step
-
-    def train_step(self: gan.GANTrainer, batch: dict[str, Any]) -> dict[str, float]:
-        logs = real_step(self, batch)
-        say(f"STEP {self.step}")
-        if kind == "step" and self.step == int(at):
-            _hang(say, f"STALLED {self.step}")
-        return logs
-
-    gan.GANTrainer.train_step = train_step  # type: ignore[method-assign]
-    if kind in ("write", "replace"):
-        ckpt.os = _HookedOs(kind, int(at), say)  # type: ignore[assignment]
-    train_gan(gan_config(Path(out), Path(damsm), int(steps)), resume=resume == "resume")
-    say("DONE")
-    return 0
-
-
-class Run:
-    """One driver process; ``until`` kills it (SIGKILL) at the first line starting with a marker."""
-
-    def __init__(self, out: Path, damsm: Path, resume: bool, stall: str = "none") -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        args = [str(out), str(damsm), str(STEPS), "resume" if resume else "fresh", stall]
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.test_reliability_training", *args], cwd=ROOT,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.watchdog = threading.Timer(240, self.proc.kill)
-        self.watchdog.start()
-
-    def until(self, marker: str, after: float = 0.0) -> str | None:
-        """Read lines until one starts with ``marker``; then kill (``after`` seconds later) and
-        return the rest of that line. None when the process ended first."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith(marker):
-                if after:
-                    threading.Timer(after, self.proc.send_signal, [signal.SIGKILL]).start()
-                    self.finish()
-                else:
-                    self.proc.send_signal(signal.SIGKILL)
-                    self.finish()
-                return line[len(marker):].strip()
-        self.finish()
-        return None
-
-    def finish(self) -> int:
-        assert self.proc.stdout is not None
-        self.lines += self.proc.stdout.readlines()
-        code = self.proc.wait()
-        self.watchdog.cancel()
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)[-4000:]
-
-
 def check_folder(folder: Path) -> int:
     """Every named checkpoint is complete; returns the newest step."""
     paths = ckpt.list_checkpoints(folder)
@@ -213,51 +81,137 @@ def check_folder(folder: Path) -> int:
     return int(found[1]["step"])
 
 
+@pytest.fixture(scope="module")
+def reference_4(tmp_path_factory: pytest.TempPathFactory, damsm_dir: Path) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("ref4")
+    train_gan(gan_config(out, damsm_dir, 4, ["run.checkpoint_every=1"]))
+    return final_models(out)
+
+
+# --------------------------------------------------------------------------- SIGKILL
+
+
+@pytest.fixture
+def kill_seed() -> int:
+    seed = int(os.environ.get("ATTNGAN_TEST_SEED") or time.time_ns() % 2**32)
+    print(f"kill points drawn with ATTNGAN_TEST_SEED={seed}")  # shown with a failure, to reproduce it
+    return seed
+
+
+def kill(run: Driven) -> None:
+    """SIGKILL a run that is still alive, and check that the kill is what ended it."""
+    assert run.proc.poll() is None, f"the run ended before the kill:\n{run.output[-3000:]}"
+    run.proc.send_signal(signal.SIGKILL)
+    assert run.finish() == -signal.SIGKILL, run.output[-3000:]
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path: Path, damsm_dir: Path) -> None:
-    rng = random.Random(20240607)
-    ref = Run(tmp_path / "ref", damsm_dir, resume=False)
-    assert ref.finish() == 0, ref.output
+def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path: Path, damsm_dir: Path,
+                                                                   kill_seed: int) -> None:
+    rng = random.Random(kill_seed)
+    ref = Driven([], gan_args(tmp_path / "ref", damsm_dir, STEPS))
     out = tmp_path / "killed"
     folder = out / "checkpoints"
+    args = gan_args(out, damsm_dir, STEPS)
+    done: list[str] = []
 
     # 1. between steps, after an odd step: its work since the last checkpoint is lost and redone
     s1 = rng.choice([3, 5])
-    run = Run(out, damsm_dir, resume=False, stall=f"step:{s1}")
-    assert run.until("STALLED") is not None, run.output
+    run = Driven(["--stall", f"step:{s1}"], args)
+    run.wait_for(rf"STALLED {s1}$")
+    kill(run)
     assert check_folder(folder) == s1 - 1
+    done.append("between steps")
 
     # 2. in the middle of writing a checkpoint: the partial file is a hidden temporary
     s2 = rng.choice([s1 + 3, s1 + 5])
-    run = Run(out, damsm_dir, resume=True, stall=f"write:{s2}")
-    line = run.until("WRITING")
-    assert line, run.output
-    partial = Path(line)
+    run = Driven(["--stall", f"write:{s2}"], [*args, "--resume"])
+    partial = Path(run.wait_for(r"WRITING (\S+)")[1])
+    kill(run)
     assert partial.parent == folder and partial.name.startswith(f".ckpt-{s2:08d}.pt.")
     assert partial.stat().st_size > 0 and not (folder / f"ckpt-{s2:08d}.pt").exists()
     assert check_folder(folder) == s2 - 2
     assert [p.name for p in ckpt.list_checkpoints(folder)] == [f"ckpt-{s2 - 4:08d}.pt", f"ckpt-{s2 - 2:08d}.pt"]
+    done.append("writing a checkpoint")
 
-    # 3. at a random moment a little after the resumed run starts stepping
-    run = Run(out, damsm_dir, resume=True)
-    run.until("STEP", after=rng.uniform(0.2, 1.2))
+    # 3. at a random moment: up to 1.5 step times (as measured in this run) after step k
+    start = s2 - 2
+    k = rng.randint(start + 2, start + 4)
+    fraction = rng.uniform(0.0, 1.5)
+    run = Driven([], [*args, "--resume"])
+    run.wait_for(rf"STEP rank=0 step={start + 1} ")
+    first = run.matched_at
+    run.wait_for(rf"STEP rank=0 step={k} ")
+    time.sleep(max(0.0, fraction * (run.matched_at - first) / (k - start - 1) - (time.monotonic() - run.matched_at)))
+    kill(run)
     latest = check_folder(folder)
-    assert latest >= s2 - 2
+    assert start <= latest <= k + 2, (start, k, latest)
+    done.append("a random moment")
 
     # 4. right after a checkpoint is renamed into place, before the old ones are pruned
-    s4 = latest + 2 if latest + 2 < STEPS else None
-    if s4 is not None:
-        run = Run(out, damsm_dir, resume=True, stall=f"replace:{s4}")
-        assert run.until("REPLACED") is not None, run.output
-        assert check_folder(folder) == s4
-        names = [p.name for p in ckpt.list_checkpoints(folder)]
-        assert len(names) >= 3 and names[-2:] == [f"ckpt-{s4 - 2:08d}.pt", f"ckpt-{s4:08d}.pt"]  # not pruned yet
+    s4 = latest + 2
+    assert s4 < STEPS, f"the random kill came too late for the last phase ({latest})"
+    run = Driven(["--stall", f"replace:{s4}"], [*args, "--resume"])
+    run.wait_for(r"REPLACED ")
+    kill(run)
+    assert check_folder(folder) == s4
+    names = [p.name for p in ckpt.list_checkpoints(folder)]
+    assert len(names) >= 3 and names[-2:] == [f"ckpt-{s4 - 2:08d}.pt", f"ckpt-{s4:08d}.pt"]  # not pruned yet
+    done.append("after a rename")
 
-    done = Run(out, damsm_dir, resume=True)
-    assert done.finish() == 0 and "DONE" in done.output, done.output
+    finish = Driven([], [*args, "--resume"])
+    assert finish.finish() == 0 and finish.markers("EXIT") == [{"rank": "0", "code": "0"}], finish.output[-3000:]
     assert check_folder(folder) == STEPS
     assert len(ckpt.list_checkpoints(folder)) == 2 and not list(folder.glob(".*.tmp"))
+    assert ref.finish() == 0, ref.output[-3000:]
     assert_same_models(final_models(tmp_path / "ref"), final_models(out))
+    assert done == ["between steps", "writing a checkpoint", "a random moment", "after a rename"]
+
+
+# --------------------------------------------------------------------------- SIGINT, SIGTERM
+
+
+@pytest.fixture(scope="module")
+def reference_6(tmp_path_factory: pytest.TempPathFactory, damsm_dir: Path) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("ref6")
+    train_gan(gan_config(out, damsm_dir, 6))
+    return final_models(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_saves_the_step_reached_and_resume_matches(tmp_path: Path, damsm_dir: Path,
+                                                                  reference_6: dict[str, Any], sig: int) -> None:
+    out = tmp_path / "run"
+    args = gan_args(out, damsm_dir, 6, ["run.checkpoint_every=100"])  # the stop's checkpoint is the only one
+    run = Driven(["--hold", "3"], args)
+    run.wait_for(r"HOLDING rank=0 step=3")
+    assert run.proc.poll() is None
+    run.proc.send_signal(sig)
+    assert run.finish() == 0, run.output[-3000:]
+    assert "stopping at step 3 of 6 (a stop signal)" in run.output, run.output[-3000:]
+    assert max(int(m["step"]) for m in run.markers("STEP")) == 3
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["ckpt-00000003.pt"]
+    resumed = Driven([], [*args, "--resume"])
+    assert resumed.finish() == 0, resumed.output[-3000:]
+    assert [(m["rank"], m["step"]) for m in resumed.markers("RESUMED")] == [("0", "3")]
+    assert_same_models(reference_6, final_models(out))
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path, damsm_dir: Path) -> None:
+    out = tmp_path / "run"
+    run = Driven(["--hold", "3", "--long-step"], gan_args(out, damsm_dir, 6))
+    run.wait_for(r"HOLDING rank=0 step=3")
+    run.proc.send_signal(signal.SIGINT)  # the first: stop after this step...
+    run.wait_for(r"REQUESTED rank=0 step=3")  # ...which goes on for ten minutes
+    assert run.proc.poll() is None
+    run.proc.send_signal(signal.SIGINT)  # the second: now
+    assert run.finish(timeout=120) == 1, run.output[-3000:]  # (or TimeoutExpired: the step went on)
+    assert "Aborted!" in run.output and run.markers("EXIT") == [{"rank": "0", "code": "1"}]
+    folder = out / "checkpoints"
+    assert check_folder(folder) == 2 and not list(folder.glob(".*.tmp"))  # nothing written for step 3
+    assert not (out / "model").exists()
 
 
 # --------------------------------------------------------------------------- a full disk
@@ -303,13 +257,6 @@ class _FailingFile:
 
     def __exit__(self, *exc: object) -> None:
         self.f.close()
-
-
-@pytest.fixture(scope="module")
-def reference_4(tmp_path_factory: pytest.TempPathFactory, damsm_dir: Path) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("ref4")
-    train_gan(gan_config(out, damsm_dir, 4, ["run.checkpoint_every=1"]))
-    return final_models(out)
 
 
 @pytest.mark.parametrize("where", ["write", "fsync"])
@@ -394,7 +341,3 @@ def test_resuming_a_checkpoint_that_does_not_fit(tmp_path: Path, damsm_dir: Path
     with pytest.raises(ckpt.CheckpointError, match=rf"{re.escape(str(path))} does not fit this run: it was trained "
                                                    rf"with another vocabulary \(\d+ words\) than {re.escape(str(other))}"):
         train_gan(gan_config(tmp_path, damsm_dir, 4, [f"damsm={other}"]), resume=True)
-
-
-if __name__ == "__main__":
-    sys.exit(_driver(*sys.argv[1:]))

@@ -1,15 +1,14 @@
-"""Training end to end on tiny configurations: DAMSM, GAN, export, resume, SIGKILL, torchrun."""
+"""Training end to end on tiny configurations: DAMSM, GAN, export, resume, torchrun (kills, signals
+and write failures: ``tests/test_reliability_*.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -104,29 +103,6 @@ def _cli(args: list[str], **kw) -> subprocess.Popen:  # noqa: ANN003
 def _train_args(out: Path, damsm: Path, steps: int) -> list[str]:
     sets = TINY_GAN + [f"run.max_steps={steps}", f"damsm={damsm}", "run.threads=1"]
     return ["train", "--preset", "shapes", "--out", str(out), *[a for s in sets for a in ("--set", s)]]
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, damsm_dir: Path) -> None:
-    steps = 6
-    ref = _cli(_train_args(tmp_path / "ref", damsm_dir, steps))
-    assert ref.wait(timeout=300) == 0, ref.stdout.read() if ref.stdout else ""
-    out = tmp_path / "killed"
-    for kill_after in (2, 4):  # kill -9 once checkpoint N exists, then resume
-        proc = _cli(_train_args(out, damsm_dir, steps) + (["--resume"] if kill_after > 2 else []))
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            names = [p.name for p in ckpt.list_checkpoints(out / "checkpoints")]
-            if any(int(n[5:13]) >= kill_after for n in names) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        found = ckpt.latest_checkpoint(out / "checkpoints")
-        assert found is not None  # the last complete checkpoint loads
-    resumed = _cli(_train_args(out, damsm_dir, steps) + ["--resume"])
-    assert resumed.wait(timeout=300) == 0, resumed.stdout.read() if resumed.stdout else ""
-    assert_same(final_generator(tmp_path / "ref"), final_generator(out))
 
 
 TORCHRUN_STEPS = 6

@@ -1,5 +1,6 @@
-"""What every writer and reader of artefacts shares: atomic file and folder replacement, and
-``config.json``-style reads whose errors name the file.
+"""What every writer and reader of artefacts shares: atomic file and folder replacement,
+write errors that name the file (:func:`writing`), and ``config.json``-style reads whose
+errors name the file.
 
 A reader never sees a half-written file or folder: files are written to a temporary sibling,
 fsynced and moved into place with ``os.replace``; folders are built beside the target and
@@ -20,6 +21,22 @@ from typing import IO, Any
 
 import safetensors.torch
 import torch
+
+
+class OutputError(RuntimeError):
+    """An output file or folder cannot be written (disk full, read-only, I/O error); the message
+    names it and says what became of the run."""
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], then: str = "") -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into an :class:`OutputError` naming ``path``
+    (``then``, if given, is appended: what the failure means for the caller)."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"cannot write {path}: {reason}" + (f"; {then}" if then else "")) from None
 
 
 @contextlib.contextmanager
@@ -49,11 +66,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str],
                       metadata: dict[str, str] | None = None) -> str:
-    """Write ``state`` as safetensors to ``path`` with the permissions of a plain ``open``
-    (``safetensors.torch.save_file`` makes the file private to its owner); returns the
+    """Write ``state`` as safetensors to ``path`` atomically, with the permissions of a plain
+    ``open`` (``safetensors.torch.save_file`` makes the file private to its owner); returns the
     SHA-256 (hex) of the bytes written."""
     data = safetensors.torch.save(state, metadata=metadata)
-    Path(path).write_bytes(data)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

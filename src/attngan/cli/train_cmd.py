@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +32,15 @@ def _resolve(kind: str, preset: str, overrides: tuple[str, ...], out: str | None
 
 
 def _run(fn: Callable[..., Path], cfg: DAMSMTrainConfig | GANTrainConfig, resume: bool) -> None:
+    from ..files import OutputError
     from ..training.checkpoint import CheckpointError
 
     try:
         path = fn(cfg, resume=resume)
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (CheckpointError, OutputError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {path}")
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process under torchrun
+        click.echo(f"exported {path}")
 
 
 @main.command("train-damsm")

@@ -20,7 +20,7 @@ from ..models.image_encoder import build_image_encoder, load_inception_imagenet_
 from ..models.text_encoder import TextEncoder
 from ..precision import autocast, full_precision, resolve_precision
 from . import checkpoint as ckpt
-from .distributed import DistInfo, gather, init_distributed, shutdown
+from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
 from .optim import adam
 from .options import DAMSMTrainConfig
@@ -82,6 +82,8 @@ class DAMSMTrainer(Trainer):
 
             load_inception_imagenet_weights(self.image_encoder,  # type: ignore[arg-type]
                                             load_state_dict_file(cfg.imagenet_weights))
+        if dist.enabled:  # the losses cover the global batch; so do the image encoder's batch statistics
+            use_global_batchnorm(self.image_encoder)
         self.text_encoder.to(device).train()
         self.image_encoder.to(device).train()
         if run.speed.channels_last:

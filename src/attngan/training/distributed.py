@@ -106,11 +106,26 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
 
 def agree(flag: bool) -> bool:
     """True on every process when ``flag`` is True on any (an all-reduce; the flag itself in one process)."""
+    return bool(agree_max(1 if flag else 0))
+
+
+def agree_max(value: int) -> int:
+    """The largest of every process's ``value`` (an all-reduce; ``value`` itself in one process).
+    Every process must call it at the same point, as any collective."""
     if world_size() == 1:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device())
+        return value
+    t = torch.tensor([value], dtype=torch.int32, device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t.item())
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every process's ``obj`` (picklable), in rank order, on every process; ``[obj]`` in one process."""
+    if world_size() == 1:
+        return [obj]
+    found: list[object] = [None] * world_size()
+    dist.all_gather_object(found, obj)
+    return found
 
 
 def barrier() -> None:

@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from .. import __version__
 from ..config import ModelConfig, to_dict
 from ..data import build_from_options, collate, example_captions
+from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import damsm_losses
 from ..losses.gan import discriminators_loss, generator_loss, matching_aware_penalty
@@ -303,24 +304,28 @@ class GANTrainer(Trainer):
         try:
             self.save_samples()
             return True
+        except OutputError as exc:
+            log.error("%s; training goes on without this sample grid", exc)
         except Exception:
             log.exception("could not draw the sample grid at step %d; training goes on", self.step)
-            return False
+        return False
 
     def save_samples(self) -> None:
         """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights,
         through the pipeline in the run's precision."""
         from ..inference.pipeline import AttnGANPipeline
-        from ..viz import attention_sheet, sample_grid
+        from ..viz import attention_sheet, sample_grid, save_png
 
         captions = self.sample_captions()
         pipe = AttnGANPipeline(self.inference_bundle(), device=self.dist.device, precision=self.cfg.run.precision)
         out = pipe(captions, seed=list(range(len(captions))))
         folder = self.out / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        sample_grid(out.images, captions).save(folder / f"step-{self.step:08d}.png")
+        images = {folder / f"step-{self.step:08d}.png": sample_grid(out.images, captions)}
         if out.attention_maps:
-            attention_sheet(out, 0).save(folder / f"step-{self.step:08d}-attention.png")
+            images[folder / f"step-{self.step:08d}-attention.png"] = attention_sheet(out, 0)
+        for path, image in images.items():  # atomically: never a partial PNG
+            with writing(path):
+                save_png(image, path)
 
     def sample_captions(self, n: int = 8) -> list[str]:
         """``n`` fixed captions of the training data, spread over it."""
