@@ -87,6 +87,8 @@ def test_a_metric_registered_in_one_class_runs_in_the_library_and_the_cli(
                              catch_exceptions=False)
     assert cli.exit_code == 0, cli.output
     assert "mean brightness" in cli.output and json.loads(out.read_text())["metric"] == "mean_brightness"
+    listed = CliRunner().invoke(main, ["evaluate", "--metrics", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and listed.output.split()[-1] == "mean_brightness"
 
 
 def test_registration_and_unknown_names() -> None:

@@ -38,16 +38,18 @@ def _data_extra(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _classifier(spec: Any, metrics: list[str] | None, path: str | None, train: bool, device: Any,
+def _classifier(spec: Any, metrics: list[str] | None, caps: Any, path: str | None, train: bool, device: Any,
                 rank: int) -> tuple[Any, dict[str, Any] | None, str | None]:
-    """``(classifier or None, description, note)`` for the metrics that need the attribute classifier."""
+    """``(classifier or None, description, note)`` for the metrics that need the attribute classifier
+    (``caps``: what the evaluation has, a classifier assumed)."""
     from ..metrics import get_metric, metric_names
     from ..metrics.eval_data import CLASSIFIER_RECIPES, data_classifier, describe_classifier
     from ..training.distributed import barrier
 
     needing = [m for m in metric_names() if "classifier" in get_metric(m).needs]
+    usable = [m for m in needing if get_metric(m).applies(caps) and get_metric(m).problem(caps) is None]
     wanted = ([m for m in metrics if m in needing] if metrics is not None
-              else needing if spec.kind in CLASSIFIER_RECIPES else [])
+              else usable if spec.kind in CLASSIFIER_RECIPES else [])
     if not wanted:
         if train or path:
             raise click.UsageError("--train-classifier / --classifier: no metric that needs the attribute classifier "
@@ -92,8 +94,8 @@ def _classifier(spec: Any, metrics: list[str] | None, path: str | None, train: b
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
               help="Further data set argument (as a training preset's data.extra), e.g. size=500; repeatable.")
 @click.option("--metrics", "metrics_text", default="auto", show_default=True,
-              help="Comma-separated metric names (see the README's Evaluate section) [auto: all that the model, "
-                   "data and given weight files allow].")
+              help="Comma-separated metric names ('list' prints them; the README's Evaluate section says what "
+                   "each computes) [auto: all that the model, data and given weight files allow].")
 @click.option("--num-samples", type=click.IntRange(min=1),
               help="Images to generate [the papers' 30,000 for cub and coco; 1,000 otherwise].")
 @click.option("--batch-size", default=50, show_default=True, type=click.IntRange(min=1))
@@ -136,6 +138,11 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
     from ..metrics.run import capabilities, run_evaluation
     from ..training.distributed import init_distributed, shutdown
 
+    if metrics_text.strip().lower() == "list":
+        from ..metrics import metric_names
+
+        click.echo(" ".join(metric_names()))
+        return
     try:
         dist = init_distributed(device)
     except RuntimeError as exc:
@@ -152,8 +159,9 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
         except ValueError as exc:
             raise click.ClickException(str(exc).replace("data root:", "--data-root:")) from None
         pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision)
+        caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
         try:
-            resolve_metrics(cfg.metrics, capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True))
+            resolve_metrics(cfg.metrics, caps)
         except MissingWeightsError as exc:
             raise click.UsageError(str(exc)) from None
         except ValueError as exc:
@@ -161,7 +169,7 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
         warning = sample_count_warning(spec.kind, cfg.sample_count)
         if warning is not None and dist.rank == 0:
             click.echo(f"warning: {warning}", err=True)
-        classifier, classifier_info, note = _classifier(spec, cfg.metrics, classifier_dir, train_classifier,
+        classifier, classifier_info, note = _classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier,
                                                         dist.device, dist.rank)
         result = _run(run_evaluation, pipeline, cfg, classifier, classifier_info, dist)
         if result is None:
