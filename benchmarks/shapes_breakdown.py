@@ -18,11 +18,13 @@ from collections import defaultdict
 
 import torch
 
+from attngan.data import DataSpec
 from attngan.data.shapes import BACKGROUNDS, POSITIONS, SHAPES, SIZES, ShapesDataset
 from attngan.data.shapes_captions import BACKGROUND_WORDS, POSITION_PHRASES, SIZE_WORDS
 from attngan.inference.pipeline import AttnGANPipeline
-from attngan.metrics.eval_data import DataSpec, data_classifier, describe_classifier
-from attngan.metrics.run import EvalConfig, run_evaluation
+from attngan.metrics import EvalConfig, run_evaluation
+from attngan.metrics.classifier import confusion_counts
+from attngan.metrics.eval_data import data_classifier, describe_classifier
 from attngan.metrics.scenes import SceneHits, scene_table
 from attngan.text import tokenize
 
@@ -60,7 +62,7 @@ def main() -> None:
     pipe = AttnGANPipeline.from_pretrained(args.model)
     spec = DataSpec("shapes", split=args.split)
     classifier, folder = data_classifier(spec, args.classifier, train=args.train_classifier)
-    metrics = ["attributes", "fd_classifier"] + (["diversity"] if args.diversity_captions > 0 else [])
+    metrics = ["scene_accuracy", "fd_classifier"] + (["diversity"] if args.diversity_captions > 0 else [])
     metrics += ["r_precision", "fd_damsm"] if pipe.bundle.image_encoder is not None else []
     cfg = EvalConfig(data=spec, metrics=metrics, num_samples=args.num_samples, batch_size=args.batch_size,
                      seed=args.seed, diversity_captions=max(args.diversity_captions, 1))
@@ -84,7 +86,7 @@ def main() -> None:
     print("words of the split's captions the model does not know:", ", ".join(sorted(data.unknown_words)) or "none")
     hits: SceneHits = result.details["scene_hits"]
     texts = result.details["caption_texts"]
-    scenes = [data.scene(k % len(data)) for k in range(args.num_samples)]
+    scenes = [data.scene(int(i)) for i in result.details["image_indices"]]  # the samples' images, in sample order
     attributes = torch.tensor([list(sc.objects[0].attributes) for sc in scenes])
     one = ~hits.present[:, 1]
     for z, size in enumerate(SIZES):
@@ -92,10 +94,7 @@ def main() -> None:
         if m.any():
             print(f"one object, {size:5s} {int(m.sum()):5d}: shape {hits.objects[m, 0, 0].float().mean():.3f}, "
                   f"all {hits.objects[m, 0].all(1).float().mean():.3f}")
-    confusion = torch.zeros(len(SHAPES), len(SHAPES) + 1, dtype=torch.int64)  # last column: nothing read
-    read = hits.read[one, 0, 0]
-    confusion.index_put_((attributes[one, 0], torch.where(read < 0, len(SHAPES), read)),
-                         torch.ones(int(one.sum()), dtype=torch.int64), accumulate=True)
+    confusion = confusion_counts(attributes[one, 0], hits.read[one, 0, 0], len(SHAPES))  # last column: nothing read
     print("one-object shape confusion (rows: caption, columns: classifier):", " ".join(x[:5] for x in SHAPES))
     for name, row in zip(SHAPES, confusion[:, :-1].tolist(), strict=True):
         print(f"  {name:8s}", " ".join(f"{v:5d}" for v in row))

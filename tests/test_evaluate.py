@@ -10,19 +10,18 @@ import torch
 from click.testing import CliRunner
 
 from attngan.cli import main
-from attngan.data import ShapesDataset
+from attngan.data import DataSpec, ShapesDataset
 from attngan.data.shapes_captions import names_background
 from attngan.inference.pipeline import AttnGANPipeline
-from attngan.metrics import MissingWeightsError, save_classifier
+from attngan.metrics import Capabilities, EvalConfig, MissingWeightsError, resolve_metrics, save_classifier
 from attngan.metrics.classifier import train_attribute_classifier
 from attngan.metrics.eval_data import (
     CLASSIFIER_RECIPES,
-    DataSpec,
     EvalSamples,
     classifier_cache_dir,
     train_data_classifier,
 )
-from attngan.metrics.run import EvalConfig, evaluate_shapes, resolve_metrics, run_evaluation
+from attngan.metrics.run import evaluate_shapes, run_evaluation
 from attngan.metrics.scenes import scene_hits, summarise_scene_hits
 
 TINY_RECIPE = {"targets": "scene-slots", "arch": "slots", "train_images": 96, "channels": 4, "feature_dim": 8,
@@ -58,7 +57,7 @@ def test_cli_writes_results_and_images(tiny_model_dir: Path, classifier_dir: Pat
                     "--classifier", str(classifier_dir), "--save-images", str(images), "--out", str(out),
                     "--diversity-captions", "2", "--diversity-seeds", "3")
     assert result.exit_code == 0, result.output
-    assert "R-precision over 12 images" in result.output and "mean ± std over 10 folds" in result.output
+    assert "R-precision over 12 images" in result.output and "mean ± std over 10 shuffled folds" in result.output
     assert "text encoder:" in result.output and "image encoder:" in result.output
     assert "(real ceiling)" in result.output and "(real test (second draw) vs test floor)" in result.output
     assert "--inception-weights" in result.output  # the note on the skipped FID / IS
@@ -92,13 +91,16 @@ def test_real_image_ceiling_is_the_classifier_on_the_real_images(pipeline: AttnG
     from attngan.metrics import load_classifier
 
     classifier = load_classifier(classifier_dir)
-    cfg = EvalConfig(data=DataSpec("shapes", split=split), metrics=["attributes"], num_samples=16, batch_size=7)
-    record = run_evaluation(pipeline, cfg, classifier).records[0]
+    cfg = EvalConfig(data=DataSpec("shapes", split=split), metrics=["scene_accuracy"], num_samples=16, batch_size=7)
+    result = run_evaluation(pipeline, cfg, classifier)
+    record = result.records[0]
     assert record["metric"] == "scene_accuracy" and record["dataset"]["split"] == split
     real = ShapesDataset(split, image_sizes=(64,), train=False)
-    images = torch.stack([real[i]["images"][-1] for i in range(16)])
-    flags = [names_background(real.caption_text(i, i % 10)) for i in range(16)]
-    expected = summarise_scene_hits(scene_hits(classifier, images, [real.scene(i) for i in range(16)], flags))
+    chosen = result.details["image_indices"].tolist()  # the stratified order's first 16 images, each once
+    assert len(set(chosen)) == 16
+    images = torch.stack([real[i]["images"][-1] for i in chosen])
+    flags = [names_background(real.caption_text(i, i % 10)) for i in chosen]
+    expected = summarise_scene_hits(scene_hits(classifier, images, [real.scene(i) for i in chosen], flags))
     assert {k: record["values"][f"real_{k}"] for k in expected} == pytest.approx(expected)
     assert all(0.0 <= record["values"][k] <= 1.0 for k in expected if not k.startswith("num_"))
     assert ("num_heldout" in expected) == (split == "unseen")
@@ -113,13 +115,13 @@ def test_missing_fid_weights_name_the_flag(tiny_model_dir: Path, tmp_path: Path)
     assert result.exit_code == 2 and "absent.pth does not exist" in result.output
     assert not (tmp_path / "r.jsonl").exists()
     with pytest.raises(MissingWeightsError, match="--torchvision-inception-weights"):
-        resolve_metrics(["fid_torchvision"], has_image_encoder=True, has_attributes=True, has_classifier=True)
+        resolve_metrics(["fid_torchvision"], Capabilities("shapes", True, True, True, True))
 
 
 def test_classifier_is_trained_cached_and_loaded(tiny_model_dir: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(CLASSIFIER_RECIPES, "shapes", dict(TINY_RECIPE))
-    common = ("--model", str(tiny_model_dir), "--metrics", "attributes", "--num-samples", "6", "--batch-size", "6")
+    common = ("--model", str(tiny_model_dir), "--metrics", "scene_accuracy", "--num-samples", "6", "--batch-size", "6")
     missing = invoke(*common, "--out", str(tmp_path / "a.jsonl"))
     assert missing.exit_code == 1 and "--train-classifier" in missing.output
     trained = invoke(*common, "--train-classifier", "--out", str(tmp_path / "a.jsonl"))
@@ -160,14 +162,18 @@ def test_samples_wrap_around_with_the_next_captions(pipeline: AttnGANPipeline) -
     dataset = ShapesDataset("test", image_sizes=(64,), size=4, vocab=pipeline.vocab, train=False)
     samples = EvalSamples(dataset, num_samples=9, max_words=12)
     batch = samples.batch(range(9))
+    first = samples.image_index(0)
     assert samples.num_real == 4 and batch["first_pass"].tolist() == [True] * 4 + [False] * 5
+    assert sorted(batch["image_indices"][:4].tolist()) == [0, 1, 2, 3]  # the first pass covers the split once
+    assert batch["image_indices"][[0, 4, 8]].tolist() == [first] * 3
     assert batch["keys"][0] == batch["keys"][4] == batch["keys"][8]
     assert len({batch["texts"][0], batch["texts"][4], batch["texts"][8]}) == 3
     assert torch.equal(batch["real"][0], batch["real"][4])
     assert int(batch["lengths"].max()) <= 12 and batch["attributes"].shape == (9, 8)
-    assert batch["scenes"][0] == batch["scenes"][4] == dataset.scene(0) and batch["names_background"].shape == (9,)
-    texts = [dataset.caption_text(0, c) for c in range(10)]
-    assert [names_background(t) for t in texts[:3]] == batch["names_background"][[0, 4, 8]].tolist()
+    assert batch["scenes"][0] == batch["scenes"][4] == dataset.scene(first) and batch["names_background"].shape == (9,)
+    texts = [dataset.caption_text(first, (first + c) % 10) for c in range(3)]  # its own caption, then the next ones
+    assert batch["caption_texts"][0::4] == texts
+    assert [names_background(t) for t in texts] == batch["names_background"][[0, 4, 8]].tolist()
 
 
 
@@ -187,10 +193,11 @@ class FakeInception:
 
 def test_fid_and_is_with_a_local_weights_file(pipeline: AttnGANPipeline, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import attngan.metrics.run as run
+    import attngan.metrics.engine as engine
 
     loaded = []
-    monkeypatch.setattr(run, "load_inception", lambda kind, path, device: loaded.append((kind, path)) or FakeInception())
+    monkeypatch.setattr(engine, "load_inception",
+                        lambda kind, path, device: loaded.append((kind, path)) or FakeInception())
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     weights.write_bytes(b"")
     cfg = EvalConfig(metrics=["fid", "is"], num_samples=12, batch_size=5, inception_weights=weights)
@@ -215,7 +222,7 @@ def test_usage_errors_name_the_flag(tiny_model_dir: Path, tmp_path: Path) -> Non
 def test_split_option_and_a_single_object_classifier_is_refused(tiny_model_dir: Path, classifier_dir: Path,
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "u.jsonl"
-    result = invoke("--model", str(tiny_model_dir), "--split", "unseen", "--metrics", "attributes", "--num-samples",
+    result = invoke("--model", str(tiny_model_dir), "--split", "unseen", "--metrics", "scene_accuracy", "--num-samples",
                     "6", "--classifier", str(classifier_dir), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "held-out pairs" in result.output and "unseen split" in result.output
@@ -226,6 +233,6 @@ def test_split_option_and_a_single_object_classifier_is_refused(tiny_model_dir: 
     assert result.exit_code == 0 and "(real validation (second draw) vs validation floor)" in result.output
     ds = ShapesDataset("train", size=64, max_objects=1)
     old = save_classifier(train_attribute_classifier(ds, channels=4, feature_dim=8, epochs=1), tmp_path / "old")
-    result = invoke("--model", str(tiny_model_dir), "--metrics", "attributes", "--num-samples", "4",
+    result = invoke("--model", str(tiny_model_dir), "--metrics", "scene_accuracy", "--num-samples", "4",
                     "--classifier", str(old), "--out", str(out))
     assert result.exit_code == 1 and "needs the slot scene classifier" in result.output

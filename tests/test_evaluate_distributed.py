@@ -13,8 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from attngan.cli import main
+from attngan.data import DataSpec
 from attngan.metrics import save_classifier
-from attngan.metrics.eval_data import DataSpec, train_data_classifier
+from attngan.metrics.eval_data import train_data_classifier
 
 RECIPE = {"targets": "scene-slots", "arch": "slots", "train_images": 64, "channels": 4, "feature_dim": 8, "epochs": 1,
           "batch_size": 32, "lr": 2e-3, "lr_schedule": "constant"}

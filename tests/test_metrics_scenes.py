@@ -8,7 +8,7 @@ import torch
 
 from attngan.data.common import to_tensor
 from attngan.data.shapes import BACKGROUNDS, POSITIONS, Scene, ShapeObject, ShapesDataset, render_shapes
-from attngan.metrics import MetricContext, compute, load_classifier, save_classifier
+from attngan.metrics import SampleBatch, get_metric, load_classifier, save_classifier
 from attngan.metrics.classifier import AttributeClassifier, ClassifierConfig, train_attribute_classifier
 from attngan.metrics.eval_data import _Stacked
 from attngan.metrics.scenes import (
@@ -181,15 +181,26 @@ def test_a_small_scene_classifier_learns_real_scenes_and_reads_held_out_pairs() 
     assert test["one_count"] > 0.95 and test["one_background"] > 0.95 and test["two_count"] > 0.95
 
 
-def test_scene_accuracy_is_registered(tmp_path) -> None:
+def test_scene_accuracy_metric_collects_and_summarises_with_confusions() -> None:
+    from types import SimpleNamespace
+
     ds = ShapesDataset("test", size=6)
     scenes = [ds.scene(i) for i in range(6)]
     images = torch.zeros(6, 3, 8, 8)
     images[:, 0, 0, 0] = torch.arange(6).float()
-    batch = {"images": images, "scenes": scenes, "names_background": torch.ones(6, dtype=torch.bool),
-             "tokens": torch.ones(6, 3, dtype=torch.int64)}
-    ctx = MetricContext(generated=lambda: [batch], classifier=Oracle(scenes), num_samples=5)
-    record = compute("scene_accuracy", ctx)
-    assert record["values"]["accuracy_all"] == 1.0 and record["num_samples"] == 5
-    with pytest.raises(ValueError, match="'scenes'"):
-        compute("scene_accuracy", MetricContext(generated=lambda: [{"images": images}], classifier=Oracle(scenes)))
+    first = torch.tensor([True, True, True, False, False, False])
+    batch = SampleBatch({"images": images, "scenes": scenes, "names_background": torch.ones(6, dtype=torch.bool),
+                         "first_pass": first, "real_first": images[first]})
+    ctx = SimpleNamespace(classifier=Oracle(scenes), samples=SimpleNamespace(num_real=3), classifier_info={"x": 1})
+    metric = get_metric("scene_accuracy")
+    metric.setup(ctx)
+    parts = {key: [value] for key, value in metric.collect(batch, ctx).items()}
+    result = metric.summarise(parts, ctx)
+    assert result["values"]["accuracy_all"] == 1.0 and result["num_samples"] == 6
+    assert result["values"]["real_accuracy_all"] == 1.0 and result["num_real"] == 3 and result["classifier"] == {"x": 1}
+    shape = result["details"]["confusion"]["shape (every object)"]
+    objects = sum(len(s.objects) for s in scenes)
+    assert int(shape[0].sum()) == objects and int(shape[0].trace()) == objects  # the oracle reads every shape
+    assert shape[2][-1] == "none" and len(shape[1]) == shape[0].shape[0]
+    with pytest.raises(ValueError, match="slot scene classifier"):
+        metric.setup(SimpleNamespace(classifier=AttributeClassifier(ClassifierConfig((3,), ("colour",)))))

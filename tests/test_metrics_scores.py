@@ -8,12 +8,8 @@ import torch
 from torch import nn
 
 from attngan.metrics.inception_score import inception_score, inception_score_from_logits
-from attngan.metrics.r_precision import (
-    CaptionPool,
-    compute_r_precision,
-    fold_summary,
-    r_precision_from_features,
-)
+from attngan.metrics.protocol import shuffled_folds
+from attngan.metrics.r_precision import CaptionPool, r_precision_from_features
 
 
 def test_is_of_uniform_predictions_is_one() -> None:
@@ -53,7 +49,7 @@ def test_r_precision_of_perfect_features_is_one() -> None:
     distractors = torch.randn(200, 99, 16, generator=g)
     hits = r_precision_from_features(codes, codes * 3.0, distractors)
     assert hits.dtype == torch.bool and hits.all()
-    assert fold_summary(hits, 10) == (1.0, 0.0)
+    assert shuffled_folds(hits, 10, [0, 2]) == (1.0, 0.0)
 
 
 def test_r_precision_of_random_features_is_one_in_a_hundred() -> None:
@@ -61,24 +57,35 @@ def test_r_precision_of_random_features_is_one_in_a_hundred() -> None:
     n = 6000
     hits = r_precision_from_features(torch.randn(n, 32, generator=g), torch.randn(n, 32, generator=g),
                                      torch.randn(n, 99, 32, generator=g))
-    mean, std = fold_summary(hits, 10)
+    mean, std = shuffled_folds(hits, 10, [1, 2])
     assert mean == pytest.approx(0.01, abs=0.004)  # 1/100; sampling std of the mean ~0.0013
     assert 0 < std < 0.01
 
 
-def test_ties_count_as_misses_and_shapes_are_checked() -> None:
+def test_ties_count_as_hits_as_the_reference_argmax_does_and_shapes_are_checked() -> None:
     codes = torch.ones(3, 4)
-    assert not r_precision_from_features(codes, codes, codes[:, None].repeat(1, 5, 1)).any()
+    assert r_precision_from_features(codes, codes, codes[:, None].repeat(1, 5, 1)).all()
+    # the reference: argmax over [true, distractors] of the cosine similarities; index 0 = a hit
+    g = torch.Generator().manual_seed(3)
+    image, true = torch.randn(50, 4, generator=g), torch.randn(50, 4, generator=g)
+    distract = torch.randn(50, 7, 4, generator=g)
+    distract[::5, 2] = true[::5] * 2.0  # a tie in every fifth row (same direction as the true caption)
+    candidates = torch.cat([true[:, None], distract], dim=1).double()
+    cosine = torch.nn.functional.cosine_similarity(image.double()[:, None], candidates, dim=2)
+    reference = cosine.argmax(dim=1) == 0
+    assert torch.equal(r_precision_from_features(image, true, distract), reference)
     with pytest.raises(ValueError, match="distractor_sentences"):
         r_precision_from_features(codes, codes, torch.ones(3, 5, 2))
 
 
-def test_fold_summary_mean_and_std() -> None:
+def test_shuffled_folds_are_those_of_the_recorded_seed() -> None:
     values = torch.tensor([1, 1, 0, 0, 1, 0, 1, 1, 1, 0], dtype=torch.bool)
-    mean, std = fold_summary(values, 5)  # folds: 1, 0, 0.5, 1, 0.5
-    assert mean == pytest.approx(0.6) and std == pytest.approx(np.std([1, 0, 0.5, 1, 0.5]))
-    with pytest.raises(ValueError, match="num_folds"):
-        fold_summary(values, 11)
+    order = np.random.default_rng([4, 2]).permutation(10)  # folds of 2 in the shuffled order
+    means = [values[order[i:i + 2]].double().mean().item() for i in range(0, 10, 2)]
+    assert shuffled_folds(values, 5, [4, 2]) == pytest.approx((np.mean(means), np.std(means)))
+    assert shuffled_folds(values, 5, [4, 2])[0] == pytest.approx(0.6)  # equal folds: the overall mean
+    with pytest.raises(ValueError, match="folds"):
+        shuffled_folds(values, 11, [4, 2])
 
 
 def test_caption_pool_draws_only_other_classes() -> None:
@@ -111,38 +118,19 @@ class ClassTextEncoder(nn.Module):
         return sentence[:, :, None], sentence
 
 
-class ClassImageEncoder(nn.Module):
-    """Global code = one-hot of the class stored in the top-left pixel (value class / 10)."""
+def test_retrieval_hits_with_encoders_that_rank_perfectly() -> None:
+    from attngan.metrics.builtin.retrieval import retrieval_hits
 
-    def __init__(self, classes: int) -> None:
-        super().__init__()
-        self.classes = classes
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        code = nn.functional.one_hot((images[:, 0, 0, 0] * 10).round().long(), self.classes).float()
-        return code[:, :, None, None], code
-
-
-def batches_for(class_ids: torch.Tensor, batch: int = 16):
-    for i in range(0, len(class_ids), batch):
-        c = class_ids[i:i + batch]
-        images = torch.zeros(len(c), 3, 8, 8)
-        images[:, 0, 0, 0] = c.float() / 10
-        tokens = torch.stack([c + 1, torch.ones_like(c)], dim=1)
-        yield {"images": images, "tokens": tokens, "lengths": torch.full((len(c),), 2), "class_ids": c}
-
-
-def test_r_precision_driver_with_encoders_that_rank_perfectly() -> None:
     classes = 8
     pool_classes = torch.arange(200) % classes
     pool = CaptionPool(torch.stack([pool_classes + 1, torch.ones(200, dtype=torch.long)], 1),
                        torch.full((200,), 2), pool_classes)
-    result = compute_r_precision(ClassImageEncoder(classes), ClassTextEncoder(classes),
-                                 batches_for(torch.arange(50) % classes), pool, num_distractors=99, num_folds=10)
-    assert result["r_precision"] == 1.0 and result["r_precision_std"] == 0.0 and result["num_samples"] == 50
-    # the same encoders with captions of the wrong class never find the true caption
-    shuffled = (dict(b, tokens=torch.stack([(b["class_ids"] + 1) % classes + 1, b["tokens"][:, 1]], 1))
-                for b in batches_for(torch.arange(50) % classes))
-    assert compute_r_precision(ClassImageEncoder(classes), ClassTextEncoder(classes), shuffled, pool,
-                               num_distractors=20, num_folds=5)["r_precision"] == 0.0
+    c = torch.arange(50) % classes
+    codes = nn.functional.one_hot(c, classes).float()  # image codes that show their class
+    tokens = torch.stack([c + 1, torch.ones_like(c)], dim=1)
+    args = (torch.full((50,), 2), c, torch.arange(50), ClassTextEncoder(classes), pool, 99, 0)
+    assert retrieval_hits(codes, tokens, *args).all()
+    # captions of the wrong class lose to the distractors of a class the image shows a little of
+    wrong = torch.stack([(c + 1) % classes + 1, torch.ones_like(c)], dim=1)
+    hint = codes + 0.5 * nn.functional.one_hot((c + 2) % classes, classes).float()
+    assert not retrieval_hits(hint, wrong, *args).any()

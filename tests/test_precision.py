@@ -176,8 +176,8 @@ def test_onnx_export_is_fp32_on_a_bf16_host(forced_bf16: None, variant_dir: Path
 
 def test_evaluate_in_bf16(forced_bf16: None, variant_dir: Path, tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from attngan.metrics.eval_data import DataSpec
-    from attngan.metrics.run import EvalConfig, run_evaluation
+    from attngan.data import DataSpec
+    from attngan.metrics import EvalConfig, run_evaluation
 
     monkeypatch.setenv("ATTNGAN_CACHE", str(tmp_path / "cache"))
     pipeline = AttnGANPipeline.from_pretrained(variant_dir)

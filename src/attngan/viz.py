@@ -201,13 +201,15 @@ def attention_sheet_size(num_words: int, num_rows: int, panel_size: int, label_h
     return PAD + (num_words + 1) * (panel_size + PAD), PAD + num_rows * (panel_size + label_h + PAD)
 
 
-def sample_grid(images_per_stage: Sequence[torch.Tensor], captions: Sequence[str], text_width: int = 240) -> Image.Image:
+def sample_grid(images_per_stage: Sequence[torch.Tensor], captions: Sequence[str], text_width: int = 240,
+                column_labels: Sequence[str] | None = None) -> Image.Image:
     """Rows = samples, columns = stages (nearest-upsampled to the largest size), caption beside.
 
     Args:
         images_per_stage: per stage ``[N, 3, S_s, S_s]`` in [-1, 1]; same N for every stage.
         captions: N captions.
         text_width: width in pixels of the caption column.
+        column_labels: a heading per column (default: each stage's size, e.g. ``64px``).
     """
     if not images_per_stage:
         raise ValueError("images_per_stage: give at least one stage")
@@ -217,6 +219,8 @@ def sample_grid(images_per_stage: Sequence[torch.Tensor], captions: Sequence[str
             raise ValueError(f"images_per_stage[{s}]: expected [{n}, 3, S, S], got {tuple(images.shape)}")
     if len(captions) != n:
         raise ValueError(f"captions: expected {n} (one per sample), got {len(captions)}")
+    if column_labels is not None and len(column_labels) != len(images_per_stage):
+        raise ValueError(f"column_labels: expected {len(images_per_stage)}, got {len(column_labels)}")
     size = max(int(images.shape[-1]) for images in images_per_stage)
     font = _font()
     line_h = _line_height(font)
@@ -227,7 +231,8 @@ def sample_grid(images_per_stage: Sequence[torch.Tensor], captions: Sequence[str
     sheet = Image.new("RGB", (grid_w + text_width + PAD, line_h + PAD + sum(h + PAD for h in heights)), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for s, images in enumerate(images_per_stage):
-        draw.text((PAD + s * (size + PAD), 1), f"{images.shape[-1]}px", fill=TEXT, font=font)
+        label = f"{images.shape[-1]}px" if column_labels is None else _fit(column_labels[s], font, size)
+        draw.text((PAD + s * (size + PAD), 1), label, fill=TEXT, font=font)
     draw.text((grid_w, 1), "caption", fill=TEXT, font=font)
     top = line_h + PAD
     for i in range(n):

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .group import main, model_options
+from .group import load_pipeline, main, model_options, pipeline_options
 
 if TYPE_CHECKING:
-    from ..inference.pipeline import AttnGANPipeline, PipelineOutput
+    from ..inference.pipeline import PipelineOutput
 
 
 class CaptionError(click.ClickException):
@@ -34,28 +34,6 @@ def _read_captions(caption: str | None, captions_file: str | None) -> list[tuple
     if not items:
         raise click.UsageError("give a caption or --captions FILE")
     return items
-
-
-def _load(model: str | None, device: str, precision: str, backend: str, onnx_dir: str | None,
-          exact: bool = False, revision: str | None = None) -> AttnGANPipeline:
-    import torch
-
-    from ..inference.pipeline import AttnGANPipeline
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.ClickException("--device cuda: no CUDA device is available")
-    if backend == "onnx" and precision == "bf16":
-        raise click.UsageError("--backend onnx runs in fp32; drop --precision bf16")
-    if onnx_dir is not None and backend != "onnx":
-        raise click.UsageError("--onnx-dir needs --backend onnx")
-    try:
-        return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
-                                               onnx_dir=onnx_dir, exact=exact, revision=revision)
-    except FileNotFoundError as exc:
-        hint = "; pass --model PATH" if model is None else ""
-        raise click.ClickException(f"{exc}{hint}") from None
-    except (ValueError, ImportError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 class _Names:
@@ -113,12 +91,7 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @model_options()
 @click.option("--stages", type=click.IntRange(min=1), help="Stop after this many stages [all].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")
-@click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-              help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")
-@click.option("--onnx-dir", type=click.Path(file_okay=False), help="ONNX folder (from export-onnx) for --backend onnx.")
+@pipeline_options
 @click.option("--captions", "captions_file", type=click.Path(exists=True, dir_okay=False),
               help="Text file with one caption per line (blank lines ignored).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False),
@@ -146,7 +119,7 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
             export_format(export_path)
         except ExportError as exc:
             raise click.BadParameter(str(exc), param_hint="--export") from None
-    pipe = _load(model, device, precision, backend, onnx_dir, exact, revision)
+    pipe = load_pipeline(model, device, precision, backend, onnx_dir, exact, revision)
     if stages is not None and stages > pipe.num_stages:
         raise click.BadParameter(f"{pipe.name} has {pipe.num_stages} stage(s), got {stages}", param_hint="--stages")
     for text, where in items:  # fail before generating anything

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import AttnGANPipeline
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,3 +38,39 @@ def model_options(dest: str = "model") -> Callable[[F], F]:
                                  "downloaded) [the bundled model].")(f)
 
     return decorate
+
+
+def pipeline_options(f: F) -> F:
+    """``--precision``, ``--exact``, ``--backend`` and ``--onnx-dir``: how a pipeline generates
+    (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
+    f = click.option("--onnx-dir", type=click.Path(file_okay=False),
+                     help="ONNX folder (from export-onnx) for --backend onnx.")(f)
+    f = click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+                     help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")(f)
+    f = click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")(f)
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+                        help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")(f)
+
+
+def load_pipeline(model: str | None, device: Any, precision: str, backend: str, onnx_dir: str | None,
+                  exact: bool = False, revision: str | None = None) -> AttnGANPipeline:
+    """The pipeline of ``model`` (None: the bundled one) as :func:`pipeline_options` choose; errors
+    name the flag at fault."""
+    import torch
+
+    from ..inference.pipeline import AttnGANPipeline
+
+    if str(device) == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException("--device cuda: no CUDA device is available")
+    if backend == "onnx" and precision == "bf16":
+        raise click.UsageError("--backend onnx runs in fp32; drop --precision bf16")
+    if onnx_dir is not None and backend != "onnx":
+        raise click.UsageError("--onnx-dir needs --backend onnx")
+    try:
+        return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
+                                               onnx_dir=onnx_dir, exact=exact, revision=revision)
+    except FileNotFoundError as exc:
+        hint = "; pass --model PATH" if model is None else ""
+        raise click.ClickException(f"{exc}{hint}") from None
+    except (ValueError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from None

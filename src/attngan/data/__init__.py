@@ -30,11 +30,12 @@ from .shapes import (
     render_shapes,
     shapes_vocabulary,
 )
+from .spec import DataSpec
 from .tags import EYE_COLORS, HAIR_COLORS, TagsDataset
 
 __all__ = [
     "BACKGROUNDS", "COLORS", "DATA_KINDS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
-    "CaptionImageDataset", "CocoDataset", "CocoJsonDataset", "CubDataset", "DataError", "FolderDataset",
+    "CaptionImageDataset", "CocoDataset", "CocoJsonDataset", "CubDataset", "DataError", "DataSpec", "FolderDataset",
     "ImageCache", "MissingImagesError", "Record", "Scene", "ShapeObject", "ShapesDataset", "TagsDataset",
     "bbox_crop_region", "build_dataset", "build_from_options", "caption_for", "collate", "dataset_kinds", "example_captions", "image_tensors", "open_rgb",
     "random_scene", "read_caption_file", "render_shapes", "shapes_vocabulary",

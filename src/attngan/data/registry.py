@@ -14,12 +14,12 @@ from .coco import CocoDataset, CocoJsonDataset
 from .cub import CubDataset
 from .folder import FolderDataset
 from .shapes import ShapesDataset
+from .spec import DATA_KINDS, PROCEDURAL, DataSpec
 from .tags import TagsDataset
 
 DATASETS: dict[str, type] = {"shapes": ShapesDataset, "cub": CubDataset, "coco": CocoDataset,
                              "coco-json": CocoJsonDataset, "folder": FolderDataset, "tags": TagsDataset}
-DATA_KINDS = tuple(DATASETS)
-PROCEDURAL = ("shapes",)  # no root folder
+assert tuple(DATASETS) == DATA_KINDS, "data/spec.py DATA_KINDS must list the registry's kinds"
 MISSING_AWARE = ("cub", "coco")  # take ``missing="error" | "skip"`` for listed-but-absent images
 
 
@@ -45,21 +45,26 @@ def build_dataset(kind: str, root: str | os.PathLike[str] | None = None, **kwarg
     return DATASETS[kind](root, **kwargs)
 
 
-def build_from_options(options: Any, image_sizes: tuple[int, ...], max_words: int, split: str = "train",
-                       train: bool = True, seed: int = 0, vocab: Any = None) -> torch.utils.data.Dataset:
-    """The data set that ``options`` (``kind``, ``root``, ``captions_per_image``, ``cache_dir``,
-    ``skip_bad``, ``missing``, ``extra``: a training run's ``data`` section) describe."""
-    kwargs: dict[str, Any] = dict(options.extra)
+def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: int, split: str | None = None,
+                       train: bool = True, seed: int = 0, vocab: Any = None, **overrides: Any
+                       ) -> torch.utils.data.Dataset:
+    """The data set that ``spec`` describes (a training run's ``data`` section or an evaluation's
+    data options). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
+    ``overrides`` replace entries of ``spec.extra`` (e.g. the shapes data ``seed`` of a second draw)."""
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"build_from_options needs a DataSpec, got {type(spec).__name__}")
+    kwargs: dict[str, Any] = {**spec.extra, **overrides}
     if vocab is not None:
         kwargs["vocab"] = vocab
-    if options.captions_per_image is not None:
-        kwargs["captions_per_image"] = options.captions_per_image
-    if options.cache_dir is not None:
-        kwargs["cache_dir"] = options.cache_dir
-    if options.kind in MISSING_AWARE:
-        kwargs["missing"] = options.missing
-    return build_dataset(options.kind, options.root, split=split, image_sizes=image_sizes, max_words=max_words,
-                         train=train, seed=seed, skip_bad=options.skip_bad, **kwargs)
+    if spec.captions_per_image is not None:
+        kwargs["captions_per_image"] = spec.captions_per_image
+    if spec.cache_dir is not None:
+        kwargs["cache_dir"] = spec.cache_dir
+    if spec.kind in MISSING_AWARE:
+        kwargs["missing"] = spec.missing
+    kwargs.setdefault("seed", seed)
+    return build_dataset(spec.kind, spec.root, split=split or spec.split_or("train"), image_sizes=image_sizes,
+                         max_words=max_words, train=train, skip_bad=spec.skip_bad, **kwargs)
 
 
 def example_captions(dataset: Any, vocab: Vocabulary, count: int = 6, max_words: int | None = None) -> list[str]:

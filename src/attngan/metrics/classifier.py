@@ -281,6 +281,34 @@ def load_classifier(path: str | os.PathLike[str], device: str | torch.device = "
 
 
 @torch.no_grad()
+def predict_attributes(classifier: AttributeClassifier, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``[N, K]`` int64: the classifier's value of each attribute for ``images [N, 3, S, S]`` in [-1, 1]."""
+    device = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        preds = [classifier.predict(images[i:i + batch_size].to(device)).cpu()
+                 for i in range(0, images.shape[0], batch_size)]
+    finally:
+        classifier.train(was_training)
+    if not preds:
+        return torch.zeros(0, len(classifier.config.attribute_names), dtype=torch.int64)
+    return torch.cat(preds).to(torch.int64)
+
+
+def confusion_counts(wanted: torch.Tensor, read: torch.Tensor, num_values: int) -> torch.Tensor:
+    """``[V, V + 1]`` int64 counts of (wanted value, read value) pairs from ``wanted [N]`` and
+    ``read [N]`` (a read value outside ``0 .. V-1`` counts in the last column: nothing read)."""
+    wanted, read = wanted.reshape(-1).to(torch.int64), read.reshape(-1).to(torch.int64)
+    if wanted.shape != read.shape or bool(((wanted < 0) | (wanted >= num_values)).any()):
+        raise ValueError(f"wanted must hold values 0..{num_values - 1}, one per read value")
+    read = torch.where((read < 0) | (read >= num_values), num_values, read)
+    counts = torch.zeros(num_values, num_values + 1, dtype=torch.int64)
+    counts.index_put_((wanted, read), torch.ones_like(wanted), accumulate=True)
+    return counts
+
+
+@torch.no_grad()
 def attribute_hits(classifier: AttributeClassifier, images: torch.Tensor, attributes: torch.Tensor,
                    batch_size: int = 256) -> torch.Tensor:
     """``[N, K]`` bool: where the classifier's prediction on ``images [N, 3, S, S]`` equals ``attributes [N, K]``.
@@ -293,17 +321,7 @@ def attribute_hits(classifier: AttributeClassifier, images: torch.Tensor, attrib
     attributes = attributes[:, :len(names)]
     if (attributes < 0).any():
         raise ValueError("attributes hold negative (missing) values in the scored columns")
-    device = next(classifier.parameters()).device
-    was_training = classifier.training
-    classifier.eval()
-    try:
-        preds = [classifier.predict(images[i:i + batch_size].to(device)).cpu()
-                 for i in range(0, images.shape[0], batch_size)]
-    finally:
-        classifier.train(was_training)
-    if not preds:
-        return torch.zeros(0, len(names), dtype=torch.bool)
-    return torch.cat(preds) == attributes.cpu().to(torch.int64)
+    return predict_attributes(classifier, images, batch_size) == attributes.cpu().to(torch.int64)
 
 
 def summarise_attribute_hits(hits: torch.Tensor, attribute_names: Sequence[str]) -> dict[str, float]:

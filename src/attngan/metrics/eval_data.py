@@ -1,11 +1,14 @@
-"""The data side of ``attngan evaluate``: which captions are generated from, their real
-images, the distractor caption pool, and attribute classifiers trained per data set.
+"""The data side of an evaluation: which captions are generated from, their real images, the
+distractor caption pool, and attribute classifiers trained per data set.
 
-Sample ``k`` of an evaluation uses image ``k % n`` of the split (``n`` images) and, on the
-first pass over the split, that image's own evaluation caption; later passes take the
-image's next captions in turn. Only the first pass contributes real images (each real
-image counted once). Captions are encoded with the *model's* vocabulary and cut to its
-``max_words``, exactly as the model reads them.
+Sample ``k`` of an evaluation of ``num_samples`` over a split of ``n`` images uses image
+``order[k % n]``, ``order`` being the class-stratified shuffle of
+:func:`~attngan.metrics.protocol.stratified_order` (seeded by the evaluation seed): any
+number of samples is spread over every class of the split, whatever order the split lists
+its images in. On the first pass over the split (``k < n``) a sample takes its image's own
+evaluation caption; later passes take the image's next captions in turn. Only the first pass
+contributes real images (each real image counted once). Captions are encoded with the
+*model's* vocabulary and cut to its ``max_words``, exactly as the model reads them.
 """
 
 from __future__ import annotations
@@ -14,22 +17,23 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..data.spec import DataSpec
 from ..text import Vocabulary, pad_batch
 from .classifier import AttributeClassifier, load_classifier, save_classifier, train_attribute_classifier
 from .fid import default_cache_dir
+from .protocol import stratified_order
 from .r_precision import CaptionPool
 
 logger = logging.getLogger(__name__)
 
-DATA_KINDS = ("shapes", "cub", "coco", "folder", "tags")
 CLASSIFIER_IMAGE_SIZE = 64
 # Training recipes of the attribute classifiers (part of their cache key). Shapes: the slot
 # scene classifier (metrics/scenes.py) on 8,000 real train scenes at 64 px, 5 epochs, cosine
@@ -45,50 +49,22 @@ CLASSIFIER_RECIPES: dict[str, dict[str, Any]] = {
 _DATA_KEYS = ("targets", "train_images")  # recipe entries that choose the data, not the training
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """Which data an evaluation reads: ``kind`` (``DATA_KINDS``), ``root`` (None for shapes), ``split``."""
-
-    kind: str = "shapes"
-    root: str | None = None
-    split: str = "test"
-
-    def __post_init__(self) -> None:
-        if self.kind not in DATA_KINDS:
-            raise ValueError(f"--data: unknown data set {self.kind!r}; choose one of {', '.join(DATA_KINDS)}")
-        if self.kind == "shapes" and self.root is not None:
-            raise ValueError("--data-root: the shapes data set is procedural and takes no root folder")
-        if self.kind != "shapes" and self.root is None:
-            raise ValueError(f"--data-root: the {self.kind} data set needs its root folder")
-
-    def describe(self, image_size: int | None = None) -> dict[str, Any]:
-        """JSON-ready description (with the resolved root) for records and cache keys."""
-        out: dict[str, Any] = {"name": self.kind, "split": self.split}
-        if self.root is not None:
-            out["root"] = str(Path(self.root).expanduser().resolve())
-        if image_size is not None:
-            out["image_size"] = image_size
-        return out
-
-
 def build_split(spec: DataSpec, split: str, image_size: int, vocab: Vocabulary | None = None,
                 max_words: int = 18, **extra: Any) -> Any:
     """The ``split`` of ``spec``'s data set at ``image_size`` px, evaluation mode (centre crops,
-    fixed captions). ``vocab`` None keeps the data set's own vocabulary; ``extra``: further
-    data set arguments (e.g. the shapes data ``seed``)."""
-    from ..data import DataError, build_dataset
+    fixed captions), read with ``spec``'s options (``missing``, ``skip_bad``, ``cache_dir``,
+    ``captions_per_image``, ``extra``). ``vocab`` None keeps the data set's own vocabulary;
+    ``extra``: further data set arguments (e.g. the shapes data ``seed`` of a second draw)."""
+    from ..data import DataError, MissingImagesError, build_from_options
 
-    kwargs: dict[str, Any] = {"split": split, "image_sizes": (image_size,), "max_words": max_words,
-                              "train": False, "skip_bad": True, **extra}
-    if vocab is not None:
-        kwargs["vocab"] = vocab
     try:
-        return build_dataset(spec.kind, spec.root, **kwargs)
+        return build_from_options(spec, (image_size,), max_words, split=split, train=False, vocab=vocab, **extra)
     except (DataError, FileNotFoundError) as exc:
-        raise ValueError(f"--data {spec.kind} --data-root {spec.root}: {exc}") from None
+        hint = " (command line: --missing skip)" if isinstance(exc, MissingImagesError) else ""
+        raise ValueError(f"--data {spec.kind}{f' --data-root {spec.root}' if spec.root else ''}: {exc}{hint}") from None
 
 
-def _class_ids(dataset: Any) -> list[int]:
+def class_ids_of(dataset: Any) -> list[int]:
     """Class id of every image, without decoding images where the data set allows it
     (file-backed sets keep them in ``records``; procedural ones give ``class_ids()``)."""
     records = getattr(dataset, "records", None)
@@ -100,14 +76,16 @@ def _class_ids(dataset: Any) -> list[int]:
 
 
 class EvalSamples:
-    """The caption plan of an evaluation: ``num_samples`` samples over ``dataset`` (see the module doc)."""
+    """The caption plan of an evaluation: ``num_samples`` samples over ``dataset`` (see the module doc);
+    ``order_seed``: the evaluation seed, which seeds the stratified order."""
 
-    def __init__(self, dataset: Any, num_samples: int, max_words: int) -> None:
+    def __init__(self, dataset: Any, num_samples: int, max_words: int, order_seed: int = 0) -> None:
         if len(dataset) == 0:
             raise ValueError("the evaluation split has no image")
         if num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
         self.dataset, self.num_samples, self.max_words = dataset, int(num_samples), int(max_words)
+        self.order = stratified_order(class_ids_of(dataset), order_seed)
         self.has_attributes = bool(getattr(dataset, "attribute_names", ()))
         self.has_scenes = callable(getattr(dataset, "scene", None))  # the shapes data set
 
@@ -116,51 +94,80 @@ class EvalSamples:
         """Distinct real images the samples cover (the first pass over the split)."""
         return min(self.num_samples, len(self.dataset))
 
-    def batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """Samples ``indices``: ``tokens [B, T]``, ``lengths [B]``, ``class_ids [B]``, ``keys``,
-        ``texts``, ``real [B, 3, S, S]`` (the captions' images), ``first_pass [B]`` bool and,
-        when the data set has them, ``attributes [B, K]``; for shapes also ``scenes`` (the
-        captions' :class:`~attngan.data.shapes.Scene`), ``names_background [B]`` bool and
-        ``caption_texts`` (the captions as written, before the model's vocabulary)."""
-        n = len(self.dataset)
-        ids_list, items, raw = [], [], []
-        for k in indices:
-            item = self.dataset[k % n]
-            ids = item["tokens"][: int(item["length"])].tolist()
-            choice = int(item["caption_index"])
-            if k >= n:
-                usable = [j for j, c in enumerate(self.dataset.all_captions(k % n)) if c]
-                choice = usable[(choice + k // n) % len(usable)]
-                ids = self.dataset.all_captions(k % n)[choice]
-            ids_list.append(list(ids)[: self.max_words])
-            items.append(item)
-            if self.has_scenes:
-                raw.append(self.dataset.caption_text(k % n, choice))
-        tokens, lengths = pad_batch(ids_list)
+    def image_index(self, k: int) -> int:
+        """The data set index of sample ``k``'s image."""
+        return int(self.order[k % len(self.dataset)])
+
+    def item(self, k: int) -> dict[str, Any]:
+        """Sample ``k``: its caption ids (cut to ``max_words``), the image's item fields and the
+        caption as written (shapes)."""
+        n, i = len(self.dataset), self.image_index(k)
+        item = self.dataset[i]
+        ids = item["tokens"][: int(item["length"])].tolist()
+        choice = int(item["caption_index"])
+        if k >= n:
+            usable = [j for j, c in enumerate(self.dataset.all_captions(i)) if c]
+            choice = usable[(choice + k // n) % len(usable)]
+            ids = self.dataset.all_captions(i)[choice]
+        out = {"index": k, "image_index": i, "ids": list(ids)[: self.max_words], "class_id": int(item["class_id"]),
+               "key": str(item["key"]), "real": item["images"][-1], "first_pass": k < n}
+        if self.has_attributes and "attributes" in item:
+            out["attributes"] = torch.as_tensor(item["attributes"])
+        if self.has_scenes:
+            out["scene"] = self.dataset.scene(i)
+            out["caption_text"] = self.dataset.caption_text(i, choice)
+        return out
+
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A batch of :meth:`item` s: ``indices [B]`` (sample numbers), ``image_indices [B]``,
+        ``tokens [B, T]``, ``lengths [B]``, ``class_ids [B]``, ``keys``, ``texts``, ``real [B, 3, S, S]``
+        (the captions' images), ``first_pass [B]`` bool and, when the data set has them,
+        ``attributes [B, K]``; for shapes also ``scenes`` (the captions'
+        :class:`~attngan.data.shapes.Scene`), ``names_background [B]`` bool and ``caption_texts``
+        (the captions as written, before the model's vocabulary)."""
+        tokens, lengths = pad_batch([it["ids"] for it in items])
         vocab = self.dataset.vocab
         out: dict[str, Any] = {
-            "indices": torch.tensor(list(indices), dtype=torch.int64),
+            "indices": torch.tensor([it["index"] for it in items], dtype=torch.int64),
+            "image_indices": torch.tensor([it["image_index"] for it in items], dtype=torch.int64),
             "tokens": tokens, "lengths": lengths,
-            "class_ids": torch.tensor([int(it["class_id"]) for it in items], dtype=torch.int64),
-            "keys": [str(it["key"]) for it in items],
-            "texts": [" ".join(vocab.decode(ids)) for ids in ids_list],
-            "real": torch.stack([it["images"][-1] for it in items]).float(),
-            "first_pass": torch.tensor([k < n for k in indices]),
+            "class_ids": torch.tensor([it["class_id"] for it in items], dtype=torch.int64),
+            "keys": [it["key"] for it in items],
+            "texts": [" ".join(vocab.decode(it["ids"])) for it in items],
+            "real": torch.stack([it["real"] for it in items]).float(),
+            "first_pass": torch.tensor([it["first_pass"] for it in items]),
         }
-        if self.has_attributes and "attributes" in items[0]:
-            out["attributes"] = torch.stack([torch.as_tensor(it["attributes"]) for it in items]).to(torch.int64)
+        if "attributes" in items[0]:
+            out["attributes"] = torch.stack([it["attributes"] for it in items]).to(torch.int64)
         if self.has_scenes:
             from ..data.shapes_captions import names_background
 
-            out["scenes"] = [self.dataset.scene(k % n) for k in indices]
-            out["names_background"] = torch.tensor([names_background(text) for text in raw], dtype=torch.bool)
-            out["caption_texts"] = raw
+            out["scenes"] = [it["scene"] for it in items]
+            out["caption_texts"] = [it["caption_text"] for it in items]
+            out["names_background"] = torch.tensor([names_background(t) for t in out["caption_texts"]],
+                                                   dtype=torch.bool)
         return out
+
+    def batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Samples ``indices`` as one batch (see :meth:`collate`)."""
+        return self.collate([self.item(int(k)) for k in indices])
+
+    def batches(self, indices: range, batch_size: int, num_workers: int = 0) -> Iterator[dict[str, Any]]:
+        """Batches of ``batch_size`` consecutive samples of ``indices``, read by ``num_workers``
+        worker processes (0: in this one)."""
+        chunks = [list(range(a, min(a + batch_size, indices.stop))) for a in range(indices.start, indices.stop,
+                                                                                   batch_size)]
+        if num_workers == 0:
+            yield from (self.batch(chunk) for chunk in chunks)
+            return
+        loader = torch.utils.data.DataLoader(_Items(self), batch_sampler=chunks, collate_fn=self.collate,
+                                             num_workers=num_workers)
+        yield from loader
 
     def caption_pool(self) -> CaptionPool:
         """Every caption of the split (cut to ``max_words``) with its image's class id: the distractors."""
         captions, classes = [], []
-        for i, class_id in enumerate(_class_ids(self.dataset)):
+        for i, class_id in enumerate(class_ids_of(self.dataset)):
             for ids in self.dataset.all_captions(i):
                 if ids:
                     captions.append(ids[: self.max_words])
@@ -170,11 +177,17 @@ class EvalSamples:
         return CaptionPool.from_captions(captions, classes, self.max_words)
 
 
-def real_batches(dataset: Any, count: int, batch_size: int, start: int = 0, stop: int | None = None
-                 ) -> list[tuple[int, int]]:
-    """Index ranges ``[(a, b), ...]`` of batches covering items ``start .. min(stop, count)``."""
-    end = min(count, len(dataset)) if stop is None else min(stop, count, len(dataset))
-    return [(a, min(a + batch_size, end)) for a in range(start, end, batch_size)]
+class _Items(torch.utils.data.Dataset):
+    """The samples of an :class:`EvalSamples` as a map-style data set (for worker processes)."""
+
+    def __init__(self, samples: EvalSamples) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return self.samples.num_samples
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        return self.samples.item(k)
 
 
 # --------------------------------------------------------------------------- attribute classifiers
@@ -187,10 +200,15 @@ def classifier_recipe(kind: str) -> dict[str, Any]:
     return dict(CLASSIFIER_RECIPES[kind])
 
 
+def _classifier_data(spec: DataSpec) -> dict[str, Any]:
+    """The data part of a classifier's cache key: its train split as read with ``spec``'s options."""
+    return replace(spec, split="train").describe(CLASSIFIER_IMAGE_SIZE)
+
+
 def classifier_cache_dir(spec: DataSpec, recipe: dict[str, Any] | None = None, seed: int = 0) -> Path:
     """``<cache>/classifiers/<kind>-<key>``: key = hash of the data settings, recipe and seed."""
     recipe = recipe or classifier_recipe(spec.kind)
-    payload = {"data": {**spec.describe(CLASSIFIER_IMAGE_SIZE), "split": "train"}, "recipe": recipe, "seed": seed}
+    payload = {"data": _classifier_data(spec), "recipe": recipe, "seed": seed}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     return default_cache_dir().parent / "classifiers" / f"{spec.kind}-{key}"
 
@@ -219,7 +237,7 @@ def train_data_classifier(spec: DataSpec, seed: int = 0, recipe: dict[str, Any] 
     crops would contradict position words). ``metadata`` records the data and recipe.
     """
     recipe = recipe or classifier_recipe(spec.kind)
-    train_spec = DataSpec(spec.kind, spec.root, "train")
+    train_spec = replace(spec, split="train")
     settings = {k: v for k, v in recipe.items() if k not in _DATA_KEYS}
     if spec.kind == "shapes":
         from .scenes import SCENE_CELLS, SCENE_HEAD_NAMES, SCENE_HEAD_VALUES, scene_training_data
@@ -232,7 +250,7 @@ def train_data_classifier(spec: DataSpec, seed: int = 0, recipe: dict[str, Any] 
             settings["cells"] = SCENE_CELLS
         classifier = train_attribute_classifier(stacked, image_size=CLASSIFIER_IMAGE_SIZE, seed=seed, device=device,
                                                 **settings)
-        classifier.metadata.update({"data": train_spec.describe(CLASSIFIER_IMAGE_SIZE), "recipe": recipe})
+        classifier.metadata.update({"data": _classifier_data(spec), "recipe": recipe})
         return classifier
     dataset = build_split(train_spec, "train", CLASSIFIER_IMAGE_SIZE)
     count = min(len(dataset), int(recipe["train_images"]))
@@ -249,7 +267,7 @@ def train_data_classifier(spec: DataSpec, seed: int = 0, recipe: dict[str, Any] 
     stacked = _Stacked(images, torch.stack(attributes).to(torch.int64), names, values)
     classifier = train_attribute_classifier(stacked, image_size=CLASSIFIER_IMAGE_SIZE, seed=seed, device=device,
                                             **settings)
-    classifier.metadata.update({"data": train_spec.describe(CLASSIFIER_IMAGE_SIZE), "recipe": recipe,
+    classifier.metadata.update({"data": _classifier_data(spec), "recipe": recipe,
                                 "attribute_values": [list(v) for v in dataset.attribute_values]})
     return classifier
 

@@ -1,14 +1,17 @@
 """Inception-v3 features and class logits for FID and IS, from local weight files only.
 
-Two networks, never downloaded:
+Three networks, never downloaded:
 
 * ``TFInceptionFeatures``: the TensorFlow Inception (2015-12-05) ported to PyTorch, the
-  network of the standard FID (TTUR, pytorch-fid, torch-fidelity). Built by torch-fidelity's
-  ``FeatureExtractorInceptionV3`` from the file ``pt_inception-2015-12-05-6726825d.pth``;
-  the path is always passed, so the library never reaches for its download URL.
+  network of the standard FID (TTUR, pytorch-fid, torch-fidelity) and of the Inception Score
+  the papers report on COCO. Built by torch-fidelity's ``FeatureExtractorInceptionV3`` from
+  the file ``pt_inception-2015-12-05-6726825d.pth``; the path is always passed, so the
+  library never reaches for its download URL.
 * ``TorchvisionInceptionFeatures``: torchvision's ImageNet Inception-v3
-  (``inception_v3_google-*.pth``), the "PyTorch FID" that DM-GAN and DF-GAN report. Its
-  values are not comparable with the standard FID and are labelled as such.
+  (``inception_v3_google-*.pth``) fed exactly as DM-GAN's and DF-GAN's FID code feeds it
+  (:func:`pytorch_fid_input`): the "PyTorch FID" of their tables, not the standard FID.
+* ``BirdsInceptionFeatures``: an Inception-v3 fine-tuned on CUB birds (StackGAN's, which the
+  papers' CUB Inception Scores use), from a PyTorch copy in torchvision's layout.
 
 Weight files are first read with ``torch.load(weights_only=True)``, which refuses files
 that would run code when unpickled; only a file that passes is handed to the library.
@@ -21,6 +24,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +37,16 @@ TF_INCEPTION_FLAG = "--inception-weights"
 TORCHVISION_INCEPTION_WEIGHTS_FILE = "inception_v3_google-0cc3c7bd.pth"
 TORCHVISION_INCEPTION_ARGUMENT = "torchvision_inception_weights"
 TORCHVISION_INCEPTION_FLAG = "--torchvision-inception-weights"
+BIRDS_INCEPTION_WEIGHTS_FILE = "a birds-fine-tuned Inception-v3 (torchvision layout, fc 50 or 51 classes)"
+BIRDS_INCEPTION_ARGUMENT = "birds_inception_weights"
+BIRDS_INCEPTION_FLAG = "--birds-inception-weights"
 INPUT_SIZE = 299
+# ImageNet channel statistics in the input normalisation of the early pytorch-fid that DM-GAN
+# and DF-GAN ship (``normalize_input``: x * std / 0.5 + (mean - 0.5) / 0.5 on x in [0, 1])
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# (file, argument, flag, purpose) of each network's weights
+WEIGHT_FILES: dict[str, tuple[str, str, str, str]] = {}
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -134,22 +147,77 @@ class TFInceptionFeatures(nn.Module):
         return self.features_and_logits(images)[0]
 
 
-class TorchvisionInceptionFeatures(nn.Module):
-    """torchvision's ImageNet Inception-v3: pool features ``[N, 2048]``, logits ``[N, 1000]``.
+def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]``: PIL's bilinear resize of each image,
+    as ``torchvision.transforms.Resize((size, size))`` does to a PIL image."""
+    from PIL import Image
 
-    As the early pytorch-fid that DM-GAN/DF-GAN used: images quantised to 8 bits, scaled to
-    [-1, 1], bilinearly resized to 299x299 and run through the blocks directly (no
-    ``transform_input``); features are the average-pooled Mixed_7c output.
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    if images.shape[-2:] == (size, size):
+        return images
+    arrays = images.permute(0, 2, 3, 1).contiguous().numpy()
+    out = [torch.from_numpy(np.array(Image.fromarray(a, "RGB").resize((size, size), Image.Resampling.BILINEAR)))
+           for a in arrays]
+    return torch.stack(out).permute(0, 3, 1, 2).contiguous()
+
+
+def pytorch_fid_input(images: torch.Tensor) -> torch.Tensor:
+    """``[N, 3, H, W]`` in [-1, 1] -> ``[N, 3, 299, 299]`` float32: the network input of DM-GAN's and
+    DF-GAN's FID code.
+
+    The images are taken as 8-bit PNGs (:func:`to_uint8`), resized to 299x299 by PIL's bilinear
+    filter (their ``transforms.Resize((299, 299))``), scaled to [0, 1] (``ToTensor``) and put
+    through the early pytorch-fid ``normalize_input``: channel c becomes
+    ``x * std[c] / 0.5 + (mean[c] - 0.5) / 0.5`` with ImageNet's mean and std. (Their network then
+    resizes 299 -> 299 with ``align_corners=True``, which changes nothing.)
     """
+    x = pil_resize(to_uint8(images.cpu())).float() / 255.0
+    scale = torch.tensor([s / 0.5 for s in IMAGENET_STD], dtype=torch.float32).view(1, 3, 1, 1)
+    shift = torch.tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN], dtype=torch.float32).view(1, 3, 1, 1)
+    return x * scale + shift
+
+
+def _load_torchvision_layout(state: Mapping[str, torch.Tensor], path: Path, argument: str) -> nn.Module:
+    """An ``inception_v3`` (no ``transform_input``, no auxiliary head) with ``state`` (read from ``path``)."""
+    from torchvision.models import inception_v3
+
+    width = _classifier_width(state, path, argument)
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False, num_classes=width)
+    if not any(k.startswith("AuxLogits.") for k in state):
+        net.AuxLogits = None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} (given as {argument}) does not fit torchvision's inception_v3: "
+                         f"{str(exc)[:300]}") from None
+    net.AuxLogits = None
+    return net.eval().requires_grad_(False)
+
+
+_BLOCKS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+           "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+           "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+
+
+def _pool_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocks of a torchvision ``inception_v3`` run directly on ``x [N, 3, 299, 299]``:
+    ``(average-pooled Mixed_7c [N, 2048], fc logits [N, K])``."""
+    for name in _BLOCKS:
+        x = getattr(net, name)(x)
+    pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    return pool, net.fc(pool)
+
+
+class TorchvisionInceptionFeatures(nn.Module):
+    """torchvision's ImageNet Inception-v3 as DM-GAN / DF-GAN's FID code runs it: pool features
+    ``[N, 2048]`` (average-pooled Mixed_7c) and logits ``[N, 1000]``; input :func:`pytorch_fid_input`."""
 
     name = "inception-v3-torchvision-imagenet"
-    fid_label = "PyTorch FID (torchvision ImageNet Inception-v3, as DM-GAN/DF-GAN report; not the standard FID)"
-    is_label = "IS (torchvision ImageNet Inception-v3, 1000 classes; not the standard IS)"
+    fid_label = "PyTorch FID (torchvision ImageNet Inception-v3 fed as DM-GAN/DF-GAN's FID code; not the standard FID)"
+    is_label = "IS (torchvision ImageNet Inception-v3, 1000 classes; nobody's published IS)"
     feature_dim = 2048
     num_classes = 1000
-    _blocks = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-               "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-               "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
 
     def __init__(self, weights_path: str | os.PathLike[str] | None) -> None:
         super().__init__()
@@ -162,19 +230,10 @@ class TorchvisionInceptionFeatures(nn.Module):
             raise ValueError(f"{path} has a {width}-class classifier; {TORCHVISION_INCEPTION_ARGUMENT} expects "
                              f"torchvision's {TORCHVISION_INCEPTION_WEIGHTS_FILE} (1000 classes). "
                              f"{TF_INCEPTION_WEIGHTS_FILE} goes to {TF_INCEPTION_ARGUMENT} ({TF_INCEPTION_FLAG}).")
-        from torchvision.models import inception_v3
-
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
-        if not any(k.startswith("AuxLogits.") for k in state):
-            net.AuxLogits = None
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"{path} does not fit torchvision's inception_v3: {str(exc)[:300]}") from None
-        net.AuxLogits = None
-        self.net = net.eval().requires_grad_(False)
-        self.identity = (f"torchvision inception_v3 (avgpool 2048-d, fc 1000); input [-1, 1] -> uint8 -> [-1, 1] "
-                         f"-> bilinear 299, no transform_input; weights {path.name} sha256:{_file_fingerprint(path)}")
+        self.net = _load_torchvision_layout(state, path, TORCHVISION_INCEPTION_ARGUMENT)
+        self.identity = (f"torchvision inception_v3 (avgpool 2048-d, fc 1000) as DM-GAN/DF-GAN's pytorch-fid copy: "
+                         f"[-1, 1] -> uint8 -> PIL bilinear 299 -> [0, 1] -> x*std/0.5 + (mean-0.5)/0.5; "
+                         f"weights {path.name} sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
     @property
@@ -184,26 +243,74 @@ class TorchvisionInceptionFeatures(nn.Module):
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, 3, H, W]`` in [-1, 1] -> ``(pool [N, 2048], logits [N, 1000])`` float32."""
-        x = to_uint8(images).to(self.device).float() / 127.5 - 1
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        for name in self._blocks:
-            x = getattr(self.net, name)(x)
-        pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return pool, self.net.fc(pool)
+        return _pool_and_logits(self.net, pytorch_fid_input(images).to(self.device))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` in [-1, 1] -> pool features ``[N, 2048]``."""
         return self.features_and_logits(images)[0]
 
 
+class BirdsInceptionFeatures(nn.Module):
+    """An Inception-v3 fine-tuned on CUB birds (StackGAN's, used for the CUB Inception Scores of
+    StackGAN, AttnGAN, DM-GAN and DF-GAN), from a PyTorch copy in torchvision's layout.
+
+    Fed as StackGAN's ``inception_score.py`` feeds its TensorFlow original: 8-bit images resized
+    to 299x299 bilinearly (PIL, as ``scipy.misc.imresize``), then ``x / 127.5 - 1``. A 51-class
+    ``fc`` carries StackGAN's background class first, which is dropped (as there); a 50-class
+    one is used whole.
+    """
+
+    name = "inception-v3-birds-finetuned"
+    is_label = "IS (birds-fine-tuned Inception-v3, as the papers' CUB tables)"
+    feature_dim = 2048
+
+    def __init__(self, weights_path: str | os.PathLike[str] | None) -> None:
+        super().__init__()
+        path = require_weights_file(weights_path, BIRDS_INCEPTION_WEIGHTS_FILE, BIRDS_INCEPTION_ARGUMENT,
+                                    BIRDS_INCEPTION_FLAG, "The papers' CUB Inception Score")
+        state = read_state_dict(path, BIRDS_INCEPTION_ARGUMENT)
+        width = _classifier_width(state, path, BIRDS_INCEPTION_ARGUMENT)
+        if width not in (50, 51):
+            raise ValueError(f"{path} has a {width}-class classifier; {BIRDS_INCEPTION_ARGUMENT} expects a "
+                             "birds-fine-tuned Inception-v3 with 50 classes (or 51 with a background class first)")
+        self.net = _load_torchvision_layout(state, path, BIRDS_INCEPTION_ARGUMENT)
+        self.drop_first = width == 51
+        self.num_classes = 50
+        self.identity = (f"birds-fine-tuned inception_v3 (fc {width}{', background dropped' if self.drop_first else ''}"
+                         f"): [-1, 1] -> uint8 -> PIL bilinear 299 -> x/127.5 - 1; weights {path.name} "
+                         f"sha256:{_file_fingerprint(path)}")
+        logger.info("loaded %s", self.identity)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.no_grad()
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N, 3, H, W]`` in [-1, 1] -> ``(pool [N, 2048], logits [N, 50])`` float32."""
+        x = pil_resize(to_uint8(images.cpu())).float() / 127.5 - 1.0
+        pool, logits = _pool_and_logits(self.net, x.to(self.device))
+        return pool, logits[:, 1:] if self.drop_first else logits
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(images)[0]
+
+
+INCEPTION_KINDS: dict[str, type[nn.Module]] = {"tf": TFInceptionFeatures, "torchvision": TorchvisionInceptionFeatures,
+                                               "birds": BirdsInceptionFeatures}
+WEIGHT_FILES.update({
+    "tf": (TF_INCEPTION_WEIGHTS_FILE, TF_INCEPTION_ARGUMENT, TF_INCEPTION_FLAG, "FID/IS with the standard Inception"),
+    "torchvision": (TORCHVISION_INCEPTION_WEIGHTS_FILE, TORCHVISION_INCEPTION_ARGUMENT, TORCHVISION_INCEPTION_FLAG,
+                    "PyTorch FID/IS with torchvision's ImageNet Inception-v3"),
+    "birds": (BIRDS_INCEPTION_WEIGHTS_FILE, BIRDS_INCEPTION_ARGUMENT, BIRDS_INCEPTION_FLAG,
+              "The papers' CUB Inception Score"),
+})
+
+
 def load_inception(kind: str, weights_path: str | os.PathLike[str] | None,
-                   device: str | torch.device = "cpu") -> TFInceptionFeatures | TorchvisionInceptionFeatures:
-    """``kind`` ``"tf"`` (standard FID/IS) or ``"torchvision"`` (PyTorch FID), on ``device``, eval mode."""
-    if kind == "tf":
-        net: TFInceptionFeatures | TorchvisionInceptionFeatures = TFInceptionFeatures(weights_path)
-    elif kind == "torchvision":
-        net = TorchvisionInceptionFeatures(weights_path)
-    else:
-        raise ValueError(f"inception kind must be 'tf' or 'torchvision', got {kind!r}")
-    return net.to(device).eval()
+                   device: str | torch.device = "cpu") -> nn.Module:
+    """``kind`` ``"tf"`` (standard FID/IS), ``"torchvision"`` (PyTorch FID) or ``"birds"`` (the
+    papers' CUB IS), on ``device``, eval mode."""
+    if kind not in INCEPTION_KINDS:
+        raise ValueError(f"inception kind must be one of {', '.join(INCEPTION_KINDS)}, got {kind!r}")
+    return INCEPTION_KINDS[kind](weights_path).to(device).eval()

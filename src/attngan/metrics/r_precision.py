@@ -1,22 +1,19 @@
-"""AttnGAN's R-precision (paper section 5, R = 1).
+"""AttnGAN's R-precision (paper section 5, R = 1): the pieces the ``r_precision`` metric
+(:mod:`attngan.metrics.builtin.retrieval`) is made of.
 
 For each generated image, its ground-truth caption and ``num_distractors`` (99) captions of
 other classes are encoded by the DAMSM text encoder; the image by the DAMSM image encoder
 (global code). A hit is counted when the true caption has the highest cosine similarity to
-the image code. Hits are cut into ``num_folds`` (10) contiguous folds; the result is the
-mean and std of the per-fold precision.
-
-Ties (a distractor scoring exactly as high as the true caption) count as misses. The
-original's ``argmax`` would count them as hits, which only differs for degenerate
-(e.g. constant) features, where it reports a perfect score.
+the image code. Ties count as hits, as the reference counts them (DM-GAN's evaluation takes
+``argmax`` over [true, distractors], which returns the first, true, caption on a tie); they
+only occur for degenerate (e.g. constant) features, which therefore score 1.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +31,7 @@ def r_precision_from_features(image_codes: torch.Tensor, true_sentence: torch.Te
         true_sentence: ``[N, D]`` sentence features of each image's own caption.
         distractor_sentences: ``[N, M, D]`` sentence features of M mismatched captions per image.
     Returns:
-        ``[N]`` bool: True where the true caption's cosine similarity beats every distractor's.
+        ``[N]`` bool: True where no distractor's cosine similarity beats the true caption's.
     """
     if image_codes.dim() != 2 or true_sentence.shape != image_codes.shape:
         raise ValueError(f"image_codes and true_sentence must both be [N, D], got "
@@ -50,18 +47,7 @@ def r_precision_from_features(image_codes: torch.Tensor, true_sentence: torch.Te
     distract_score = torch.einsum("nd,nmd->nm", img, distract) / (img_norm[:, None] * distract.norm(dim=2)).clamp(min=eps)
     if distract_score.shape[1] == 0:
         return torch.ones(n, dtype=torch.bool, device=img.device)
-    return true_score > distract_score.max(dim=1).values
-
-
-def fold_summary(values: torch.Tensor | np.ndarray, num_folds: int = 10) -> tuple[float, float]:
-    """Mean and (population) std of per-fold means of ``values [N]``, folds contiguous and near-equal."""
-    v = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"values must be [N], got shape {v.shape}")
-    if not 1 <= num_folds <= v.shape[0]:
-        raise ValueError(f"num_folds must be between 1 and the number of samples ({v.shape[0]}), got {num_folds}")
-    means = [float(part.mean()) for part in np.array_split(v, num_folds)]
-    return float(np.mean(means)), float(np.std(means))
+    return true_score >= distract_score.max(dim=1).values
 
 
 class CaptionPool:
@@ -122,80 +108,3 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
     finally:
         for m, mode in zip(modules, modes):
             m.train(mode)
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next(iter(module.parameters()), torch.empty(0)).device
-
-
-@torch.no_grad()
-def r_precision_hits(
-    image_encoder: nn.Module,
-    text_encoder: nn.Module,
-    batches: Iterable[Mapping[str, Any]],
-    captions: CaptionPool,
-    num_distractors: int = 99,
-    seed: int = 0,
-    max_samples: int | None = None,
-) -> torch.Tensor:
-    """Hits ``[N]`` bool over generated batches, with the DAMSM encoders.
-
-    Args:
-        image_encoder: ``images [B, 3, H, W] -> (regions, global [B, D])``.
-        text_encoder: ``(tokens [B, T], lengths [B]) -> (words, sentence [B, D])``.
-        batches: mappings with ``images`` ``[B, 3, H, W]`` in [-1, 1] (the final stage),
-            ``tokens`` ``[B, T]``, ``lengths`` ``[B]`` and ``class_ids`` ``[B]`` of the
-            captions the images were generated from.
-        captions: the pool distractors are drawn from (the test captions).
-        seed: seeds the distractor draw.
-    """
-    rng = np.random.default_rng(seed)
-    image_device, text_device = _device_of(image_encoder), _device_of(text_encoder)
-    hits: list[torch.Tensor] = []
-    done = 0
-    with eval_mode(image_encoder, text_encoder):
-        for batch in batches:
-            images, tokens, lengths = batch["images"], batch["tokens"], batch["lengths"]
-            class_ids = torch.as_tensor(batch["class_ids"]).reshape(-1).tolist()
-            if max_samples is not None:
-                keep = max_samples - done
-                if keep <= 0:
-                    break
-                images, tokens, lengths, class_ids = images[:keep], tokens[:keep], lengths[:keep], class_ids[:keep]
-            b = images.shape[0]
-            _, codes = image_encoder(images.to(image_device))
-            _, true_sent = text_encoder(tokens.to(text_device), lengths.to(text_device))
-            drawn = [captions.sample_mismatched(int(c), num_distractors, rng) for c in class_ids]
-            wrong_tokens = torch.cat([t for t, _ in drawn]).to(text_device)
-            wrong_lengths = torch.cat([n for _, n in drawn]).to(text_device)
-            if num_distractors > 0:
-                _, wrong_sent = text_encoder(wrong_tokens, wrong_lengths)
-            else:
-                wrong_sent = true_sent.new_zeros(0, true_sent.shape[1])
-            wrong_sent = wrong_sent.reshape(b, num_distractors, -1)
-            hits.append(r_precision_from_features(codes, true_sent.to(codes.device), wrong_sent.to(codes.device)).cpu())
-            done += b
-    if not hits:
-        raise ValueError("R-precision got no generated images")
-    return torch.cat(hits)
-
-
-def compute_r_precision(
-    image_encoder: nn.Module,
-    text_encoder: nn.Module,
-    batches: Iterable[Mapping[str, Any]],
-    captions: CaptionPool,
-    num_distractors: int = 99,
-    num_folds: int = 10,
-    seed: int = 0,
-    max_samples: int | None = None,
-) -> dict[str, float]:
-    """R-precision of generated images: ``{"r_precision", "r_precision_std", "num_samples", ...}``.
-
-    See :func:`r_precision_hits` for the arguments; hits are summarised over ``num_folds`` folds.
-    """
-    hits = r_precision_hits(image_encoder, text_encoder, batches, captions, num_distractors, seed, max_samples)
-    mean, std = fold_summary(hits, num_folds)
-    logger.info("R-precision %.4f ± %.4f over %d images", mean, std, hits.numel())
-    return {"r_precision": mean, "r_precision_std": std, "num_samples": int(hits.numel()),
-            "num_distractors": num_distractors, "num_folds": num_folds}

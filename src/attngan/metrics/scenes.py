@@ -85,7 +85,8 @@ class SceneHits:
     object); ``present [B, 2]``: the caption has object k; ``heldout [B, 2]``: object k has a
     held-out pair; ``background [B]``: background right; ``names_background [B]``: the
     caption names it; ``count [B]``: as many objects found as named; ``read [B, 2, 3]``: the
-    shape, colour and size the classifier read for object k (-1 for an absent object).
+    shape, colour and size the classifier read for object k (-1 for an absent object);
+    ``wanted [B, 2, 3]``: the shape, colour and size the caption gives object k (-1: absent).
     """
 
     objects: torch.Tensor
@@ -95,6 +96,7 @@ class SceneHits:
     names_background: torch.Tensor
     count: torch.Tensor
     read: torch.Tensor
+    wanted: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.count.shape[0])
@@ -176,7 +178,7 @@ def scene_hits(classifier: AttributeClassifier, images: torch.Tensor, scenes: Se
     return SceneHits(objects=hits, present=present, heldout=heldout & present,
                      background=pred["background"] == background,
                      names_background=torch.as_tensor(list(names_background), dtype=torch.bool).reshape(-1),
-                     count=occupied.sum(1) == present.sum(1), read=read)
+                     count=occupied.sum(1) == present.sum(1), read=read, wanted=attributes[..., :3].clone())
 
 
 def _mean(values: torch.Tensor) -> float:
@@ -231,6 +233,19 @@ def scene_accuracy_result(classifier: AttributeClassifier, hits: SceneHits, real
                      "real_*: the real images of the captions, the ceiling)",
             "feature_extractor": f"scene classifier {classifier.config.arch} over {len(POSITIONS)} positions",
             "num_samples": len(hits)}
+
+
+def scene_confusions(hits: SceneHits) -> dict[str, tuple[torch.Tensor, list[str], list[str]]]:
+    """Per object attribute (shape, colour, size): counts ``[V, V + 1]`` of (what the caption
+    says, what the classifier read; the last column: no object read) over every object of
+    every caption, with the row and column labels."""
+    from .classifier import confusion_counts
+
+    out = {}
+    for a, (name, values) in enumerate((("shape", SHAPES), ("colour", COLORS), ("size", SIZES))):
+        counts = confusion_counts(hits.wanted[..., a][hits.present], hits.read[..., a][hits.present], len(values))
+        out[name] = (counts, list(values), [*values, "none"])
+    return out
 
 
 _COLUMNS = (("shape", "shape"), ("color", "colour"), ("size", "size"), ("position", "place"),

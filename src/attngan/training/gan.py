@@ -295,6 +295,22 @@ class GANTrainer(Trainer):
         every = self.cfg.run.sample_every
         if every and self.step % every == 0:
             self.save_samples_safely()
+        every = self.cfg.run.eval_every
+        if every and self.step % every == 0:
+            self.evaluate_safely()
+
+    def evaluate_safely(self) -> bool:
+        """The ``eval`` section's metrics of the EMA generator through the evaluation engine, appended
+        to ``<run>/evaluations.jsonl`` (:mod:`.periodic_eval`); a failure is logged, never fatal."""
+        from .periodic_eval import evaluate_run
+
+        try:
+            evaluate_run(self.inference_bundle(), self.cfg.data, self.cfg.eval, self.dist.device,
+                         self.cfg.run.precision, self.out, self.step)
+            return True
+        except Exception:
+            log.exception("could not evaluate at step %d; training goes on", self.step)
+            return False
 
     def after_export(self) -> None:
         self.save_samples_safely()

@@ -23,20 +23,29 @@ from ..config import (
     TextEncoderConfig,
     from_dict,
 )
+from ..data.spec import DataSpec
+
+DataOptions = DataSpec  # the ``data`` section: kind, root, split, captions_per_image, num_workers, ...
 
 
 @dataclass(frozen=True)
-class DataOptions:
-    """Which data set to read and how (passed to ``attngan.data.build_dataset``)."""
+class EvalOptions:
+    """The ``eval`` section: what the periodic evaluation of a GAN run (every ``run.eval_every``
+    steps, main process, through :func:`attngan.metrics.run_evaluation`) computes. Its records
+    are appended to ``<run>/evaluations.jsonl``; a failure is logged, never fatal."""
 
-    kind: str = "shapes"  # shapes | cub | coco | coco-json | folder | tags
-    root: str | None = None
-    captions_per_image: int | None = None  # None: the data set's default
-    num_workers: int = 0
-    cache_dir: str | None = None
-    skip_bad: bool = False
-    missing: str = "error"  # CUB/COCO: "error" or "skip" listed-but-absent images
-    extra: dict[str, Any] = field(default_factory=dict)  # format-specific arguments (e.g. shapes size)
+    metrics: tuple[str, ...] = ()  # empty: every metric the model, data and given files allow
+    num_samples: int = 1000
+    split: str = "test"
+    batch_size: int = 50
+    seed: int = 0
+    data_extra: dict[str, Any] = field(default_factory=dict)  # replaces data.extra (e.g. a shapes split's size)
+    classifier: str | None = None  # attribute-classifier folder (None: the cached one, if any)
+    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (fid, is)
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or self.batch_size < 1:
+            raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class RunOptions:
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     time_limit_minutes: float = 0.0  # stop (saving a checkpoint) after this long; 0 = none
+    eval_every: int = 0  # GAN runs: evaluate (the ``eval`` section) every this many steps; 0 = never
     speed: SpeedOptions = field(default_factory=SpeedOptions)
 
     def __post_init__(self) -> None:
@@ -126,6 +136,7 @@ class GANTrainConfig:
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     name: str = "attngan"
+    eval: EvalOptions = field(default_factory=EvalOptions)
 
     def __post_init__(self) -> None:
         if self.adversarial_loss not in ("bce", "hinge"):

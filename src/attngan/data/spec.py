@@ -1,0 +1,82 @@
+"""Which data a run or an evaluation reads: one frozen description, the ``data:`` section of a
+training preset and the data options of ``attngan evaluate`` alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+
+DATA_KINDS = ("shapes", "cub", "coco", "coco-json", "folder", "tags")
+PROCEDURAL = ("shapes",)  # no root folder
+MISSING_POLICIES = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data set and how to read it.
+
+    Attributes:
+        kind: one of ``DATA_KINDS``.
+        root: the data folder (None for the procedural ``shapes``).
+        split: the split read; None: the reader's default (training: ``train``, evaluation:
+            ``test``).
+        captions_per_image: None: the data set's default.
+        num_workers: data-loading worker processes.
+        cache_dir: folder of the decoded-image cache (None: no disk cache).
+        skip_bad: skip unreadable images (counted and logged) instead of stopping.
+        missing: ``error`` or ``skip`` for images a listing names that are not on disk
+            (CUB / COCO partial downloads).
+        extra: format-specific arguments of the data set class (e.g. the shapes ``size``).
+    """
+
+    kind: str = "shapes"
+    root: str | None = None
+    split: str | None = None
+    captions_per_image: int | None = None
+    num_workers: int = 0
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    missing: str = "error"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATA_KINDS:
+            raise ConfigError(f"data kind: unknown data set {self.kind!r}; choose one of {', '.join(DATA_KINDS)}")
+        if self.kind in PROCEDURAL and self.root is not None:
+            raise ConfigError(f"data root: the {self.kind} data set is procedural and takes no root folder")
+        if self.kind not in PROCEDURAL and not self.root:
+            raise ConfigError(f"data root: the {self.kind} data set needs its root folder")
+        if self.missing not in MISSING_POLICIES:
+            raise ConfigError(f"data missing: must be one of {', '.join(MISSING_POLICIES)}, not {self.missing!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data num_workers: must be >= 0, got {self.num_workers}")
+        if self.captions_per_image is not None and self.captions_per_image < 1:
+            raise ConfigError(f"data captions_per_image: must be >= 1, got {self.captions_per_image}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"data extra: expected a mapping, got {type(self.extra).__name__}")
+
+    def split_or(self, default: str) -> str:
+        """The split to read: :attr:`split`, or ``default`` when it is None."""
+        return self.split if self.split is not None else default
+
+    def describe(self, image_size: int | None = None, split: str | None = None) -> dict[str, Any]:
+        """JSON-ready description for records and cache keys: ``name``, ``split``, the resolved
+        ``root`` and every setting that changes which images and captions are read (those at
+        their default are left out, so a description is stable as settings are added)."""
+        out: dict[str, Any] = {"name": self.kind, "split": split or self.split_or("test")}
+        if self.root is not None:
+            out["root"] = str(Path(self.root).expanduser().resolve())
+        if image_size is not None:
+            out["image_size"] = image_size
+        if self.captions_per_image is not None:
+            out["captions_per_image"] = self.captions_per_image
+        if self.missing != "error":
+            out["missing"] = self.missing
+        if self.skip_bad:
+            out["skip_bad"] = True
+        if self.extra:
+            out["extra"] = dict(sorted(self.extra.items()))
+        return out

@@ -1,0 +1,18 @@
+"""The built-in metrics, one family per file; importing this package registers them, in the
+order of the results table.
+
+=======================  ==================================================================
+``r_precision``          AttnGAN's R-precision with the model's DAMSM encoders (retrieval.py)
+``scene_accuracy``       shapes: per-object accuracy of the slot scene classifier (attributes.py)
+``attribute_accuracy``   tags: per-attribute accuracy of the attribute classifier (attributes.py)
+``fd_damsm``             in-domain Fréchet distance on DAMSM image codes, with a real floor (frechet.py)
+``fd_classifier``        in-domain Fréchet distance on classifier features, with a real floor (frechet.py)
+``diversity``            shapes: spread of N seeds of a caption against N real renderings (diversity.py)
+``fid``                  FID, TF Inception-v3 2015-12-05 via torch-fidelity (frechet.py)
+``is``                   Inception Score: the papers' network (CUB: birds-fine-tuned) (inception_score.py)
+``fid_torchvision``      "PyTorch FID" exactly as DM-GAN / DF-GAN compute it (frechet.py)
+``is_torchvision``       Inception Score with torchvision's ImageNet Inception-v3 (inception_score.py)
+=======================  ==================================================================
+"""
+
+from . import attributes, diversity, frechet, inception_score, retrieval  # noqa: F401  (registration)
