@@ -68,7 +68,7 @@ def test_wheel_carries_the_model_presets_and_web_files(installed: tuple[Path, Pa
     assert sorted(package_files() - names) == []  # every file of the package, none left behind
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "benchmarks/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "attngan = attngan.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "attngan = attngan.cli:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()
     with zipfile.ZipFile(wheel) as zf:  # the weights are the real ones, not a pointer
         assert zf.read("attngan/assets/shapes-64/model.safetensors") == \
             (SRC / "assets" / "shapes-64" / "model.safetensors").read_bytes()

@@ -298,4 +298,6 @@ class Driven:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from attngan.cli.process import exit_process
+
+    exit_process(main(sys.argv[1:]))  # as ``python -m attngan`` ends

@@ -1,6 +1,6 @@
 """``python -m attngan`` (also what ``torchrun -m attngan`` runs)."""
 
-from .cli import main
+from .cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -4,5 +4,12 @@ from __future__ import annotations
 
 from . import convert_cmd, evaluate_cmd, generate_cmd, serve_cmd, train_cmd  # noqa: F401  (each registers itself)
 from .group import main, model_options
+from .process import run_command
 
-__all__ = ["main", "model_options"]
+
+def entry() -> None:
+    """The ``attngan`` console script: :data:`main`, ending as :func:`.process.exit_process` says."""
+    run_command(main)
+
+
+__all__ = ["entry", "main", "model_options"]
