@@ -212,8 +212,16 @@ def sweep(bundle: ModelBundle, paths: list[str], batches: list[int], stages: lis
 
 
 def peak_rss_gib() -> float:
-    """This process's peak resident memory (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident memory in GiB: Linux's VmHWM, which starts afresh with the
+    process image (``ru_maxrss`` does not: it keeps the parent's peak across fork and exec, so a
+    child of a large benchmark process would report the parent's memory)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # KiB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 @contextlib.contextmanager

@@ -128,7 +128,7 @@ def train_section(res: dict[str, Any], quick: bool, threads: int) -> list[dict[s
     plan = [("birds", "reference", "fp32"), ("birds", "default", "fp32")] + ([("birds", "default", "bf16")]
                                                                           if native else [])
     if not quick:
-        plan += [("birds", f"no-{name}", best) for name in ("subpixel", "fold-encoder", "release-gradients",
+        plan += [("birds", f"no-{name}", best) for name in ("subpixel", "fold-encoder", "release-gradients", "keep-heap",
                                                               "fused-adam", "one-backward")]
         plan += [("birds", "with-channels-last", best), ("birds", "with-checkpoint-encoder", best)]
         for case in ("shapes", "anime_faces"):

@@ -22,6 +22,7 @@ from ..precision import autocast, full_precision, resolve_precision
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
+from .memory import keep_freed_memory
 from .optim import adam
 from .options import DAMSMTrainConfig
 
@@ -88,6 +89,8 @@ class DAMSMTrainer(Trainer):
         self.image_encoder.to(device).train()
         if run.speed.channels_last:
             self.image_encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if run.speed.keep_heap:
+            keep_freed_memory()
         params = [p for m in (self.text_encoder, self.image_encoder) for p in m.parameters() if p.requires_grad]
         self.optimizer = adam(params, cfg.optim, device, run.speed.fused_adam)
         self.stream = BatchStream(self.data, collate, run.batch_size, run.seed, dist, cfg.data.num_workers)

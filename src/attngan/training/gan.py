@@ -44,6 +44,7 @@ from .fast_layers import (
     use_subpixel_up_blocks,
 )
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
+from .memory import keep_freed_memory
 from .optim import adam
 from .options import GANTrainConfig
 
@@ -105,6 +106,8 @@ class GANTrainer(Trainer):
                              f"{Path(cfg.damsm) / 'vocab.json'} ({len(self.vocab)} words)")
         check_vocabulary_coverage(self.data, Path(cfg.damsm) / "vocab.json")
 
+        if speed.keep_heap:
+            keep_freed_memory()
         # the frozen image encoder as the step runs it (a folded copy; the reference is exported)
         encoder: nn.Module = self.reference_image_encoder
         if speed.fold_encoder:

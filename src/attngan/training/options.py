@@ -69,6 +69,7 @@ class SpeedOptions:
     fused_adam: bool = True  # Adam's fused kernel
     one_backward: bool = True  # one backward pass over the summed discriminator losses
     checkpoint_encoder: bool = False  # recompute the frozen image encoder in the backward pass (memory)
+    keep_heap: bool = True  # the C allocator keeps freed memory for the next step (training/memory.py)
 
     @classmethod
     def reference(cls) -> SpeedOptions:
