@@ -55,12 +55,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def speed_variant(name: str) -> SpeedOptions:
-    """``reference``, ``default``, or ``no-<option>``: the default with one option off."""
+def speed_variant(name: str) -> SpeedOptions | None:
+    """``reference``; ``default`` (None: the case's own options, a preset's as it ships them, else
+    :class:`SpeedOptions`'s defaults); ``no-<option>`` / ``with-<option>``: the defaults with one
+    option changed."""
     if name == "reference":
         return SpeedOptions.reference()
     if name == "default":
-        return SpeedOptions()
+        return None
     if name.startswith("no-"):
         return dataclasses.replace(SpeedOptions(), **{name[3:].replace("-", "_"): False})
     if name.startswith("with-"):
@@ -100,7 +102,7 @@ def _random_damsm(folder: Path, damsm: DAMSMTrainConfig, data: Any) -> Path:
                       folder / "damsm")
 
 
-def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions, device: str = "cpu",
+def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions | None, device: str = "cpu",
                  tiny: bool = False) -> DAMSMTrainConfig:
     if case == "birds":
         bird = bird_config()
@@ -113,8 +115,8 @@ def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions, d
     else:
         cfg = resolve_config("damsm", case, _overrides(case, folder, tiny))
         run = cfg.run
-    run = dataclasses.replace(run, out_dir=str(folder / "damsm-run"), precision=precision, speed=speed, device=device,
-                              log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
+    run = dataclasses.replace(run, out_dir=str(folder / "damsm-run"), precision=precision, speed=speed or run.speed,
+                              device=device, log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
     return dataclasses.replace(cfg, run=run)
 
 
@@ -122,7 +124,6 @@ def make_trainer(case: str, folder: Path, precision: str, speed: SpeedOptions | 
                  tiny: bool = False) -> GANTrainer:
     """A GAN trainer for ``case`` (``birds``: the published configuration at batch 4; a preset name:
     the preset as shipped) with random DAMSM encoders, writing under ``folder``."""
-    speed = speed or SpeedOptions()
     damsm = damsm_config(case, folder, "fp32", SpeedOptions(), device, tiny)
     if case == "birds":
         gen = bird_config().generator
@@ -137,7 +138,7 @@ def make_trainer(case: str, folder: Path, precision: str, speed: SpeedOptions | 
     if tiny:
         cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, channels=4, num_stages=2))
         run = dataclasses.replace(run, batch_size=4)
-    run = dataclasses.replace(run, out_dir=str(folder / "run"), precision=precision, speed=speed, device=device,
+    run = dataclasses.replace(run, out_dir=str(folder / "run"), precision=precision, speed=speed or run.speed, device=device,
                               sample_every=0, log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
     return GANTrainer(dataclasses.replace(cfg, run=run), DistInfo(device=torch.device(device)))
 
