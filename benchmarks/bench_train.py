@@ -8,7 +8,6 @@ measurement runs in a fresh process (``run.py --child ...``) so its peak memory 
 from __future__ import annotations
 
 import dataclasses
-import resource
 import statistics
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_generate import peak_rss_gib
 
 from attngan.config import DiscriminatorConfig, bird_config
 from attngan.data import build_from_options, collate
@@ -40,19 +40,6 @@ CASES = ("birds", "shapes", "anime_faces")
 # What each preset ran before this trainer (the "before" column): the faithful trainer in the
 # precision the preset then asked for (shapes and birds fp32; anime faces auto).
 BEFORE_PRECISION = {"birds": "fp32", "shapes": "fp32", "anime_faces": "auto"}
-
-
-def peak_rss_gib() -> float:
-    """This process's peak resident memory in GiB: Linux's VmHWM, which starts afresh with the
-    process image (``ru_maxrss`` does not: it keeps the parent's peak across fork and exec, so a
-    child of a large benchmark process would report the parent's memory)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20  # KiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def speed_variant(name: str) -> SpeedOptions | None:
