@@ -97,7 +97,25 @@ def _file_fingerprint(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
-class TFInceptionFeatures(nn.Module):
+class _InceptionFeatures(nn.Module):
+    """What the Inception-v3 extractors share: the wrapped ``net``, its device, and
+    :meth:`features` from each one's own ``features_and_logits``."""
+
+    net: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` in [-1, 1] -> pool features ``[N, 2048]``."""
+        return self.features_and_logits(images)[0]
+
+
+class TFInceptionFeatures(_InceptionFeatures):
     """Standard FID/IS network via torch-fidelity: pool3 features ``[N, 2048]``, logits ``[N, 1008]``.
 
     Images ``[N, 3, H, W]`` in [-1, 1] are quantised to uint8 and resized to 299x299 with
@@ -132,19 +150,11 @@ class TFInceptionFeatures(nn.Module):
                          f"-> uint8 -> TF-1.x bilinear 299; weights {path.name} sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, 3, H, W]`` in [-1, 1] -> ``(pool3 [N, 2048], logits [N, 1008])`` float32."""
         pool, logits = self.net(to_uint8(images).to(self.device))
         return pool.float(), logits.float()
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [-1, 1] -> pool3 features ``[N, 2048]``."""
-        return self.features_and_logits(images)[0]
 
 
 def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -209,7 +219,7 @@ def _pool_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     return pool, net.fc(pool)
 
 
-class TorchvisionInceptionFeatures(nn.Module):
+class TorchvisionInceptionFeatures(_InceptionFeatures):
     """torchvision's ImageNet Inception-v3 as DM-GAN / DF-GAN's FID code runs it: pool features
     ``[N, 2048]`` (average-pooled Mixed_7c) and logits ``[N, 1000]``; input :func:`pytorch_fid_input`."""
 
@@ -236,21 +246,13 @@ class TorchvisionInceptionFeatures(nn.Module):
                          f"weights {path.name} sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, 3, H, W]`` in [-1, 1] -> ``(pool [N, 2048], logits [N, 1000])`` float32."""
         return _pool_and_logits(self.net, pytorch_fid_input(images).to(self.device))
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [-1, 1] -> pool features ``[N, 2048]``."""
-        return self.features_and_logits(images)[0]
 
-
-class BirdsInceptionFeatures(nn.Module):
+class BirdsInceptionFeatures(_InceptionFeatures):
     """An Inception-v3 fine-tuned on CUB birds (StackGAN's, used for the CUB Inception Scores of
     StackGAN, AttnGAN, DM-GAN and DF-GAN), from a PyTorch copy in torchvision's layout.
 
@@ -281,19 +283,12 @@ class BirdsInceptionFeatures(nn.Module):
                          f"sha256:{_file_fingerprint(path)}")
         logger.info("loaded %s", self.identity)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, 3, H, W]`` in [-1, 1] -> ``(pool [N, 2048], logits [N, 50])`` float32."""
         x = pil_resize(to_uint8(images.cpu())).float() / 127.5 - 1.0
         pool, logits = _pool_and_logits(self.net, x.to(self.device))
         return pool, logits[:, 1:] if self.drop_first else logits
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(images)[0]
 
 
 INCEPTION_KINDS: dict[str, type[nn.Module]] = {"tf": TFInceptionFeatures, "torchvision": TorchvisionInceptionFeatures,
