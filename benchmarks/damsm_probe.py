@@ -1,87 +1,105 @@
-"""Does a DAMSM know each word of the shapes captions? For real images of one-object scenes of a
-split, every caption is re-written with one attribute changed to each of its other values (the
-same template and synonyms), and the encoders rank the variants: the share of images whose own
-caption ranks first, per attribute, by the word-level score (paper eq. 10) and the sentence cosine.
+"""Does a DAMSM know each word of the shapes captions? For real images of a split, each caption
+is re-written with one thing changed -- one object's shape, colour, size or position, or (two
+objects) an attribute exchanged between them, which asks which object a word belongs to -- and
+the encoders rank the own caption against every such variant (same template and synonyms): the
+share of images whose own caption ranks first, per attribute, by the word-level score (paper
+eq. 10) and by the sentence cosine, for one-object and two-object scenes.
 
     python benchmarks/damsm_probe.py runs/shapes-damsm/damsm --split validation --num-images 300
+    python benchmarks/damsm_probe.py src/attngan/assets/shapes-64 --json   # a model folder's encoders
 
 A generator learns an attribute from the DAMSM term only as well as the encoders know it, so
 this is the first thing to check when a shapes model ignores a word. (It reads real images
 only; it is not the evaluation, which scores generated images with a separate classifier.)
+Variants never name a held-out shape x colour pair (they are the training counterfactuals'
+kinds: :mod:`attngan.data.shapes_counterfactuals`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from attngan.data.shapes import COLORS, POSITIONS, SHAPES, SIZES, ShapesDataset
-from attngan.data.shapes_captions import first_synonyms, format_caption
-from attngan.hub import load_damsm
+from attngan.data.shapes import ShapesDataset
+from attngan.data.shapes_counterfactuals import COUNTERFACTUAL_KINDS, all_counterfactuals
+from attngan.hub import load_damsm, load_pretrained
 from attngan.losses.damsm import cosine_similarity_matrix, word_image_similarity
 from attngan.text import pad_batch
 
-ATTRIBUTES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "position": POSITIONS}
+KINDS = {1: [k for k in COUNTERFACTUAL_KINDS if k != "exchange"], 2: list(COUNTERFACTUAL_KINDS)}
+
+
+def load_encoders(folder: str) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """``(text encoder, image encoder, vocabulary)`` of a DAMSM folder or of a model folder."""
+    if (Path(folder) / "config.json").exists() and "attngan-damsm" in (Path(folder) / "config.json").read_text():
+        enc = load_damsm(folder)
+        return enc.text_encoder.eval(), enc.image_encoder.eval(), enc.vocab
+    bundle = load_pretrained(folder)
+    if bundle.image_encoder is None:
+        raise SystemExit(f"{folder}: the model folder has no image encoder")
+    return bundle.text_encoder.eval(), bundle.image_encoder.eval(), bundle.vocab
 
 
 @torch.inference_mode()
-def probe(damsm_folder: str, split: str, num_images: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Per attribute: ``{"words": accuracy, "sentence": accuracy, "chance": 1 / values}``."""
-    enc = load_damsm(damsm_folder)
-    text, image = enc.text_encoder.eval(), enc.image_encoder.eval()
+def probe(folder: str, split: str, num_images: int, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """Per scene kind (``one``, ``two``) and attribute: ``{"words", "sentence", "images"}``
+    accuracies (the own caption first among its variants; ties count as misses)."""
+    text, image, vocab = load_encoders(folder)
     max_words = text.config.max_words
-    data = ShapesDataset(split=split, size=num_images * 4, image_sizes=(image.config.image_size,), train=False,
+    data = ShapesDataset(split=split, size=num_images * 3, image_sizes=(image.config.image_size,), train=False,
                          max_words=max_words, seed=seed)
-    hits: dict[str, dict[str, list[bool]]] = {a: {"words": [], "sentence": []} for a in ATTRIBUTES}
-    rng = np.random.default_rng(seed)
-    done = 0
+    hits: dict[int, dict[str, dict[str, list[bool]]]] = {
+        n: {k: {"words": [], "sentence": []} for k in KINDS[n]} for n in (1, 2)}
+    done = {1: 0, 2: 0}
     for index in range(len(data)):
         scene = data.scene(index)
-        if len(scene.objects) != 1 or done >= num_images:
+        n = len(scene.objects)
+        if done[n] >= num_images:
+            if min(done.values()) >= num_images:
+                break
             continue
-        done += 1
+        done[n] += 1
         item = data[index]
         regions, code = image(item["images"][-1][None])
-        template = int(rng.integers(0, 8))
-        draws = rng.random(len(first_synonyms(1)))
-        for attribute, values in ATTRIBUTES.items():
-            obj = scene.objects[0]
-            own = getattr(obj, attribute)
-            variants = [own] + [v for v in values if v != own]
-            captions = [format_caption([dataclasses.replace(obj, **{attribute: v})], scene.background, template, draws)
-                        for v in variants]
-            encoded = [enc.vocab.encode(c, max_words) for c in captions]
-            tokens, lengths = pad_batch([e.ids for e in encoded])
+        caption = int(item["caption_index"])
+        for kind in KINDS[n]:
+            variants = all_counterfactuals(scene, kind)
+            if not variants:
+                continue
+            captions = [data.caption_text(index, caption)] + [data.caption_with(index, caption, v) for v in variants]
+            tokens, lengths = pad_batch([vocab.encode(c, max_words).ids for c in captions])
             words, sentence = text(tokens, lengths)
             score, _ = word_image_similarity(regions.expand(len(captions), -1, -1, -1), words, lengths, 4.0, 5.0)
-            hits[attribute]["words"].append(int(score[0].argmax()) == 0)
+            hits[n][kind]["words"].append(bool((score[0, 1:] < score[0, 0]).all()))
             cosine = cosine_similarity_matrix(code, sentence)[0]
-            hits[attribute]["sentence"].append(int(cosine.argmax()) == 0)
-    return {a: {"words": float(np.mean(h["words"])), "sentence": float(np.mean(h["sentence"])),
-                "chance": 1 / len(ATTRIBUTES[a]), "images": len(h["words"])} for a, h in hits.items()}
+            hits[n][kind]["sentence"].append(bool((cosine[1:] < cosine[0]).all()))
+    return {name: {k: {"words": float(np.mean(h["words"])), "sentence": float(np.mean(h["sentence"])),
+                       "images": len(h["words"])} for k, h in hits[n].items()}
+            for name, n in (("one", 1), ("two", 2))}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("damsm", help="a DAMSM folder (written by attngan train-damsm)")
+    parser.add_argument("folder", help="a DAMSM folder (written by attngan train-damsm) or a model folder")
     parser.add_argument("--split", default="validation")
-    parser.add_argument("--num-images", type=int, default=300)
+    parser.add_argument("--num-images", type=int, default=300, help="images of each scene kind")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = probe(args.damsm, args.split, args.num_images)
+    result = probe(args.folder, args.split, args.num_images)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"folder": args.folder, "split": args.split, **result}))
         return 0
-    print(f"{args.damsm}, {args.split} split, one-object real images: the own caption ranked first among "
-          "variants differing in one attribute")
-    print(f"{'attribute':<10} {'word score':>10} {'sentence':>10} {'chance':>8} {'images':>7}")
-    for attribute, r in result.items():
-        print(f"{attribute:<10} {r['words']:>10.3f} {r['sentence']:>10.3f} {r['chance']:>8.3f} {r['images']:>7}")
+    print(f"{args.folder}, {args.split} split, real images: the own caption ranked above every variant "
+          "that changes one thing")
+    print(f"{'scene':<6} {'change':<10} {'word score':>10} {'sentence':>10} {'images':>7}")
+    for scene, table in result.items():
+        for kind, r in table.items():
+            print(f"{scene:<6} {kind:<10} {r['words']:>10.3f} {r['sentence']:>10.3f} {r['images']:>7}")
     return 0
 
 

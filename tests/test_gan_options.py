@@ -94,3 +94,40 @@ def test_a_run_with_hinge_projection_and_penalty(tmp_path: Path) -> None:
     assert len(logs) == 3 and all(math.isfinite(v) for r in logs for k, v in r.items() if k.startswith("loss"))
     with pytest.raises(ConfigError, match="adversarial_loss"):
         resolve_config("gan", "shapes", ["adversarial_loss=wgan"])
+
+
+def test_batchnorm_recalibration_of_the_exported_generator(tmp_path: Path) -> None:
+    """``ema_batchnorm_batches``: the exported generator's BatchNorm statistics are those of its own
+    (averaged) weights on fixed training batches -- the same twice, the EMA module and the training's
+    random state untouched; off, the EMA module itself is exported."""
+    from attngan.training.distributed import DistInfo
+    from attngan.training.ema import recalibrate_batchnorm
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 24}", "run.batch_size=4", "run.sample_every=0", "run.precision=fp32",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    plain = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    assert plain.exported_generator() is plain.ema.shadow
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets + ["ema_batchnorm_batches=3"]), DistInfo())
+    shadow = {k: v.clone() for k, v in trainer.ema.shadow.state_dict().items()}
+    state = torch.get_rng_state()
+    first = trainer.exported_generator()
+    assert torch.equal(torch.get_rng_state(), state) and not first.training
+    assert all(torch.equal(v, trainer.ema.shadow.state_dict()[k]) for k, v in shadow.items())
+    again = GANTrainer(resolve_config("gan", "shapes", sets + ["ema_batchnorm_batches=3"]), DistInfo())
+    second = again.exported_generator()
+    stats = [k for k in shadow if k.endswith("running_mean")]
+    assert stats and all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in stats)
+    assert any(not torch.equal(first.state_dict()[k], shadow[k]) for k in stats)
+    assert int(first.state_dict()[stats[0].replace("running_mean", "num_batches_tracked")]) == 3
+
+    # the statistics are the plain averages of the batches' own (training-mode) statistics
+    norm = torch.nn.BatchNorm1d(2)
+    batches = [torch.randn(5, 2) * (k + 1) + k for k in range(3)]
+    recalibrate_batchnorm(norm, norm, batches)
+    assert torch.allclose(norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0), atol=1e-6)
+    assert norm.momentum == 0.1 and not norm.training

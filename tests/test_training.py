@@ -237,3 +237,23 @@ def test_precision_auto_picks_bf16_only_with_native_support(native: bool, monkey
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")  # what the resolved config records
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_export_run_writes_a_checkpoint_of_a_damsm_or_gan_run(tmp_path: Path, damsm_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from attngan.cli import main
+
+    runner = CliRunner()
+    out = runner.invoke(main, ["export-run", str(damsm_dir.parent), "--out", str(tmp_path / "d2"), "--step", "2"])
+    assert out.exit_code == 0, out.output
+    enc, exported = load_damsm(tmp_path / "d2"), load_damsm(damsm_dir)
+    assert enc.metadata["steps"] == 2 and exported.metadata["steps"] == 4
+    gan = train_gan(gan_config(tmp_path / "gan", damsm_dir, 2))
+    out = runner.invoke(main, ["export-run", str(gan.parent), "--out", str(tmp_path / "m")])
+    assert out.exit_code == 0, out.output
+    assert load_pretrained(tmp_path / "m").generator.state_dict().keys() == \
+        load_pretrained(gan).generator.state_dict().keys()
+    missing = runner.invoke(main, ["export-run", str(damsm_dir.parent), "--out", str(tmp_path / "x"), "--step", "3"])
+    assert missing.exit_code != 0 and "no checkpoint of step 3" in missing.output
+    assert not (tmp_path / "x").exists()

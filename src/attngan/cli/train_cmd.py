@@ -70,3 +70,22 @@ def train_cmd(preset: str, damsm: str | None, overrides: tuple[str, ...], out: s
 
     items = overrides + ((f"damsm={damsm}",) if damsm else ())
     _run(train_gan, _resolve("gan", preset, items, out), resume)
+
+
+@main.command("export-run")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option("--step", type=click.IntRange(min=0), help="Checkpoint step [the newest].")
+def export_run_cmd(run_dir: str, out: str, step: int | None) -> None:
+    """Export a run's checkpoint without training: a train-damsm run's DAMSM folder or a train
+    run's model folder (to score a run while it trains, or an earlier step)."""
+    from ..config import ConfigError
+    from ..files import OutputError
+    from ..training.checkpoint import CheckpointError
+    from ..training.export_run import export_run
+
+    try:
+        path = export_run(run_dir, out, step)
+    except (CheckpointError, ConfigError, OutputError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {path}")

@@ -296,7 +296,8 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch items (order kept): ``images`` list of ``[B, 3, s, s]``, ``tokens [B, T]``
     int64 (T = longest caption of the batch), ``lengths [B]``, ``class_ids [B]``,
     ``caption_indices [B]`` (int64), ``keys`` list of str and, when the items have them,
-    ``attributes [B, K]`` int64."""
+    ``attributes [B, K]`` int64 and counterfactual captions ``negatives [B, K, T]`` with
+    ``negative_lengths [B, K]``."""
     if not samples:
         raise ValueError("collate needs at least one sample")
     lengths = torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64)
@@ -311,4 +312,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     if "attributes" in samples[0]:
         batch["attributes"] = torch.stack([s["attributes"] for s in samples])
+    if "negatives" in samples[0]:  # counterfactual captions [B, K, T] and their lengths [B, K]
+        batch["negatives"] = torch.stack([s["negatives"] for s in samples])
+        batch["negative_lengths"] = torch.stack([s["negative_lengths"] for s in samples])
     return batch

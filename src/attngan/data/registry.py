@@ -11,6 +11,7 @@ import torch
 
 from ..text import Vocabulary, pick_example_captions, spread_positions
 from .coco import CocoDataset, CocoJsonDataset
+from .counterfactual import Counterfactuals
 from .cub import CubDataset
 from .folder import FolderDataset
 from .shapes import ShapesDataset
@@ -49,7 +50,8 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
                        train: bool = True, seed: int = 0, vocab: Any = None, **overrides: Any
                        ) -> torch.utils.data.Dataset:
     """The data set that ``spec`` describes (a training run's ``data`` section or an evaluation's
-    data options). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
+    data options); with ``train`` and ``spec.counterfactuals``, its items carry counterfactual
+    captions (:class:`~attngan.data.counterfactual.Counterfactuals`). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
     ``overrides`` replace entries of ``spec.extra`` (e.g. the shapes data ``seed`` of a second draw)."""
     if not isinstance(spec, DataSpec):
         raise TypeError(f"build_from_options needs a DataSpec, got {type(spec).__name__}")
@@ -63,8 +65,11 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
     if spec.kind in MISSING_AWARE:
         kwargs["missing"] = spec.missing
     kwargs.setdefault("seed", seed)
-    return build_dataset(spec.kind, spec.root, split=split or spec.split_or("train"), image_sizes=image_sizes,
+    data = build_dataset(spec.kind, spec.root, split=split or spec.split_or("train"), image_sizes=image_sizes,
                          max_words=max_words, train=train, skip_bad=spec.skip_bad, **kwargs)
+    if spec.counterfactuals and train:
+        return Counterfactuals(data, spec.counterfactuals, spec.counterfactual_words, seed=seed)
+    return data
 
 
 def example_captions(dataset: Any, vocab: Vocabulary, count: int = 6, max_words: int | None = None) -> list[str]:

@@ -30,6 +30,11 @@ class DataSpec:
         missing: ``error`` or ``skip`` for images a listing names that are not on disk
             (CUB / COCO partial downloads).
         extra: format-specific arguments of the data set class (e.g. the shapes ``size``).
+        counterfactuals: hard-negative captions per training caption (0: none), for the losses
+            that use them (:mod:`attngan.data.counterfactual`); evaluation never reads them.
+        counterfactual_words: word classes whose words replace each other in counterfactuals of
+            data sets other than shapes (colour words are built in), e.g.
+            ``{"part": ["wings", "crown", "belly"]}``.
     """
 
     kind: str = "shapes"
@@ -41,6 +46,8 @@ class DataSpec:
     skip_bad: bool = False
     missing: str = "error"
     extra: dict[str, Any] = field(default_factory=dict)
+    counterfactuals: int = 0
+    counterfactual_words: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -55,6 +62,11 @@ class DataSpec:
             raise ConfigError(f"data num_workers: must be >= 0, got {self.num_workers}")
         if self.captions_per_image is not None and self.captions_per_image < 1:
             raise ConfigError(f"data captions_per_image: must be >= 1, got {self.captions_per_image}")
+        if self.counterfactuals < 0:
+            raise ConfigError(f"data counterfactuals: must be >= 0, got {self.counterfactuals}")
+        if not isinstance(self.counterfactual_words, dict) or not all(
+                isinstance(v, list) and all(isinstance(w, str) for w in v) for v in self.counterfactual_words.values()):
+            raise ConfigError("data counterfactual_words: expected a mapping of class name -> list of words")
         if not isinstance(self.extra, dict):
             raise ConfigError(f"data extra: expected a mapping, got {type(self.extra).__name__}")
 

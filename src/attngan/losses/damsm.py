@@ -1,9 +1,24 @@
-"""DAMSM losses (paper eq. 10-13), vectorised over all caption/image pairs of a batch."""
+"""DAMSM losses (paper eq. 10-13), vectorised over all caption/image pairs of a batch, with
+optional hard negatives: counterfactual captions of each image (:class:`HardNegatives`) that join
+the image->caption direction of the word and sentence losses as extra negatives."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
+
+
+class HardNegatives(NamedTuple):
+    """Counterfactual captions of each image of a batch, encoded (K per image)."""
+
+    words: torch.Tensor  # [B, K, D, T] word features (zero beyond each length)
+    sentences: torch.Tensor  # [B, K, D] sentence features
+    lengths: torch.Tensor  # [B, K] caption lengths; 0 marks an empty slot (no counterfactual)
+
+    def float(self) -> HardNegatives:
+        return HardNegatives(self.words.float(), self.sentences.float(), self.lengths)
 
 
 def same_class_mask(class_ids: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
@@ -56,6 +71,44 @@ def word_image_similarity(
     return similarity, own
 
 
+def paired_word_image_similarity(
+    region_features: torch.Tensor,
+    word_features: torch.Tensor,
+    lengths: torch.Tensor,
+    gamma1: float,
+    gamma2: float,
+) -> torch.Tensor:
+    """The word-level score (eq. 10) of image ``m`` with caption ``m`` only: ``[M]``.
+
+    Args:
+        region_features: ``[M, D, H, W]``; word_features: ``[M, D, T]``; lengths: ``[M]`` (>= 1).
+
+    The diagonal of :func:`word_image_similarity` computed for M pairs instead of M x M
+    (``tests/test_damsm_hard_negatives.py`` binds the two).
+    """
+    m, d, h, w = region_features.shape
+    t = word_features.shape[2]
+    regions = region_features.reshape(m, d, h * w)
+    valid = torch.arange(t, device=word_features.device)[None, :] < lengths.to(word_features.device)[:, None]
+    scores = torch.einsum("mdn,mdt->mnt", regions, word_features)
+    scores = torch.softmax(scores.masked_fill(~valid[:, None, :], float("-inf")), dim=-1)  # over words
+    attention = torch.softmax(scores.transpose(1, 2) * gamma1, dim=-1)  # [M, T, N] over regions
+    context = torch.einsum("mdn,mtn->mtd", regions, attention)
+    cos = _cosine(word_features.transpose(1, 2), context, dim=-1)  # [M, T]
+    return torch.log((torch.exp(cos * gamma2) * valid).sum(-1))
+
+
+def _hard_negative_logits(region_features: torch.Tensor, negatives: HardNegatives, gamma1: float, gamma2: float,
+                          gamma3: float) -> torch.Tensor:
+    """``[B, K]`` scaled word-level scores of each image with its counterfactuals (-inf where empty)."""
+    b, k, d, t = negatives.words.shape
+    filled = negatives.lengths.to(region_features.device) > 0
+    regions = region_features[:, None].expand(-1, k, -1, -1, -1).reshape(b * k, *region_features.shape[1:])
+    lengths = negatives.lengths.to(region_features.device).clamp(min=1).reshape(b * k)
+    score = paired_word_image_similarity(regions, negatives.words.reshape(b * k, d, t), lengths, gamma1, gamma2)
+    return (score.view(b, k) * gamma3).masked_fill(~filled, float("-inf"))
+
+
 def words_loss(
     region_features: torch.Tensor,
     word_features: torch.Tensor,
@@ -64,10 +117,13 @@ def words_loss(
     gamma1: float = 4.0,
     gamma2: float = 5.0,
     gamma3: float = 10.0,
+    negatives: HardNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DAMSM word loss: ``(loss image->caption, loss caption->image, attention [B, T, H, W])``.
 
     Matching pairs are the diagonal; other pairs of the same class are excluded as negatives.
+    ``negatives``: each image's counterfactual captions join its row (image->caption) as
+    further negatives; the caption->image direction is unchanged.
     """
     b = region_features.shape[0]
     sim, att = word_image_similarity(region_features, word_features, lengths, gamma1, gamma2)
@@ -76,7 +132,10 @@ def words_loss(
     if mask is not None:
         sim = sim.masked_fill(mask, float("-inf"))
     labels = torch.arange(b, device=sim.device)
-    return F.cross_entropy(sim, labels), F.cross_entropy(sim.t(), labels), att
+    rows = sim
+    if negatives is not None:
+        rows = torch.cat((sim, _hard_negative_logits(region_features, negatives, gamma1, gamma2, gamma3)), dim=1)
+    return F.cross_entropy(rows, labels), F.cross_entropy(sim.t(), labels), att
 
 
 def sentence_loss(
@@ -85,8 +144,10 @@ def sentence_loss(
     class_ids: torch.Tensor | None,
     gamma3: float = 10.0,
     eps: float = 1e-8,
+    negatives: HardNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """DAMSM sentence loss on ``[B, D]`` global image codes and sentence features."""
+    """DAMSM sentence loss on ``[B, D]`` global image codes and sentence features; ``negatives``
+    join the image->caption direction as in :func:`words_loss`."""
     b = image_codes.shape[0]
     num = image_codes @ sentence_features.t()
     den = image_codes.norm(dim=1, keepdim=True) * sentence_features.norm(dim=1, keepdim=True).t()
@@ -95,7 +156,12 @@ def sentence_loss(
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf"))
     labels = torch.arange(b, device=scores.device)
-    return F.cross_entropy(scores, labels), F.cross_entropy(scores.t(), labels)
+    rows = scores
+    if negatives is not None:
+        hard = _cosine(image_codes[:, None, :], negatives.sentences, dim=-1, eps=eps) * gamma3  # [B, K]
+        hard = hard.masked_fill(negatives.lengths.to(hard.device) == 0, float("-inf"))
+        rows = torch.cat((scores, hard), dim=1)
+    return F.cross_entropy(rows, labels), F.cross_entropy(scores.t(), labels)
 
 
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -113,6 +179,7 @@ def damsm_losses(
     gamma1: float = 4.0,
     gamma2: float = 5.0,
     gamma3: float = 10.0,
+    negatives: HardNegatives | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four DAMSM terms of a batch (paper eq. 11 and 13), computed in fp32.
 
@@ -120,10 +187,13 @@ def damsm_losses(
         region_features: ``[B, D, H, W]``; image_codes: ``[B, D]``.
         word_features: ``[B, D, T]``; sentence_features: ``[B, D]``; lengths: ``[B]``.
         class_ids: ``[B]`` or None (pairs of one class are not negatives).
+        negatives: counterfactual captions of each image (image->caption terms), or None.
     Returns:
         ``{"w0", "w1", "s0", "s1"}``: word loss image->caption and caption->image, sentence
         loss image->caption and caption->image (scalars).
     """
-    w0, w1, _ = words_loss(region_features.float(), word_features.float(), lengths, class_ids, gamma1, gamma2, gamma3)
-    s0, s1 = sentence_loss(image_codes.float(), sentence_features.float(), class_ids, gamma3)
+    hard = None if negatives is None else negatives.float()
+    w0, w1, _ = words_loss(region_features.float(), word_features.float(), lengths, class_ids, gamma1, gamma2, gamma3,
+                           hard)
+    s0, s1 = sentence_loss(image_codes.float(), sentence_features.float(), class_ids, gamma3, negatives=hard)
     return {"w0": w0, "w1": w1, "s0": s0, "s1": s1}

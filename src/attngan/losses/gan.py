@@ -41,6 +41,7 @@ def discriminator_loss(
     uncond_fake: torch.Tensor | None = None,
     wrong_scale: float = 1.0,
     kind: str = "bce",
+    cond_hard: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One discriminator's loss (``kind``: ``bce``, the original's, or ``hinge``).
 
@@ -51,9 +52,13 @@ def discriminator_loss(
         uncond_real, uncond_fake: ``[B]`` unconditional logits, or None without that head.
         wrong_scale: multiplies the mismatched term's mean (used when the mismatched pairs
             of a global batch are split unevenly over processes).
+        cond_hard: ``[M]`` logits of real images with counterfactual captions (hard negatives),
+            or None: the mismatched term is then the mean of the two kinds' terms.
     """
     real_c, fake_c = _term(cond_real, True, kind), _term(cond_fake, False, kind)
     wrong_c = _term(cond_wrong, False, kind) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
+    if cond_hard is not None and cond_hard.numel():
+        wrong_c = (wrong_c + _term(cond_hard, False, kind)) / 2.0
     if uncond_real is None or uncond_fake is None:
         return real_c + (fake_c + wrong_c) / 2.0
     real_u, fake_u = _term(uncond_real, True, kind), _term(uncond_fake, False, kind)
@@ -125,13 +130,14 @@ def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]], wro
     discriminator's parameters get the gradient of its own term only, as with one update each).
 
     Args:
-        logits: per discriminator, ``cond_real``, ``cond_fake``, ``cond_wrong`` and
-            ``uncond_real``, ``uncond_fake`` (or None) logits.
+        logits: per discriminator, ``cond_real``, ``cond_fake``, ``cond_wrong``, ``uncond_real``,
+            ``uncond_fake`` (or None) and optionally ``cond_hard`` logits.
     Returns:
         ``(sum, per-discriminator losses)``.
     """
     parts = [discriminator_loss(_f32(lg["cond_real"]), _f32(lg["cond_fake"]), _f32(lg["cond_wrong"]),
-                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale, kind)
+                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale, kind,
+                                _f32(lg.get("cond_hard")))
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:

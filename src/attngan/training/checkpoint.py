@@ -114,8 +114,8 @@ def save_checkpoint(folder: str | os.PathLike[str], step: int, state: dict[str, 
     path = folder / f"ckpt-{step:08d}.pt"
     atomic_torch_save({"format_version": FORMAT_VERSION, **state}, path)
     found = list_checkpoints(folder)
-    later = [p for p in found if _step_of(p) > step]
-    older = [p for p in found if _step_of(p) <= step]
+    later = [p for p in found if checkpoint_step(p) > step]
+    older = [p for p in found if checkpoint_step(p) <= step]
     for old in later + (older[:-keep] if keep > 0 else []):
         if old in later:
             log.warning("deleting %s: it is newer than the checkpoint just written (step %d)", old, step)
@@ -124,7 +124,8 @@ def save_checkpoint(folder: str | os.PathLike[str], step: int, state: dict[str, 
     return path
 
 
-def _step_of(path: Path) -> int:
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint file ``ckpt-<step>.pt``."""
     m = _NAME.match(path.name)
     assert m is not None
     return int(m.group(1))

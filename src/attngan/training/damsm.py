@@ -15,14 +15,15 @@ from .. import __version__
 from ..config import to_dict
 from ..data import build_from_options, collate
 from ..hub import DAMSMEncoders, save_damsm
-from ..losses.damsm import damsm_losses
+from ..losses.damsm import HardNegatives, damsm_losses
 from ..models.image_encoder import build_image_encoder, load_inception_imagenet_weights
 from ..models.text_encoder import TextEncoder
 from ..precision import autocast, full_precision, resolve_precision
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
-from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
+from .loop import BatchStream, Trainer, require_finite, set_threads
 from .memory import keep_freed_memory
+from .negatives import encode_captions
 from .optim import adam
 from .options import DAMSMTrainConfig
 
@@ -31,21 +32,24 @@ log = logging.getLogger(__name__)
 
 def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: dict[str, Any], cfg: DAMSMTrainConfig,
                       device: torch.device) -> dict[str, torch.Tensor]:
-    """The four DAMSM losses on one (global) batch; features are gathered over processes.
+    """The four DAMSM losses on one (global) batch; features are gathered over processes. With
+    counterfactual captions in the batch (``data.counterfactuals``) they are each image's hard
+    negatives in the image->caption terms.
 
     Under bf16 autocast the image encoder runs in bf16; the text encoder and the losses in fp32.
     """
-    tokens = pad_to(batch["tokens"], cfg.text_encoder.max_words, 1).to(device)
     lengths = batch["lengths"]
     with full_precision(device):  # the RNN in fp32 (see attngan.precision)
-        words, sentence = text_encoder(tokens, lengths)
+        words, sentence, hard = encode_captions(text_encoder, batch, cfg.text_encoder.max_words, device)
     images = batch["images"][-1].to(device, non_blocking=True)
     if cfg.run.speed.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     regions, codes = image_encoder(images)
     g = cfg.loss
+    if hard is not None:
+        hard = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
     losses = damsm_losses(gather(regions), gather(codes), gather(words), gather(sentence), gather(lengths.to(device)),
-                          gather(batch["class_ids"].to(device)), g.gamma1, g.gamma2, g.gamma3)
+                          gather(batch["class_ids"].to(device)), g.gamma1, g.gamma2, g.gamma3, hard)
     return {f"loss_{k}": v for k, v in losses.items()}
 
 
@@ -149,8 +153,9 @@ class DAMSMTrainer(Trainer):
         epoch, _ = self.stream.position(max(self.step - 1, 0))
         return {"lr": self.optimizer.param_groups[0]["lr"], "epoch": epoch}
 
-    def export(self) -> Path:
-        path = self.out / self.export_name
+    def export(self, path: Path | None = None) -> Path:
+        """The encoders and vocabulary as a DAMSM folder (``<run>/damsm`` by default)."""
+        path = path or self.out / self.export_name
         meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__}
         encoders = DAMSMEncoders(_plain_copy(self.text_encoder), _plain_copy(self.image_encoder), self.vocab, meta)
         save_damsm(encoders, path)

@@ -1,8 +1,10 @@
-"""Exponential moving average of generator weights (kept as a separate module)."""
+"""Exponential moving average of generator weights (kept as a separate module), and the
+BatchNorm statistics that belong to averaged weights."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -43,3 +45,31 @@ class EMA(nn.Module):
         for name, b in self.shadow.named_buffers():
             b.copy_(model_buffers[name])
         self.num_updates += 1
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, forward: Callable[[object], object], batches: Iterable[object]) -> int:
+    """Re-estimate ``model``'s BatchNorm running statistics for its own weights: reset them, run
+    ``forward(batch)`` for every batch in training mode with a cumulative average (every batch
+    counts equally), and leave the model in eval mode. Returns the number of batches.
+
+    The EMA copy of a generator holds averaged weights but the live model's statistics, which
+    belong to other weights (the original does the same); its images in eval mode are then
+    off in brightness and contrast, most of all early in a run.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    count = 0
+    try:
+        for batch in batches:
+            forward(batch)
+            count += 1
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return count

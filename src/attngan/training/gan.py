@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from ..config import ModelConfig, to_dict
 from ..data import build_from_options, collate, example_captions
 from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
-from ..losses.damsm import damsm_losses
+from ..losses.damsm import HardNegatives, damsm_losses
 from ..losses.gan import discriminators_loss, generator_loss, matching_aware_penalty
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
@@ -36,7 +36,7 @@ from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
-from .ema import EMA
+from .ema import EMA, recalibrate_batchnorm
 from .fast_layers import (
     ChannelsLastInput,
     fold_frozen_batchnorms,
@@ -45,6 +45,7 @@ from .fast_layers import (
 )
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
 from .memory import keep_freed_memory
+from .negatives import encode_captions
 from .optim import adam
 from .options import GANTrainConfig
 
@@ -61,15 +62,32 @@ class DiscriminatorStep(nn.Module):
         self.d = discriminator
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
-                wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor) -> dict[str, torch.Tensor | None]:
+                wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
+                hard_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
         """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
-        sentences of real rows ``wrong_rows [M]`` -> ``[B]`` (or ``[M]``) logits."""
+        sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
+        rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
         real_f, fake_f = self.d(real), self.d(fake)
         cond_real, uncond_real = self.d.logits(real_f, sentence)
         cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
         cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
-        return {"cond_real": cond_real, "cond_fake": cond_fake, "cond_wrong": cond_wrong,
-                "uncond_real": uncond_real, "uncond_fake": uncond_fake}
+        out = {"cond_real": cond_real, "cond_fake": cond_fake, "cond_wrong": cond_wrong,
+               "uncond_real": uncond_real, "uncond_fake": uncond_fake}
+        if hard_sentence is not None and hard_rows is not None:
+            out["cond_hard"] = self.d.conditional_head(real_f[hard_rows], hard_sentence)
+        return out
+
+
+class Mismatched(NamedTuple):
+    """The discriminators' mismatched pairs of a step: real rows ``rows [M]`` with another sample's
+    sentence ``sentence [M, D]`` (their term's mean times ``scale``), and real rows ``hard_rows
+    [H]`` with counterfactual sentences ``hard_sentence [H, D]`` (or None)."""
+
+    sentence: torch.Tensor
+    rows: torch.Tensor
+    scale: float
+    hard_sentence: torch.Tensor | None = None
+    hard_rows: torch.Tensor | None = None
 
 
 class GANTrainer(Trainer):
@@ -180,7 +198,42 @@ class GANTrainer(Trainer):
                              image_encoder=self.reference_image_encoder.config, name=self.cfg.name, damsm=self.cfg.loss)
         meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__, "seed": self.cfg.run.seed,
                 EXAMPLES_KEY: example_captions(self.data, self.vocab, max_words=self.max_words)}
-        return ModelBundle(config, self.vocab, self.text_encoder, self.ema.shadow, self.reference_image_encoder, meta)
+        if self.cfg.ema_batchnorm_batches:
+            meta["batchnorm_statistics"] = f"recalibrated on {self.cfg.ema_batchnorm_batches} training batches"
+        return ModelBundle(config, self.vocab, self.text_encoder, self.exported_generator(), self.reference_image_encoder,
+                           meta)
+
+    def exported_generator(self) -> nn.Module:
+        """The EMA generator as exported: with ``ema_batchnorm_batches`` > 0, a copy whose BatchNorm
+        statistics are re-estimated for its averaged weights on that many training batches (fixed
+        items and noise; the training's random state is untouched); else the EMA module itself."""
+        batches = self.cfg.ema_batchnorm_batches
+        if batches <= 0:
+            return self.ema.shadow
+        found = getattr(self, "_recalibrated", None)
+        if found is not None and found[0] == self.step:
+            return found[1]
+        dev, b = self.dist.device, self.cfg.run.batch_size
+        with torch.random.fork_rng(devices=[]):
+            generator = Generator(self.cfg.generator)  # plain BatchNorm and reference layers
+        generator.load_state_dict(self.ema.shadow.state_dict())
+        generator.to(dev)
+        noise = torch.Generator().manual_seed(self.cfg.run.seed + 2)
+        count = min(batches, len(self.data) // b)
+
+        def forward(items: list[int]) -> None:
+            batch = collate([self.data[i] for i in items])
+            words, sentence, _ = encode_captions(self.text_encoder, batch, self.max_words, dev, False)
+            n, gen_cfg = len(items), self.cfg.generator
+            z, eps = torch.randn(n, gen_cfg.noise_dim, generator=noise), torch.randn(n, gen_cfg.condition_dim,
+                                                                                     generator=noise)
+            with autocast(self.cfg.run.precision, dev):
+                generator(z.to(dev), sentence, words, pad_to(batch["tokens"], self.max_words, 1).to(dev) == 0,
+                          eps=eps.to(dev))
+
+        recalibrate_batchnorm(generator, forward, [range(k * b, (k + 1) * b) for k in range(count)])
+        self._recalibrated = (self.step, generator)
+        return generator
 
     def export(self, path: Path | None = None) -> Path:
         """The EMA generator with the encoders and vocabulary, as an inference folder."""
@@ -203,8 +256,10 @@ class GANTrainer(Trainer):
                  for i in self.stage_of_d]
         b = tokens.shape[0]
         total = b * dist.world_size
-        with torch.no_grad():  # the frozen text encoder, once per batch, fp32
-            words, sentence = self.text_encoder(tokens, lengths)
+        hn = cfg.hard_negatives
+        with torch.no_grad():  # the frozen text encoder, once per batch (with the counterfactuals), fp32
+            words, sentence, hard = encode_captions(self.text_encoder, batch, self.max_words, dev,
+                                                    hn.discriminator or hn.damsm)
         mask = tokens == 0
         z = torch.randn(total, cfg.generator.noise_dim, generator=self.noise)
         eps = torch.randn(total, cfg.generator.condition_dim, generator=self.noise)
@@ -221,8 +276,11 @@ class GANTrainer(Trainer):
         wrong_rows = (global_rows + 1 < total).nonzero().flatten()
         wrong_sentence = all_sentences[global_rows[wrong_rows] + 1]
         wrong_scale = len(wrong_rows) * dist.world_size / (total - 1)
-        losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, wrong_sentence,
-                                               wrong_rows, wrong_scale)
+        pairs = Mismatched(wrong_sentence, wrong_rows, wrong_scale)
+        if hard is not None and hn.discriminator:  # (real image, counterfactual caption) pairs
+            filled = hard.lengths > 0
+            pairs = pairs._replace(hard_sentence=hard.sentences[filled], hard_rows=filled.nonzero()[:, 0])
+        losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
 
         # generator: adversarial terms, DAMSM on the last stage, KL
         self.discriminators.requires_grad_(False)
@@ -233,8 +291,11 @@ class GANTrainer(Trainer):
             else:
                 regions, codes = self.image_encoder(fakes[-1])
         g = cfg.loss
+        negatives = None
+        if hard is not None and hn.damsm:
+            negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
         damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
-                             gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3)
+                             gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
         loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight, cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         require_finite(self.step, {"loss_g": loss["total"]})
@@ -250,8 +311,7 @@ class GANTrainer(Trainer):
         return logs
 
     def _update_discriminators(self, reals: Sequence[torch.Tensor], fakes: Sequence[torch.Tensor],
-                               sentence: torch.Tensor, wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor,
-                               wrong_scale: float) -> list[torch.Tensor]:
+                               sentence: torch.Tensor, pairs: Mismatched) -> list[torch.Tensor]:
         """One Adam update of every discriminator; returns their losses (with the matching-aware
         gradient penalty when ``gradient_penalty`` > 0). With ``one_backward`` the summed losses go
         through one backward pass (each discriminator's parameters get the gradient of their own
@@ -261,8 +321,7 @@ class GANTrainer(Trainer):
                                                                                       range(len(self.d_steps))]
         parts: list[torch.Tensor] = []
         for group in groups:
-            losses = [self._discriminator_loss(i, reals[i], fakes[i], sentence, wrong_sentence, wrong_rows,
-                                               wrong_scale) for i in group]
+            losses = [self._discriminator_loss(i, reals[i], fakes[i], sentence, pairs) for i in group]
             require_finite(self.step, {f"loss_d{i}": loss for i, loss in zip(group, losses, strict=True)})
             for i in group:
                 self.opt_d[i].zero_grad(set_to_none=True)
@@ -276,7 +335,7 @@ class GANTrainer(Trainer):
         return parts
 
     def _discriminator_loss(self, i: int, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
-                            wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, wrong_scale: float) -> torch.Tensor:
+                            pairs: Mismatched) -> torch.Tensor:
         """Discriminator ``i``'s loss on real, fake and mismatched pairs (and its gradient penalty)."""
         cfg = self.cfg
         penalise = cfg.gradient_penalty > 0
@@ -284,8 +343,9 @@ class GANTrainer(Trainer):
             real = real.detach().requires_grad_(True)
             sentence = sentence.detach().requires_grad_(True)
         with autocast(cfg.run.precision, self.dist.device):
-            logits = self.d_steps[i](real, fake, sentence, wrong_sentence, wrong_rows)
-        _, (loss,) = discriminators_loss([logits], wrong_scale, cfg.adversarial_loss)
+            logits = self.d_steps[i](real, fake, sentence, pairs.sentence, pairs.rows, pairs.hard_sentence,
+                                     pairs.hard_rows)
+        _, (loss,) = discriminators_loss([logits], pairs.scale, cfg.adversarial_loss)
         if penalise:
             loss = loss + matching_aware_penalty(logits["cond_real"], [real, sentence], cfg.gradient_penalty)
         return loss

@@ -292,7 +292,7 @@ class Trainer:
     def resolved_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def export(self) -> Path:
+    def export(self, path: Path | None = None) -> Path:
         """The run's product (``out / export_name``), written at the end by the main process."""
         raise NotImplementedError
 

@@ -119,6 +119,15 @@ class DAMSMTrainConfig:
 
 
 @dataclass(frozen=True)
+class HardNegativeOptions:
+    """How a GAN run uses the counterfactual captions that ``data.counterfactuals`` adds to each
+    training caption (:mod:`attngan.data.counterfactual`); without them these do nothing."""
+
+    discriminator: bool = True  # (real image, counterfactual caption) pairs join the mismatched term
+    damsm: bool = True  # the generator's DAMSM term ranks its caption above the counterfactuals too
+
+
+@dataclass(frozen=True)
 class GANTrainConfig:
     """``attngan train``: the generator and discriminators with frozen DAMSM encoders."""
 
@@ -134,8 +143,12 @@ class GANTrainConfig:
     adversarial_loss: str = "bce"  # "bce" (the original) or "hinge"
     # DF-GAN's matching-aware gradient penalty on real images with their own captions (weight; 0 = off)
     gradient_penalty: float = 0.0
+    hard_negatives: HardNegativeOptions = field(default_factory=HardNegativeOptions)
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
+    # re-estimate the exported EMA generator's BatchNorm statistics on this many training batches
+    # (0: keep the live generator's, as the original does; they belong to other weights)
+    ema_batchnorm_batches: int = 0
     name: str = "attngan"
     eval: EvalOptions = field(default_factory=EvalOptions)
 
