@@ -160,6 +160,11 @@ def test_model_health_and_ready(client, pipeline):
     assert info["sizes"] == [int(t.shape[-1]) for t in out.images]
     assert info["attention_sizes"] == [int(t.shape[-1]) for t in out.attention_maps]
     assert info["example_captions"] == []  # the tiny model's folder stores none
+    g = pipeline.config.generator
+    assert info["architecture"] == {
+        "rnn": "lstm", "bidirectional": True, "word_embedding_dim": pipeline.config.text_encoder.word_embedding_dim,
+        "text_dim": g.text_dim, "condition_dim": g.condition_dim, "noise_dim": g.noise_dim, "channels": g.channels,
+        "variant": "multi_stage", "damsm": True, "image_encoder": "light"}
     assert client.get("/healthz").json() == {"status": "ok", "detail": None}
     assert client.get("/readyz").status_code == 200
 

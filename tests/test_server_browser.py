@@ -111,14 +111,46 @@ def test_generate_page_shows_api_errors(server, page):
     page.wait_for_selector("#error:has-text('caption')")
 
 
+def test_a_page_that_cannot_read_the_model_says_so_and_still_draws(server, page):
+    page.route("**/v1/model", lambda route: route.fulfill(status=404, body="{}"))
+    page.goto(server.url + "/")
+    page.wait_for_selector("#error:has-text('could not describe its model (HTTP 404)')")
+    page.fill("#caption", "a red circle")
+    page.click("#generate")
+    page.wait_for_selector(".image-card")
+    assert page.locator("#error").is_hidden()
+
+
+STEPS = ("#step-text", "#step-ca", "#step-stage1", "#step-refine", "#step-damsm")
+
+
+def test_explainer_explains_every_step_before_any_run(server, page):
+    explained: list[str] = []
+    page.on("request", lambda req: explained.append(req.url) if "/v1/explain" in req.url else None)
+    page.goto(server.url + "/explain")
+    page.wait_for_selector("#facts-stage1:not([hidden])")  # the model's own sizes, from GET /v1/model
+    for section in STEPS:  # every step: its title, what it does, and a note that values come with a run
+        step = page.locator(section)
+        assert step.is_visible() and step.locator("h2").inner_text().strip()
+        assert len(step.locator("p").first.inner_text()) > 150, section
+        assert step.locator(".pending").is_visible() and step.locator(".live").is_hidden(), section
+    assert page.locator("#overview .flow a").count() == 5
+    # the tiny model: word features of 16 numbers, c and z of 8, stages 16 -> 32 -> 64 px
+    assert "features of 16 numbers" in page.inner_text("#facts-text")
+    assert page.inner_text("#facts-ca") == "This model: c has 8 numbers and the noise z 8."
+    assert "16×16 px" in page.inner_text("#facts-stage1") and "32×32 px → 64×64 px" in page.inner_text("#arch-refine")
+    assert "image encoder" in page.inner_text("#facts-damsm")
+    assert not explained
+
+
 def test_explain_page_renders_every_section(server, page):
     page.goto(server.url + "/explain")
     page.fill("#caption", "a big blue square on the top")
     page.fill("#seed", "3")
     page.click("#explain")
-    page.wait_for_selector("#steps:not([hidden])")
-    for section in ("#step-text", "#step-ca", "#step-stage1", "#step-refine", "#step-damsm"):
-        assert page.locator(section).is_visible(), section
+    page.wait_for_selector("#step-damsm .live:not([hidden])")
+    for section in STEPS:
+        assert page.locator(section + " .live").is_visible() and page.locator(section + " .pending").is_hidden()
     page.wait_for_function("document.querySelector('#text-heatmap').naturalWidth > 0")
     assert page.locator("#text-tokens .word-chip").count() == 7
     assert page.locator("#stage1 .stage-image").count() == 1
@@ -156,17 +188,46 @@ def test_example_captions_fill_the_placeholder_and_buttons(examples_server, page
     buttons = page.locator("#examples button.example")
     assert buttons.all_inner_texts() == EXAMPLES[:2]  # an example the model cannot read is not offered
     assert page.get_attribute("#caption", "placeholder") == EXAMPLES[0]
-    buttons.nth(1).click()
-    assert page.input_value("#caption") == EXAMPLES[1]
-    page.click("#generate")
+    buttons.nth(1).click()  # an example button draws its caption at once
     page.wait_for_selector(".image-card")
+    assert page.input_value("#caption") == EXAMPLES[1]
     assert page.locator(".word-chip[data-index]").all_inner_texts() == EXAMPLES[1].split()
 
     page.goto(examples_server.url + "/explain")
     page.wait_for_selector("#examples:not([hidden])")
     assert page.get_attribute("#caption", "placeholder") == EXAMPLES[0]
-    page.locator("#examples button.example").first.click()
-    assert page.input_value("#caption") == EXAMPLES[0]
+    page.locator("#examples button.example").nth(1).click()
+    page.wait_for_selector("#step-text .live:not([hidden])")
+    assert page.input_value("#caption") == EXAMPLES[1]
+    assert page.locator("#text-tokens .word-chip").all_inner_texts() == EXAMPLES[1].split()
+
+
+def test_a_fresh_page_draws_the_example_it_shows(examples_server, page):
+    page.goto(examples_server.url + "/")
+    page.click("#generate")  # at once, on an empty box: the example shown in grey is drawn
+    page.wait_for_selector(".image-card")
+    assert page.input_value("#caption") == EXAMPLES[0] and page.locator("#error").is_hidden()
+    assert page.locator(".word-chip[data-index]").all_inner_texts() == EXAMPLES[0].split()
+    images = page.locator(".stage-image")
+    assert images.count() == 2 * 3
+    assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count()))
+    assert page.input_value("#seed") == ""  # an empty seed stays empty: the next press draws new images
+
+    page.fill("#caption", EXAMPLES[1])
+    page.press("#caption", "Enter")  # Enter draws too
+    page.wait_for_selector(".word-chip[data-index]:text-is('tiny')")
+    seed = page.get_attribute(".image-card", "data-seed")
+    final = page.locator(".image-card").first.locator(".stage-image").last.get_attribute("src")
+    page.click("#explain-link")  # the explainer opens on image 1: same caption, same seed, same image
+    page.wait_for_selector("#step-text .live:not([hidden])")
+    assert page.input_value("#caption") == EXAMPLES[1] and page.input_value("#seed") == seed
+    assert page.locator("#refine .refine-stage").last.locator(".stage-image").first.get_attribute("src") == final
+
+    page.goto(examples_server.url + "/explain")
+    page.press("#caption", "Enter")  # the explainer's empty box explains its example
+    page.wait_for_selector("#step-text .live:not([hidden])")
+    assert page.input_value("#caption") == EXAMPLES[0] and page.locator("#error").is_hidden()
+    assert page.locator("#text-tokens .word-chip").all_inner_texts() == EXAMPLES[0].split()
 
 
 def test_without_examples_the_page_keeps_a_neutral_placeholder(server, page):

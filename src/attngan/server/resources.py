@@ -90,6 +90,16 @@ def stage_sizes(config: ModelConfig) -> tuple[list[int], list[int]]:
     return sizes, inputs[:-1]
 
 
+def architecture(config: ModelConfig, has_damsm: bool) -> dict[str, Any]:
+    """The sizes the explain page states before any run (``ModelInfo.architecture``)."""
+    text, g = config.text_encoder, config.generator
+    image = config.image_encoder if has_damsm else None
+    return {"rnn": text.rnn_type, "bidirectional": text.bidirectional, "word_embedding_dim": text.word_embedding_dim,
+            "text_dim": g.text_dim, "condition_dim": g.condition_dim, "noise_dim": g.noise_dim,
+            "channels": g.channels, "variant": g.variant, "damsm": has_damsm,
+            "image_encoder": image.kind if image is not None else None}
+
+
 def model_info(pipeline: AttnGANPipeline, max_images: int) -> dict[str, Any]:
     """The summary ``GET /v1/model`` returns (``example_captions``: the model's own, for the page)."""
     sizes, attention = stage_sizes(pipeline.config)
@@ -97,4 +107,5 @@ def model_info(pipeline: AttnGANPipeline, max_images: int) -> dict[str, Any]:
             "attention_sizes": attention, "vocabulary_size": len(pipeline.vocab),
             "max_words": pipeline.config.text_encoder.max_words, "max_images": max_images,
             "device": str(pipeline.device), "precision": str(pipeline.precision),
-            "example_captions": pipeline.example_captions}
+            "example_captions": pipeline.example_captions,
+            "architecture": architecture(pipeline.config, pipeline.bundle.image_encoder is not None)}

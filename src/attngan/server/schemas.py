@@ -168,6 +168,21 @@ class BirdResponse(BaseModel):
                                              "(base64 PNG or null), caption, elapsed (seconds).")
 
 
+class ModelArchitecture(BaseModel):
+    """The loaded model's sizes, for the explain page to state before any run."""
+
+    rnn: str = Field(description="Recurrent cell of the text encoder ('lstm' or 'gru').")
+    bidirectional: bool
+    word_embedding_dim: int = Field(description="Size of the word embeddings the RNN reads.")
+    text_dim: int = Field(description="D: size of every word feature and of the sentence feature.")
+    condition_dim: int = Field(description="Size of the condition c sampled by conditioning augmentation.")
+    noise_dim: int = Field(description="Size of the noise z.")
+    channels: int = Field(description="Feature width of the refinement stages.")
+    variant: str = Field(description="'multi_stage' (AttnGAN) or 'dcgan' (one image from the last stage).")
+    damsm: bool = Field(description="True when the model folder holds the DAMSM image encoder.")
+    image_encoder: str | None = Field(None, description="Kind of the DAMSM image encoder ('inception', 'light').")
+
+
 class ModelInfo(BaseModel):
     name: str
     hash: str
@@ -181,6 +196,7 @@ class ModelInfo(BaseModel):
     precision: str
     example_captions: list[str] = Field(
         description="Captions the model was trained to draw (from its folder's config.json); may be empty.")
+    architecture: ModelArchitecture
 
 
 class Health(BaseModel):

@@ -2,48 +2,29 @@
 "use strict";
 
 (function () {
-  const {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, restoreApiKey, loadModel,
-    showExamples} = window.AttnGAN;
+  const {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, startPage, handleSubmit,
+    revealIfBelow} = window.AttnGAN;
   const form = document.getElementById("generate-form");
   const caption = document.getElementById("caption");
   const seedInput = document.getElementById("seed");
   const count = document.getElementById("count");
-  const button = document.getElementById("generate");
   const status = document.getElementById("status");
+  const results = document.getElementById("results-panel");
   let result = null; // the last reply of POST /v1/generate
   let pinned = null; // index of the clicked word, or null
 
-  restoreApiKey();
-  loadModel().then((model) => {
-    if (!model) return;
-    count.max = String(model.max_images);
-    status.textContent = "Model " + model.name + " · stages " + model.sizes.join(" → ") + " px";
-    showExamples(model, caption);
+  const ready = startPage({caption, form, status}).then((model) => {
+    if (model) count.max = String(model.max_images);
+    return model;
   });
+  handleSubmit({caption, form, results}, ready, generate);
 
   document.getElementById("random-seed").addEventListener("click", () => {
     seedInput.value = String(randomSeed());
   });
   document.getElementById("export").addEventListener("click", exportJsonl);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    generate();
-  });
-  caption.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      generate();
-    }
-  });
 
-  async function generate() {
-    showError("");
-    const text = caption.value.trim();
-    if (!text) {
-      showError("Type a caption first.");
-      caption.focus();
-      return;
-    }
+  async function generate(text) {
     const n = Number(count.value);
     const limit = Number(count.max) || 16;
     if (!Number.isInteger(n) || n < 1 || n > limit) {
@@ -59,18 +40,15 @@
       seedInput.focus();
       return;
     }
-    button.disabled = true;
     status.textContent = "Generating…";
     try {
       const reply = await postJson("/v1/generate", {caption: text, num_images: n, seed: seed, include_attention: true});
-      seedInput.value = String(reply.seed);
       render(reply);
       status.textContent = "Done in " + Math.round(reply.timing_ms) + " ms";
+      revealIfBelow(document.getElementById("words-panel"));
     } catch (err) {
       showError(err.message);
       status.textContent = "";
-    } finally {
-      button.disabled = false;
     }
   }
 
@@ -82,7 +60,9 @@
     list.replaceChildren(...reply.images.map((image, i) => imageCard(image, i)));
     document.getElementById("meta").textContent =
       [reply.model.name, reply.model.hash, "seed " + reply.seed].filter(Boolean).join(" · ");
-    document.getElementById("results-panel").hidden = false;
+    document.getElementById("explain-link").href = "/explain?" +
+      new URLSearchParams({caption: reply.caption, seed: String(reply.images[0].seed)}).toString();
+    results.hidden = false;
   }
 
   function renderWords(reply) {

@@ -40,38 +40,139 @@ window.AttnGAN = (function () {
     input.addEventListener("change", () => sessionStorage.setItem(KEY_STORAGE, input.value));
   }
 
-  /** GET /v1/model: the model's summary, or null when it cannot be read. */
+  /** GET /v1/model: the model's summary; throws an Error saying why it cannot be read. */
   async function loadModel() {
+    let reply;
     try {
-      const reply = await fetch("/v1/model", {headers: {"Accept": "application/json"}});
-      return reply.ok ? await reply.json() : null;
+      reply = await fetch("/v1/model", {headers: {"Accept": "application/json"}});
     } catch (err) {
-      return null;
+      throw new Error("Cannot reach the server (" + err.message + "). Is it still running? Reload the page to retry.");
     }
+    if (!reply.ok) throw new Error("The server could not describe its model (HTTP " + reply.status + ").");
+    return reply.json();
+  }
+
+  function exampleCaptions(model) {
+    return model && Array.isArray(model.example_captions) ? model.example_captions : [];
   }
 
   /**
-   * The model's example captions: the first becomes the caption's placeholder, each a button
-   * that puts it in the caption field (``#examples``). Without examples the generic
-   * placeholder stays and no button is shown.
+   * Start a page: restore the API key, read the model while the status line says so, and offer
+   * its example captions (``showExamples``). Resolves to the model, or to null after showing
+   * why it could not be read: the page still works with a typed caption then.
    */
-  function showExamples(model, caption) {
-    const examples = model && Array.isArray(model.example_captions) ? model.example_captions : [];
+  async function startPage(parts) {
+    restoreApiKey();
+    submitOnEnter(parts.caption, parts.form);
+    parts.status.textContent = "Loading the model…";
+    let model;
+    try {
+      model = await loadModel();
+    } catch (err) {
+      parts.status.textContent = "";
+      showError(err.message);
+      return null;
+    }
+    parts.status.textContent = "Model " + model.name + " · stages " + model.sizes.join(" → ") + " px";
+    showExamples(model, parts.caption, parts.form);
+    return model;
+  }
+
+  /** Enter in the caption box submits its form; Shift+Enter (or an input method composing) does not. */
+  function submitOnEnter(caption, form) {
+    caption.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+  }
+
+  /**
+   * The model's example captions: the first becomes the caption's placeholder (an empty box
+   * draws it, see ``captionOrExample``), each a button that puts it in the box and submits
+   * ``form``. Without examples the generic placeholder stays and no button is shown.
+   */
+  function showExamples(model, caption, form) {
+    const examples = exampleCaptions(model);
     const box = document.getElementById("examples");
     if (!examples.length) {
       if (box) box.hidden = true;
       return;
     }
     caption.placeholder = examples[0];
+    const help = document.getElementById("example-help");
+    if (help) help.hidden = false;
     if (!box) return;
     box.querySelector(".example-list").replaceChildren(...examples.map((text) => el("button", {
-      type: "button", class: "secondary small example", text: text, title: "Use this caption",
+      type: "button", class: "secondary small example", text: text, title: "Draw this caption",
       onclick: () => {
         caption.value = text;
-        caption.focus();
+        form.requestSubmit();
       },
     })));
     box.hidden = false;
+  }
+
+  /**
+   * The caption to draw: the box's text, else the model's first example (the placeholder the
+   * box shows), which is then written into the box so the page shows what was drawn; "" when
+   * the box is empty and the model has no example.
+   */
+  function captionOrExample(caption, model) {
+    const text = caption.value.trim();
+    if (text) return text;
+    const examples = exampleCaptions(model);
+    if (!examples.length) return "";
+    caption.value = examples[0];
+    return examples[0];
+  }
+
+  /** While a request runs: the form's buttons are disabled and ``results`` is marked busy (dimmed). */
+  function setBusy(form, results, busy) {
+    form.querySelectorAll("button[type=submit], button.example").forEach((b) => { b.disabled = busy; });
+    form.setAttribute("aria-busy", String(busy));
+    if (results) results.setAttribute("aria-busy", String(busy));
+  }
+
+  /**
+   * Handle ``parts.form``'s submissions (its button, Enter in the caption, an example button):
+   * wait for the model (``ready``), take the caption or the example shown, and ``await draw(text)``,
+   * one at a time, with the form disabled and ``parts.results`` marked busy meanwhile. Returns the
+   * function that submits.
+   */
+  function handleSubmit(parts, ready, draw) {
+    let busy = false;
+    async function submit() {
+      if (busy) return;
+      busy = true;
+      setBusy(parts.form, parts.results, true);
+      showError("");
+      try {
+        const text = captionOrExample(parts.caption, await ready);
+        if (text) {
+          await draw(text);
+        } else {
+          showError("Type a caption first.");
+          parts.caption.focus();
+        }
+      } finally {
+        busy = false;
+        setBusy(parts.form, parts.results, false);
+      }
+    }
+    parts.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submit();
+    });
+    return submit;
+  }
+
+  /** Scroll ``node`` into view when it starts below the visible part of the page (a narrow screen). */
+  function revealIfBelow(node) {
+    if (node.getBoundingClientRect().top < window.innerHeight - 80) return;
+    const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    node.scrollIntoView({block: "start", behavior: still ? "auto" : "smooth"});
   }
 
   /** POST JSON; resolves to the parsed reply or throws an Error with the API's message. */
@@ -166,6 +267,6 @@ window.AttnGAN = (function () {
     ctx.fillRect(0, zero, width, 1);
   }
 
-  return {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, drawBars, restoreApiKey,
-    loadModel, showExamples};
+  return {el, pngSrc, showError, postJson, randomSeed, readSeed, base64ToBlob, download, drawBars, startPage,
+    handleSubmit, revealIfBelow};
 })();

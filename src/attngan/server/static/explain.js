@@ -2,58 +2,95 @@
 "use strict";
 
 (function () {
-  const {el, pngSrc, showError, postJson, randomSeed, readSeed, drawBars, restoreApiKey, loadModel, showExamples} =
+  const {el, pngSrc, showError, postJson, randomSeed, readSeed, drawBars, startPage, handleSubmit, revealIfBelow} =
     window.AttnGAN;
+  const form = document.getElementById("explain-form");
   const caption = document.getElementById("caption");
   const seedInput = document.getElementById("seed");
-  const button = document.getElementById("explain");
   const status = document.getElementById("status");
+  const steps = document.getElementById("steps");
   let last = null;
 
-  restoreApiKey();
-  loadModel().then((model) => showExamples(model, caption));
+  const ready = startPage({caption, form, status}).then((model) => {
+    if (model && model.architecture) describeArchitecture(model);
+    return model;
+  });
+  const submit = handleSubmit({caption, form, results: steps}, ready, explain);
   document.getElementById("random-seed").addEventListener("click", () => {
     seedInput.value = String(randomSeed());
   });
-  document.getElementById("explain-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    run();
-  });
   window.addEventListener("resize", () => last && drawCharts(last));
+  const asked = new URLSearchParams(window.location.search);
+  if (asked.get("caption")) {  // "Explain image 1 step by step" on the generate page
+    caption.value = asked.get("caption");
+    seedInput.value = asked.get("seed") || "";
+    submit();
+  }
 
-  async function run() {
-    showError("");
-    const text = caption.value.trim();
-    if (!text) {
-      showError("Type a caption first.");
-      caption.focus();
-      return;
-    }
+  async function explain(text) {
     let seed;
     try {
       seed = readSeed(seedInput);
     } catch (err) {
       showError(err.message);
+      seedInput.focus();
       return;
     }
-    button.disabled = true;
     status.textContent = "Running the model…";
     try {
       const reply = await postJson("/v1/explain", {caption: text, seed: seed});
-      seedInput.value = String(reply.seed);
       render(reply);
-      status.textContent = "Model " + reply.model.name + " · " + Math.round(reply.timing_ms) + " ms";
+      status.textContent = "Model " + reply.model.name + " · seed " + reply.seed + " · " +
+        Math.round(reply.timing_ms) + " ms";
+      revealIfBelow(document.getElementById("step-text"));
     } catch (err) {
       showError(err.message);
       status.textContent = "";
-    } finally {
-      button.disabled = false;
     }
+  }
+
+  /** Before any run: the loaded model's own sizes, in the overview and under each step. */
+  function describeArchitecture(model) {
+    const arch = model.architecture;
+    const single = arch.variant === "dcgan";
+    const px = (size) => size + "×" + size + " px";
+    const rnn = (arch.bidirectional ? "bidirectional " : "") + arch.rnn.toUpperCase();
+    const refined = model.attention_sizes.map((a, i) => "stage " + (i + 2) + " attends at " + a + "×" + a +
+      (single ? "" : " and draws " + px(model.sizes[i + 1])));
+    const encoder = arch.image_encoder === "inception" ? "Inception-v3" : "a small CNN";
+    setText("arch-text", model.vocabulary_size + " known words → features of " + arch.text_dim + " numbers");
+    setText("arch-ca", "c: " + arch.condition_dim + " numbers, z: " + arch.noise_dim);
+    setText("arch-stage1", single ? "[z, c] → features (this model shows only its last image)" : px(model.sizes[0]));
+    setText("arch-refine", refined.length ? model.sizes.slice(single ? 0 : 1).map(px).join(" → ")
+      : "none: this model has a single stage");
+    setText("arch-damsm", arch.damsm ? "scores your image (" + encoder + ")" : "not in this model folder");
+    facts("facts-text", "This model: a " + rnn + " over a vocabulary of " + model.vocabulary_size + " words, reading at most " +
+      model.max_words + " words of a caption; word embeddings of " + arch.word_embedding_dim +
+      " numbers, word and sentence features of " + arch.text_dim + " numbers each.");
+    facts("facts-ca", "This model: c has " + arch.condition_dim + " numbers and the noise z " + arch.noise_dim + ".");
+    facts("facts-stage1", single ? "This model is the single-output variant: only its last stage's image is returned."
+      : "This model: stage 1 draws " + px(model.sizes[0]) + ".");
+    facts("facts-refine", refined.length ? "This model: " + refined.join("; ") + " (" + arch.channels +
+      " feature channels)." : "This model has a single stage: no word attention.");
+    facts("facts-damsm", arch.damsm ? "This model folder holds its DAMSM image encoder (" + encoder +
+      "): the last step scores your image." : "This model folder has no DAMSM image encoder: nothing is scored here.");
+  }
+
+  function setText(id, text) {
+    document.getElementById(id).textContent = text;
+  }
+
+  function facts(id, text) {
+    setText(id, text);
+    document.getElementById(id).hidden = false;
   }
 
   function render(reply) {
     last = reply;
-    document.getElementById("steps").hidden = false;
+    steps.querySelectorAll(".live").forEach((part) => { part.hidden = false; });
+    steps.querySelectorAll(".pending").forEach((part) => { part.hidden = true; });
+    document.getElementById("overview-pending").hidden = true;
+    document.getElementById("overview-live").hidden = false;
     const text = reply.text_encoder;
     document.getElementById("text-tokens").replaceChildren(
       ...text.tokens.map((w) => el("span", {class: "word-chip", text: w})),
@@ -71,7 +108,6 @@
     labels.style.height = rows;
     document.getElementById("text-heatmap").style.height = rows;
     document.getElementById("sentence-norm").textContent = "(length " + text.sentence.norm.toFixed(2) + ")";
-    document.getElementById("noise-dim").textContent = String(reply.conditioning.noise_dim);
     drawCharts(reply);
 
     document.getElementById("stage1").replaceChildren(tile(reply.stages[0], "Stage 1 · " + reply.stages[0].size + " px"));
