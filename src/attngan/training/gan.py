@@ -296,7 +296,8 @@ class GANTrainer(Trainer):
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
         damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
                              gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
-        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight, cfg.adversarial_loss)
+        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, self.damsm_weight(), cfg.kl_weight,
+                              cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
@@ -309,6 +310,12 @@ class GANTrainer(Trainer):
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         return logs
+
+    def damsm_weight(self) -> float:
+        """The generator's DAMSM weight at this step: ``loss.weight``, reached linearly over the first
+        ``damsm_warmup`` steps (from 0)."""
+        warmup = self.cfg.damsm_warmup
+        return self.cfg.loss.weight * (min(1.0, self.step / warmup) if warmup > 0 else 1.0)
 
     def _update_discriminators(self, reals: Sequence[torch.Tensor], fakes: Sequence[torch.Tensor],
                                sentence: torch.Tensor, pairs: Mismatched) -> list[torch.Tensor]:
@@ -351,7 +358,10 @@ class GANTrainer(Trainer):
         return loss
 
     def step_logs(self) -> dict[str, float]:
-        return {"ema_decay": self.ema.current_decay()}
+        logs = {"ema_decay": self.ema.current_decay()}
+        if self.cfg.damsm_warmup:
+            logs["damsm_weight"] = self.damsm_weight()
+        return logs
 
     # ----------------------------------------------------------------- samples
     def after_step(self) -> None:

@@ -140,6 +140,10 @@ class GANTrainConfig:
     optim_g: OptimOptions = field(default_factory=OptimOptions)
     optim_d: OptimOptions = field(default_factory=OptimOptions)
     kl_weight: float = 1.0
+    # the generator's DAMSM weight rises linearly from 0 to loss.weight over this many steps (0: from
+    # the start, as the original): a small image encoder's gradient on a random generator draws
+    # textures that please the encoder, before the discriminators have taught any realism
+    damsm_warmup: int = 0
     adversarial_loss: str = "bce"  # "bce" (the original) or "hinge"
     # DF-GAN's matching-aware gradient penalty on real images with their own captions (weight; 0 = off)
     gradient_penalty: float = 0.0
