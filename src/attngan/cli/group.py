@@ -46,7 +46,7 @@ def pipeline_options(f: F) -> F:
     f = click.option("--onnx-dir", type=click.Path(file_okay=False),
                      help="ONNX folder (from export-onnx) for --backend onnx.")(f)
     f = click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-                     help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")(f)
+                     help="onnx: ONNX Runtime, exported to the cache ($ATTNGAN_CACHE/onnx) on first use.")(f)
     f = click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")(f)
     return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                         help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")(f)

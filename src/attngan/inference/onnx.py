@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..cache import cache_dir
 from ..files import read_format_json, staged_dir
 from ..hub import ModelBundle, state_dict_of
 from ..models.generator import Generator, GeneratorOutput
@@ -204,13 +205,9 @@ def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def default_onnx_dir(bundle: ModelBundle) -> Path:
-    """``<model folder>/onnx`` when that folder is writable, else a per-user cache folder."""
-    model_dir = bundle.metadata.get("path")
-    if model_dir and os.access(model_dir, os.W_OK):
-        return Path(model_dir) / "onnx"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = f"{bundle.config.name}-{weights_fingerprint(bundle)}"
-    return cache / "attngan" / "onnx" / key
+    """``onnx/<model name>-<weights fingerprint>`` under :func:`attngan.cache.cache_root`: one
+    export per set of weights, never written into the model folder."""
+    return cache_dir("onnx") / f"{bundle.config.name}-{weights_fingerprint(bundle)}"
 
 
 class OnnxBackend:

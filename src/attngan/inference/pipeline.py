@@ -159,7 +159,8 @@ class AttnGANPipeline:
 
     def use_backend(self, backend: str = "torch", onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
         """Run the torch modules (``torch``) or ONNX Runtime (``onnx``, fp32) from ``onnx_dir``;
-        by default ``<model folder>/onnx``, exported there on first use."""
+        by default a folder of the cache (:func:`attngan.inference.onnx.default_onnx_dir`), exported
+        there on first use."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self._onnx = None

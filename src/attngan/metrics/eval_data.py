@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..data.spec import DataSpec
 from ..text import Vocabulary, pad_batch
 from .classifier import AttributeClassifier, load_classifier, save_classifier, train_attribute_classifier
-from .fid import default_cache_dir
 from .protocol import stratified_order
 from .r_precision import CaptionPool
 
@@ -210,7 +210,7 @@ def classifier_cache_dir(spec: DataSpec, recipe: dict[str, Any] | None = None, s
     recipe = recipe or classifier_recipe(spec.kind)
     payload = {"data": _classifier_data(spec), "recipe": recipe, "seed": seed}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    return default_cache_dir().parent / "classifiers" / f"{spec.kind}-{key}"
+    return cache_dir("classifiers") / f"{spec.kind}-{key}"
 
 
 class _Stacked(torch.utils.data.Dataset):
