@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import write_atomic
+
 _WORD = re.compile(r"\w+")
 PAD_TOKEN = "<end>"
 
@@ -91,10 +93,7 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``{"words": [...]}`` as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"words": self.words}, ensure_ascii=True))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"words": self.words}, ensure_ascii=True).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocabulary:

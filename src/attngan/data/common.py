@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..files import atomic_file
 from ..text import tokenize
 
 logger = logging.getLogger(__name__)
@@ -217,14 +218,11 @@ class ImageCache:
 
     @staticmethod
     def _write(file: Path, array: np.ndarray) -> None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
         try:
-            np.save(tmp, array)
-            os.replace(tmp, file)
+            with atomic_file(file, durable=False) as f:  # a cache: rebuilt if lost
+                np.save(f, array)
         except OSError as exc:
             logger.warning("cannot write cache file %s (%s)", file, exc)
-            tmp.unlink(missing_ok=True)
 
     def _remember(self, key: tuple, array: np.ndarray) -> None:
         if self.memory_used + array.nbytes > self.memory_limit:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..cache import cache_dir
+from ..files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +93,9 @@ class FeatureStats:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``mu``, ``sigma``, ``num_samples`` and ``meta`` to ``path`` (``.npz``) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, mu=self.mean, sigma=self.covariance(), num_samples=np.int64(self.num_samples),
+        with atomic_file(path) as f:
+            np.savez(f, mu=self.mean, sigma=self.covariance(), num_samples=np.int64(self.num_samples),
                      meta=np.array(json.dumps({"format": STATS_FORMAT, **self.meta}, sort_keys=True, default=str)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod
