@@ -252,7 +252,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
 
 # ---------------------------------------------------------------------------- helpers
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import __version__
 from ..config import to_dict
 from ..data import build_from_options, collate
 from ..hub import DAMSMEncoders, save_damsm
@@ -19,6 +18,7 @@ from ..losses.damsm import HardNegatives, damsm_losses
 from ..models.image_encoder import build_image_encoder, load_inception_imagenet_weights
 from ..models.text_encoder import TextEncoder
 from ..precision import autocast, full_precision, resolve_precision
+from ..version import __version__
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .loop import BatchStream, Trainer, require_finite, set_threads

@@ -23,7 +23,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
-from .. import __version__
 from ..config import ModelConfig, to_dict
 from ..data import build_from_options, collate, example_captions
 from ..files import OutputError, writing
@@ -34,6 +33,7 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
+from ..version import __version__
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA, recalibrate_batchnorm
