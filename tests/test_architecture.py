@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attngan"
 LAYERS: list[set[str]] = [
-    {"config", "precision", "text", "files", "untrusted", "viz", "cache", "version"},
+    {"config", "precision", "text", "files", "untrusted", "viz", "cache", "version", "errors"},
     {"models"},
     {"losses"},
     {"data"},

@@ -138,8 +138,8 @@ def test_data_spec_is_the_one_data_type(tmp_path: Path) -> None:
     assert DataOptions is DataSpec
     cfg = resolve_config("gan", "birds", ["data.missing=skip", "data.split=train", "data.num_workers=2"])
     assert isinstance(cfg.data, DataSpec) and cfg.data.missing == "skip" and cfg.data.captions_per_image == 10
-    for override, message in (("data.missing=maybe", "data missing"), ("data.root=null", "data root"),
-                              ("data.kind=pictures", "data kind")):
+    for override, message in (("data.missing=maybe", "data.missing"), ("data.root=null", "data.root"),
+                              ("data.kind=pictures", "data.kind")):
         with pytest.raises(ConfigError, match=message):
             resolve_config("gan", "birds", [override])
     data = build_from_options(DataSpec("shapes", extra={"size": 7}), (32,), 12, split="validation", train=False)

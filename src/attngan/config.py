@@ -13,11 +13,17 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from .errors import SettingError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field."""
+class ConfigError(SettingError):
+    """A configuration value is invalid; ``field`` names it, dotted as in a preset (``data.root``),
+    or the message does."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(field, message)
 
 
 def _check(condition: bool, message: str) -> None:

@@ -27,6 +27,7 @@ import torch
 
 from ..cache import cache_dir
 from ..data.spec import DataSpec
+from ..errors import MissingFileError
 from ..text import Vocabulary, pad_batch
 from .classifier import AttributeClassifier, load_classifier, save_classifier, train_attribute_classifier
 from .protocol import stratified_order
@@ -278,7 +279,7 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
 
     ``train``: train it on the train split and save it to ``path`` (default: the cache
     folder of :func:`classifier_cache_dir`); otherwise load it from there. A missing
-    folder raises ``FileNotFoundError`` naming ``--train-classifier``.
+    folder raises :class:`~attngan.errors.MissingFileError` (field ``classifier``).
     """
     folder = Path(path) if path is not None else classifier_cache_dir(spec, seed=seed)
     if train:
@@ -287,8 +288,8 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
         logger.info("attribute classifier saved to %s", folder)
         return classifier.to(device), folder
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no attribute classifier at {folder}: pass --train-classifier to train one on "
-                                f"the {spec.kind} train split (2-4 minutes on a CPU) or --classifier DIR")
+        raise MissingFileError("classifier", f"no attribute classifier at {folder}: pass {{train_classifier}} to "
+                               f"train one on the {spec.kind} train split (2-4 minutes on a CPU) or a folder")
     return load_classifier(folder, device), folder
 
 

@@ -228,18 +228,14 @@ def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0, class
     ``r_precision_std``, ``fd_damsm``, ``fd_damsm_real_floor``, with ``diversity`` the
     ``diversity_*`` figures, and ``num_samples``, ``num_real``.
     """
-    from .classifier import AttributeClassifier, load_classifier
-    from .eval_data import data_classifier, describe_classifier
+    from .classifier import AttributeClassifier
+    from .classifier_choice import choose_classifier
+    from .eval_data import describe_classifier
 
     spec = DataSpec("shapes", split=split)
-    if classifier is None:
-        try:
-            classifier, _ = data_classifier(spec, device=pipeline.device)
-        except FileNotFoundError:
-            classifier, _ = data_classifier(spec, train=True, device=pipeline.device)
-    elif not isinstance(classifier, AttributeClassifier):
-        classifier = load_classifier(classifier, pipeline.device)
     metrics = ["scene_accuracy", "fd_classifier"] + (["diversity"] if diversity else [])
+    if not isinstance(classifier, AttributeClassifier):
+        classifier = choose_classifier(spec, metrics, path=classifier, device=pipeline.device).classifier
     metrics += ["r_precision", "fd_damsm"] if pipeline.bundle.image_encoder is not None else []
     cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed,
                      diversity_captions=diversity_captions)
