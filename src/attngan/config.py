@@ -58,6 +58,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    except SettingError as exc:
+        if isinstance(exc, ConfigError) or not where:
+            raise
+        raise ConfigError(exc.message, f"{where}.{exc.field}") from None  # the field's place in the config
 
 
 def _matches(value: Any, hint: Any) -> bool:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 
 from ..data.spec import DataSpec
+from ..errors import SettingError
 from .inception import WEIGHT_FILES, load_inception, require_weights_file
 from .protocol import protocol_samples
 
@@ -47,15 +48,16 @@ RENAMED = {"attributes": "scene_accuracy (shapes) or attribute_accuracy (tags)"}
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """What an evaluation computes (the ``attngan evaluate`` options).
+class EvalSettings:
+    """What an evaluation computes, whichever data it reads: the fields :class:`EvalConfig`
+    (``attngan evaluate``, the library) and a GAN run's ``eval`` section
+    (:class:`~attngan.training.options.EvalOptions`) share.
 
     ``num_samples`` None: the papers' count for the data set (30,000 for CUB and COCO,
-    :data:`~attngan.metrics.protocol.PROTOCOL_SAMPLES`; 1,000 otherwise). ``data.split`` None:
-    ``test``. ``metrics`` None: every metric the model, data and given weight files allow.
+    :data:`~attngan.metrics.protocol.PROTOCOL_SAMPLES`; 1,000 otherwise). ``metrics`` None:
+    every metric the model, data and given weight files allow.
     """
 
-    data: DataSpec = field(default_factory=DataSpec)
     metrics: Sequence[str] | None = None
     num_samples: int | None = None
     batch_size: int = 50
@@ -63,20 +65,33 @@ class EvalConfig:
     inception_weights: str | os.PathLike[str] | None = None
     torchvision_inception_weights: str | os.PathLike[str] | None = None
     birds_inception_weights: str | os.PathLike[str] | None = None
-    save_images: str | os.PathLike[str] | None = None
     r_distractors: int = 99
     r_folds: int = 10
     is_splits: int = 10
     fid_method: str = "sqrtm"  # "sqrtm": the standard computation; "eigh": exact for PSD covariances, faster
     diversity_captions: int = 50  # captions of the diversity metric (the split's first ones)
     diversity_seeds: int = 8  # images per caption, generated and real
-    preview: int = 16  # samples kept (rank 0) for a report's grid of generated and real images
 
     def __post_init__(self) -> None:
         if self.num_samples is not None and self.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
+            raise SettingError("num_samples", f"must be >= 1, got {self.num_samples}")
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise SettingError("batch_size", f"must be >= 1, got {self.batch_size}")
+
+    def settings(self) -> dict[str, Any]:
+        """The :class:`EvalSettings` fields of this object, by name (to build another kind from them)."""
+        return {f.name: getattr(self, f.name) for f in fields(EvalSettings)}
+
+
+@dataclass(frozen=True)
+class EvalConfig(EvalSettings):
+    """What an evaluation computes (the ``attngan evaluate`` options): :class:`EvalSettings` on
+    ``data`` (its ``split`` None: ``test``), with the images saved to ``save_images`` and the
+    first ``preview`` samples kept for a report."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    save_images: str | os.PathLike[str] | None = None
+    preview: int = 16  # samples kept (rank 0) for a report's grid of generated and real images
 
     @property
     def split(self) -> str:

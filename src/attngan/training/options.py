@@ -24,28 +24,21 @@ from ..config import (
     from_dict,
 )
 from ..data.spec import DataSpec
-
-DataOptions = DataSpec  # the ``data`` section: kind, root, split, captions_per_image, num_workers, ...
+from ..metrics.engine import EvalSettings
 
 
 @dataclass(frozen=True)
-class EvalOptions:
+class EvalOptions(EvalSettings):
     """The ``eval`` section: what the periodic evaluation of a GAN run (every ``run.eval_every``
-    steps, main process, through :func:`attngan.metrics.run_evaluation`) computes. Its records
-    are appended to ``<run>/evaluations.jsonl``; a failure is logged, never fatal."""
+    steps, main process, through :func:`attngan.metrics.run_evaluation`) computes: the
+    :class:`~attngan.metrics.EvalSettings` of ``attngan evaluate`` on the run's data, read
+    from ``split`` with ``data_extra``. Its records are appended to ``<run>/evaluations.jsonl``;
+    a failure is logged, never fatal."""
 
-    metrics: tuple[str, ...] = ()  # empty: every metric the model, data and given files allow
-    num_samples: int = 1000
+    num_samples: int | None = 1000
     split: str = "test"
-    batch_size: int = 50
-    seed: int = 0
     data_extra: dict[str, Any] = field(default_factory=dict)  # replaces data.extra (e.g. a shapes split's size)
     classifier: str | None = None  # attribute-classifier folder (None: the cached one, if any)
-    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (fid, is)
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class DAMSMTrainConfig:
 
     text_encoder: TextEncoderConfig
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
     loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
     optim: OptimOptions = field(default_factory=lambda: OptimOptions(lr=0.002))
@@ -134,7 +127,7 @@ class GANTrainConfig:
     generator: GeneratorConfig
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # image_size set per stage
     damsm: str = ""  # folder written by train-damsm (encoders + vocab)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
     loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
     optim_g: OptimOptions = field(default_factory=OptimOptions)

@@ -35,9 +35,7 @@ def evaluate_run(bundle: Any, data: DataSpec, options: EvalOptions, device: torc
     # left out here, or an error when named
     choice = choose_classifier(spec, options.metrics or None, path=options.classifier, train_missing=False,
                                device=device)
-    cfg = EvalConfig(data=spec, metrics=options.metrics or None, num_samples=options.num_samples,
-                     batch_size=options.batch_size, seed=options.seed, inception_weights=options.inception_weights,
-                     preview=0)
+    cfg = EvalConfig(**{**options.settings(), "metrics": options.metrics or None}, data=spec, preview=0)
     result = run_evaluation(pipeline, cfg, choice.classifier, classifier_info=choice.info)
     assert result is not None  # one process
     for record in result.records:
