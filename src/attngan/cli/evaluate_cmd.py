@@ -193,11 +193,12 @@ def _header(result: Any, pipeline: Any, spec: Any, cfg: Any, world: int) -> list
     """Lines naming the run: model, data, samples, generation settings."""
     summary, settings = result.summary, pipeline.settings
     where = f"{spec.kind}" + (f" ({spec.root})" if spec.root else "")
-    path = "exact reference modules" if settings["exact"] else "fast path"
+    path = {"reference": "the reference modules", "fast": "the fused fast path", "onnx": "ONNX Runtime"}.get(
+        settings["backend"], settings["backend"])
     return [f"model {pipeline.name} ({pipeline.model_hash[:12] or 'no hash'}), data {where} {cfg.split} split; "
             f"{summary['num_samples']} generated images ({summary['num_real']} distinct real), seed {cfg.seed}"
             + (f", {world} processes" if world > 1 else ""),
-            f"generated as attngan generate does: backend {settings['backend']}, {settings['precision']}, {path}, "
+            f"generated as attngan generate does: backend {settings['backend']} ({path}), {settings['precision']}, "
             f"device {settings['device']}"]
 
 

@@ -121,7 +121,7 @@ def explain(pipeline: AttnGANPipeline, caption: str, image: torch.Tensor | None 
         raise ValueError(f"image must be [3, S, S], got {tuple(image.shape)}")
     encoded = pipeline.encode_captions([caption])[0]
     tokens = torch.tensor([encoded.ids], device=pipeline.device)
-    words, sentence = pipeline.runner.encode_text(tokens, torch.tensor([len(encoded.ids)]))
+    words, sentence = pipeline.backend.encode_text(tokens, torch.tensor([len(encoded.ids)]))
     words, sentence = words[0].float().cpu(), sentence[0].float().cpu()
     return Explanation(encoded, image.float().cpu(), TextExplanation(encoded.tokens, words, sentence), None,
                        _match(pipeline, image, words, sentence))

@@ -37,11 +37,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..cache import cache_dir
+from ..errors import SettingError
 from ..files import read_format_json, staged_dir
 from ..hub import ModelBundle, state_dict_of
 from ..models.generator import Generator, GeneratorOutput
 from ..models.text_encoder import TextEncoder
 from ..precision import full_precision
+from .backends import fp32_only
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +232,14 @@ class OnnxBackend:
         self.device = torch.device(device)
         self.name = "onnx"
         self.precision = "fp32"
+
+    def bind(self, bundle: ModelBundle, device: torch.device, precision: str) -> None:
+        """Run on ``device`` (fp32 only); the folder must have been exported from ``bundle``'s weights."""
+        self.precision = fp32_only("the ONNX backend", precision)
+        if self.meta.get("weights") != weights_fingerprint(bundle):
+            raise SettingError("backend", f"{self.folder} was exported from other weights than {bundle.config.name}'s: "
+                                          "export it again (AttnGANPipeline.export_onnx, attngan export-onnx)")
+        self.device = torch.device(device)
 
     @classmethod
     def for_bundle(cls, bundle: ModelBundle, folder: str | os.PathLike[str] | None = None,
