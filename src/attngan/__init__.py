@@ -60,6 +60,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    module: str | None
     if name == "__version__":  # its one home is attngan/version.py
         module = "version"
     else:

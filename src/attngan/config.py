@@ -38,7 +38,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"from_dict builds dataclasses, not {cls!r}")
+    known = {f.name: f for f in fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -103,11 +105,9 @@ def _lists(value: Any) -> Any:
 
 def _dataclass_in(hint: Any) -> type | None:
     """The dataclass type in ``hint`` (``X`` or ``X | None``), else None."""
-    if dataclasses.is_dataclass(hint):
-        return hint  # type: ignore[return-value]
-    for arg in typing.get_args(hint):
-        if dataclasses.is_dataclass(arg):
-            return arg  # type: ignore[return-value]
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate
     return None
 
 

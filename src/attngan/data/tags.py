@@ -151,7 +151,9 @@ class TagsDataset(CaptionImageDataset):
                     self.note_skip("bad_tag_row", f"{path}:{number}: {problem}")
                     continue
                 seen.add(fields[0].strip())
-                rows.append((fields[0].strip(), fields[1].strip(), *parsed))  # type: ignore[misc]
+                assert parsed is not None  # a problem otherwise
+                hair, eyes = parsed
+                rows.append((fields[0].strip(), fields[1].strip(), hair, eyes))
         if not rows:
             raise DataError(f"{path}: no usable row")
         return rows
@@ -161,7 +163,8 @@ class TagsDataset(CaptionImageDataset):
         if not file.exists():
             def decode(record: Record) -> np.ndarray | str:
                 try:
-                    return np.asarray(open_rgb(record.image))  # type: ignore[arg-type]
+                    assert record.image is not None  # tag rows always name their image file
+                    return np.asarray(open_rgb(record.image))
                 except DataError as exc:
                     if not self.skip_bad:
                         raise

@@ -124,7 +124,9 @@ class ExportableGenerator(nn.Module):
         self.generator.to(next(generator.parameters()).device).float().eval()
         for module in self.generator.modules():
             if parametrize.is_parametrized(module):
-                for name in list(module.parametrizations.keys()):
+                parametrizations = module.parametrizations
+                assert isinstance(parametrizations, nn.ModuleDict)
+                for name in list(parametrizations.keys()):
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
     def forward(self, noise: torch.Tensor, eps: torch.Tensor, sentence: torch.Tensor, words: torch.Tensor,

@@ -386,6 +386,8 @@ class AttnGANPipeline:
             if not 0 <= int(seed) <= MAX_SEED - num_images:
                 raise ValueError(f"seed must be between 0 and {MAX_SEED - num_images}, got {seed}")
             return [int(seed) + j for _ in range(n_captions) for j in range(num_images)]
+        if isinstance(seed, bool):
+            raise TypeError("seed must be an integer or one integer per image, not a bool")
         seeds = [int(s) for s in seed]
         if len(seeds) != total:
             raise ValueError(f"seed: expected one seed or {total} seeds, got {len(seeds)}")

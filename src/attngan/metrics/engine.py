@@ -31,6 +31,7 @@ from ..data.spec import DataSpec
 from ..errors import SettingError
 from .inception import WEIGHT_FILES, load_inception, require_weights_file
 from .protocol import protocol_samples
+from .records import MetricRecord
 
 logger = logging.getLogger(__name__)
 
@@ -169,11 +170,11 @@ class Metric:
         ``extra``, and ``details`` (not recorded: data for reports and breakdowns)."""
         raise NotImplementedError
 
-    def rows(self, record: Mapping[str, Any]) -> list[Row]:
+    def rows(self, record: MetricRecord) -> list[Row]:
         """Rows of the results table for ``record`` (default: one per value)."""
         return [(key, format_value(value), "") for key, value in record["values"].items()]
 
-    def notes(self, record: Mapping[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         """Lines printed below the table (which networks, per-object tables...)."""
         return []
 
@@ -369,7 +370,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def table_lines(records: Sequence[MetricRecord]) -> list[str]:
     """Lines of the results table: each record's rows from its metric (:meth:`Metric.rows`)."""
     rows: list[Row] = []
     for record in records:
@@ -382,7 +383,7 @@ def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def record_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def record_notes(records: Sequence[MetricRecord]) -> list[str]:
     """Every record's :meth:`Metric.notes`, in record order."""
     out: list[str] = []
     for record in records:

@@ -295,7 +295,7 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
 
 def describe_classifier(classifier: AttributeClassifier, folder: Path | None = None) -> dict[str, Any]:
     """What a record says about a classifier: config, training metadata, folder."""
-    out = {"config": asdict(classifier.config), "metadata": dict(classifier.metadata)}
+    out: dict[str, Any] = {"config": asdict(classifier.config), "metadata": dict(classifier.metadata)}
     if folder is not None:
         out["folder"] = str(folder)
     return out

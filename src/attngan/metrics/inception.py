@@ -216,7 +216,7 @@ def _pool_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     for name in _BLOCKS:
         x = getattr(net, name)(x)
     pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
-    return pool, net.fc(pool)
+    return pool, net.get_submodule("fc")(pool)
 
 
 class TorchvisionInceptionFeatures(_InceptionFeatures):

@@ -31,7 +31,7 @@ from ..data.spec import DataSpec
 from .engine import Capabilities, EvalConfig, EvalContext, Metric, SampleBatch, get_metric, resolve_metrics
 from .eval_data import EvalSamples, build_split
 from .protocol import ORDER_STREAM, PROTOCOL_SAMPLES, sample_count_warning, stream_seed
-from .records import make_record
+from .records import MetricRecord, make_record
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class EvalResult:
     each sample), ``preview`` (generated and real images of the first samples), and what the
     metrics add: ``scene_hits`` / ``real_scene_hits``, ``r_hits``, ``confusion`` ...)."""
 
-    records: list[dict[str, Any]]
+    records: list[MetricRecord]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)

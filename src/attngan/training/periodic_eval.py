@@ -15,6 +15,7 @@ import torch
 from ..data.spec import DataSpec
 from ..metrics import EvalConfig, append_jsonl, run_evaluation
 from ..metrics.classifier_choice import choose_classifier
+from ..metrics.records import MetricRecord
 from .options import EvalOptions
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ EVALUATIONS_FILE = "evaluations.jsonl"
 
 
 def evaluate_run(bundle: Any, data: DataSpec, options: EvalOptions, device: torch.device, precision: str,
-                 out_dir: Path, step: int) -> list[dict[str, Any]]:
+                 out_dir: Path, step: int) -> list[MetricRecord]:
     """Score ``bundle`` (the run's EMA generator and encoders) on ``options.split`` of ``data``
     (its ``extra`` replaced by ``options.data_extra``); returns the records, also appended to
     ``out_dir / evaluations.jsonl`` with ``step``."""

@@ -16,6 +16,7 @@ import torch
 
 from ..classifier import confusion_counts, predict_attributes, summarise_attribute_hits
 from ..engine import Capabilities, EvalContext, Metric, SampleBatch, register_metric
+from ..records import MetricRecord
 from ..scenes import (
     SceneHits,
     require_scene_classifier,
@@ -55,13 +56,13 @@ class SceneAccuracy(Metric):
         return {**scene_accuracy_result(ctx.classifier, hits, real), **_classifier_extra(ctx),
                 "details": {"scene_hits": hits, "real_scene_hits": real, "confusion": confusion}}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         real = values.get("real_accuracy_all")
         return [("all attributes, every caption (table below)", f"{values['accuracy_all']:.4f}",
                  f"{real:.4f} (real ceiling)" if real is not None else "")]
 
-    def notes(self, record: dict[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         split = record["dataset"]["split"]
         return [f"per-object accuracy on the {split} split (gen: generated images; real: the captions' real images, "
                 "the ceiling; background scored where the caption names it)", *scene_table(record["values"])]
@@ -104,7 +105,7 @@ class AttributeAccuracy(Metric):
                 "feature_extractor": f"attribute classifier {list(names)}", "num_samples": int(wanted.shape[0]),
                 **_classifier_extra(ctx), "details": {"confusion": confusion}}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         rows = []
         for key in [k for k in values if k.startswith("accuracy_")]:

@@ -12,6 +12,7 @@ from ...text import pad_batch
 from ..diversity import diversity_ratio, shapes_captions_and_real_sets
 from ..engine import EvalContext, Metric, register_metric
 from ..in_domain import ClassifierFeatures
+from ..records import MetricRecord
 
 
 @register_metric
@@ -36,7 +37,7 @@ class Diversity(Metric):
                          "renderings of its scene (classifier features; diversity_pixels_*: 32x32 pixels)",
                 "split": cfg.split}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         return [(f"diversity, {values['num_seeds']} seeds x {values['num_captions']} captions",
                  f"{values['diversity_generated']:.4f}",

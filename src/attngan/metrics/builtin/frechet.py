@@ -20,6 +20,7 @@ import torch
 from ..engine import Capabilities, EvalContext, Metric, SampleBatch, format_value, register_metric
 from ..fid import FeatureStats, stats_distance
 from ..in_domain import ClassifierFeatures, DAMSMImageFeatures
+from ..records import MetricRecord
 
 
 def _stats(chunks: list[torch.Tensor], meta: dict[str, Any]) -> FeatureStats:
@@ -53,7 +54,7 @@ class _InceptionFrechet(Metric):
                 "feature_extractor": self.net.identity, "num_samples": gen.num_samples,
                 "num_reference": real.num_samples, "method": ctx.cfg.fid_method}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         return [(self.title, format_value(record["values"][self.name]),
                  f"against {record['extra']['num_reference']} real {record['dataset']['split']} images")]
 
@@ -107,7 +108,7 @@ class _InDomain(Metric):
                 "feature_extractor": self.features.identity, "num_samples": gen.num_samples,
                 "num_reference": real.num_samples, "num_floor": num_floor, "floor_split": ctx.floor_description}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         floor = values.get(f"{self.name}_real_floor")
         return [(f"in-domain FD ({self.title})", format_value(values[self.name]),
