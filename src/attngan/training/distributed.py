@@ -133,14 +133,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj: object) -> object:
-    if world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _collective_device() -> torch.device:
     """Where this process's collectives run: its CUDA device under NCCL, the CPU under gloo."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
