@@ -114,7 +114,7 @@ def test_missing_fid_weights_name_the_flag(tiny_model_dir: Path, tmp_path: Path)
                     str(tmp_path / "absent.pth"), "--out", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 2 and "absent.pth does not exist" in result.output
     assert not (tmp_path / "r.jsonl").exists()
-    with pytest.raises(MissingWeightsError, match="--torchvision-inception-weights"):
+    with pytest.raises(MissingWeightsError, match="torchvision_inception_weights"):
         resolve_metrics(["fid_torchvision"], Capabilities("shapes", True, True, True, True))
 
 

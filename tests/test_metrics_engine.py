@@ -127,7 +127,7 @@ def test_automatic_mode_explains_what_it_leaves_out(tmp_path: Path) -> None:
     assert any(n.startswith("r_precision skipped") and "image_encoder" in n for n in notes)
     with pytest.raises(ValueError, match="scene_accuracy needs the shapes data set"):
         resolve_metrics(["scene_accuracy"], cub)
-    with pytest.raises(MissingWeightsError, match="--birds-inception-weights"):
+    with pytest.raises(MissingWeightsError, match="birds_inception_weights"):
         resolve_metrics(["is"], Capabilities("cub", weights={"birds": "/absent/birds.pth"}))
 
 

@@ -221,8 +221,8 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
     unknown = [n for n in names if n not in _METRICS]
     if unknown:
         hints = "".join(f"; {n} is now {RENAMED[n]}" for n in unknown if n in RENAMED)
-        raise ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(metric_names())}{hints}")
+        raise SettingError("metrics", f"unknown metric(s) {', '.join(unknown)}; choose from "
+                                      f"{', '.join(metric_names())}{hints}")
     chosen, notes = [], []
     skipped: dict[str, list[str]] = {}
     for name in names:
@@ -232,7 +232,7 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
         problem = metric.problem(caps)
         if problem is not None:
             if requested is not None:
-                raise ValueError(problem)
+                raise SettingError("metrics", problem)
             notes.append(f"{name} skipped: {problem}")
             continue
         kind = metric.weights(caps)
@@ -242,11 +242,11 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
             if requested is None and path is None:
                 skipped.setdefault(f"pass {flag} FILE ({file}) to compute it", []).append(name)
                 continue
-            require_weights_file(path, file, argument, flag, purpose)
+            require_weights_file(path, file, argument, purpose)
         chosen.append(name)
     notes += [f"{', '.join(which)} skipped: {how}" for how, which in skipped.items()]
     if not chosen:
-        raise ValueError("--metrics: nothing to compute; " + "; ".join(notes))
+        raise SettingError("metrics", "nothing to compute; " + "; ".join(notes))
     return chosen, notes
 
 

@@ -27,7 +27,7 @@ import torch
 
 from ..cache import cache_dir
 from ..data.spec import DataSpec
-from ..errors import MissingFileError
+from ..errors import MissingFileError, SettingError
 from ..text import Vocabulary, pad_batch
 from .classifier import AttributeClassifier, load_classifier, save_classifier, train_attribute_classifier
 from .protocol import stratified_order
@@ -61,8 +61,9 @@ def build_split(spec: DataSpec, split: str, image_size: int, vocab: Vocabulary |
     try:
         return build_from_options(spec, (image_size,), max_words, split=split, train=False, vocab=vocab, **extra)
     except (DataError, FileNotFoundError) as exc:
-        hint = " (command line: --missing skip)" if isinstance(exc, MissingImagesError) else ""
-        raise ValueError(f"--data {spec.kind}{f' --data-root {spec.root}' if spec.root else ''}: {exc}{hint}") from None
+        hint = " (set {data.missing} skip to use the images present)" if isinstance(exc, MissingImagesError) else ""
+        raise SettingError("data.root" if spec.root else "data.kind",
+                           f"{spec.root or spec.kind}: {exc}{hint}") from None
 
 
 def class_ids_of(dataset: Any) -> list[int]:
@@ -84,7 +85,7 @@ class EvalSamples:
         if len(dataset) == 0:
             raise ValueError("the evaluation split has no image")
         if num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+            raise SettingError("num_samples", f"must be >= 1, got {num_samples}")
         self.dataset, self.num_samples, self.max_words = dataset, int(num_samples), int(max_words)
         self.order = stratified_order(class_ids_of(dataset), order_seed)
         self.has_attributes = bool(getattr(dataset, "attribute_names", ()))
@@ -197,7 +198,7 @@ class _Items(torch.utils.data.Dataset):
 def classifier_recipe(kind: str) -> dict[str, Any]:
     """Training settings of the attribute classifier of a data set kind (shapes, tags)."""
     if kind not in CLASSIFIER_RECIPES:
-        raise ValueError(f"--data {kind} has no attributes: attribute accuracy needs shapes or tags")
+        raise SettingError("data.kind", f"{kind} has no attributes: attribute accuracy needs shapes or tags")
     return dict(CLASSIFIER_RECIPES[kind])
 
 

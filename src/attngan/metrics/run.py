@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..data.spec import DataSpec
+from ..errors import SettingError
 from .engine import Capabilities, EvalConfig, EvalContext, Metric, SampleBatch, get_metric, resolve_metrics
 from .eval_data import EvalSamples, build_split
 from .protocol import ORDER_STREAM, PROTOCOL_SAMPLES, sample_count_warning, stream_seed
@@ -89,7 +90,7 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progr
     metrics = [get_metric(name) for name in chosen]
     needs_two = [m.name for m in metrics if m.min_real >= 2]
     if needs_two and samples.num_real < 2:
-        raise ValueError(f"--num-samples: Fréchet distances ({', '.join(needs_two)}) need at least 2 images")
+        raise SettingError("num_samples", f"Fréchet distances ({', '.join(needs_two)}) need at least 2 images")
     ctx = EvalContext(pipeline, cfg, samples, caps, classifier, classifier_info, rank, world_size,
                       floor_description=floor_source(cfg.data, cfg.split)[2])
     for metric in metrics:

@@ -41,7 +41,7 @@ class SceneAccuracy(Metric):
         return caps.scenes
 
     def setup(self, ctx: EvalContext) -> None:
-        require_scene_classifier(ctx.classifier, "--classifier")
+        require_scene_classifier(ctx.classifier, "classifier")
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, SceneHits]:
         out = {"hits": scene_hits(ctx.classifier, batch["images"], batch["scenes"], batch["names_background"])}
