@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -32,6 +32,12 @@ from ..errors import SettingError
 from .inception import WEIGHT_FILES, load_inception, require_weights_file
 from .protocol import protocol_samples
 from .records import MetricRecord
+
+if TYPE_CHECKING:
+    from ..hub import ModelBundle
+    from ..inference.pipeline import AttnGANPipeline
+    from .classifier import AttributeClassifier
+    from .eval_data import EvalSamples
 
 logger = logging.getLogger(__name__)
 
@@ -306,11 +312,11 @@ class EvalContext:
     (``samples``), the attribute classifier, this process's rank, shared networks
     (:meth:`resource`) and the real-image floor features (:meth:`request_floor`)."""
 
-    pipeline: Any
+    pipeline: AttnGANPipeline
     cfg: EvalConfig
-    samples: Any  # EvalSamples
+    samples: EvalSamples
     caps: Capabilities
-    classifier: Any = None
+    classifier: AttributeClassifier | None = None
     classifier_info: dict[str, Any] | None = None
     rank: int = 0
     world_size: int = 1
@@ -320,8 +326,22 @@ class EvalContext:
     floor_description: str = ""
 
     @property
-    def bundle(self) -> Any:
+    def bundle(self) -> ModelBundle:
         return self.pipeline.bundle
+
+    @property
+    def attribute_classifier(self) -> AttributeClassifier:
+        """The classifier, for metrics that need it (``needs`` has ``classifier``: never None then)."""
+        if self.classifier is None:
+            raise SettingError("classifier", "this metric needs the attribute classifier")
+        return self.classifier
+
+    @property
+    def image_encoder(self) -> torch.nn.Module:
+        """The model's DAMSM image encoder, for metrics that need it (``needs`` has ``image_encoder``)."""
+        if self.bundle.image_encoder is None:
+            raise SettingError("image_encoder", "this metric needs the model's DAMSM image encoder")
+        return self.bundle.image_encoder
 
     @property
     def device(self) -> torch.device:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +34,10 @@ from .engine import Capabilities, EvalConfig, EvalContext, Metric, SampleBatch, 
 from .eval_data import EvalSamples, build_split
 from .protocol import ORDER_STREAM, PROTOCOL_SAMPLES, sample_count_warning, stream_seed
 from .records import MetricRecord, make_record
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import AttnGANPipeline
+    from .classifier import AttributeClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ def _rank_slice(total: int, rank: int, world: int) -> range:
     return range(total * rank // world, total * (rank + 1) // world)
 
 
-def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progress: Progress | None = None,
+def run_evaluation(pipeline: AttnGANPipeline, cfg: EvalConfig, classifier: AttributeClassifier | None = None, progress: Progress | None = None,
                    rank: int = 0, world_size: int = 1, classifier_info: dict[str, Any] | None = None
                    ) -> EvalResult | None:
     """Evaluate ``pipeline`` on ``cfg.data`` (see the module doc); returns None on ranks other than 0.
@@ -120,9 +125,10 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progr
     protocol = {"num_samples": num_samples, "papers_num_samples": PROTOCOL_SAMPLES.get(cfg.data.kind),
                 "num_real": samples.num_real, "order": "class-stratified shuffle of the split",
                 "order_seed": stream_seed(cfg.seed, ORDER_STREAM), "noise_seeds": "seed + sample index"}
-    identity = {"model": pipeline.name, "model_hash": pipeline.model_hash, "generation": pipeline.settings,
-                "dataset": cfg.data.describe(image_size, cfg.split), "seed": cfg.seed, "protocol": protocol}
-    records = [make_record(name, result, seconds=seconds, **identity) for name, result in results]
+    records = [make_record(name, result, seconds=seconds, model=pipeline.name, model_hash=pipeline.model_hash,
+                           generation=pipeline.settings, dataset=cfg.data.describe(image_size, cfg.split),
+                           seed=cfg.seed, protocol=protocol)
+               for name, result in results]
     summary: dict[str, Any] = {"num_samples": num_samples, "num_real": samples.num_real}
     for record in records:
         summary.update(record["values"])
@@ -216,7 +222,8 @@ def _gather(local: dict[str, dict[str, list[Any]]], world: int) -> dict[str, dic
             for name in local}
 
 
-def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0, classifier: Any = None,
+def evaluate_shapes(pipeline: AttnGANPipeline, num_samples: int = 1000, seed: int = 0,
+                    classifier: AttributeClassifier | str | os.PathLike[str] | None = None,
                     batch_size: int = 50, progress: Progress | None = None, split: str = "test",
                     diversity: bool = False, diversity_captions: int = 50) -> dict[str, Any]:
     """Evaluate a shapes model on the captions of ``split`` (validation, test or unseen); one flat dict.
@@ -237,6 +244,7 @@ def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0, class
     metrics = ["scene_accuracy", "fd_classifier"] + (["diversity"] if diversity else [])
     if not isinstance(classifier, AttributeClassifier):
         classifier = choose_classifier(spec, metrics, path=classifier, device=pipeline.device).classifier
+        assert classifier is not None  # named metrics need it: loaded or trained, else an error
     metrics += ["r_precision", "fd_damsm"] if pipeline.bundle.image_encoder is not None else []
     cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed,
                      diversity_captions=diversity_captions)

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -156,7 +156,8 @@ class GANTrainConfig:
             raise ConfigError("gradient_penalty must be >= 0")
 
 
-CONFIG_TYPES: dict[str, type] = {"damsm": DAMSMTrainConfig, "gan": GANTrainConfig}
+CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
+                                                                          "gan": GANTrainConfig}
 
 
 def preset_path(name: str) -> Path:
@@ -203,7 +204,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> Any:
+@overload
+def resolve_config(kind: Literal["gan"], preset: str, overrides: list[str] | None = None) -> GANTrainConfig: ...
+@overload
+def resolve_config(kind: Literal["damsm"], preset: str, overrides: list[str] | None = None) -> DAMSMTrainConfig: ...
+@overload
+def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> GANTrainConfig | DAMSMTrainConfig: ...
+def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> GANTrainConfig | DAMSMTrainConfig:
     """Build a ``DAMSMTrainConfig`` (kind ``damsm``) or ``GANTrainConfig`` (``gan``)."""
     data = load_preset(preset)
     if kind not in data:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..data.spec import DataSpec
+from ..hub import ModelBundle
 from ..metrics import EvalConfig, append_jsonl, run_evaluation
 from ..metrics.classifier_choice import choose_classifier
 from ..metrics.records import MetricRecord
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 EVALUATIONS_FILE = "evaluations.jsonl"
 
 
-def evaluate_run(bundle: Any, data: DataSpec, options: EvalOptions, device: torch.device, precision: str,
+def evaluate_run(bundle: ModelBundle, data: DataSpec, options: EvalOptions, device: torch.device, precision: str,
                  out_dir: Path, step: int) -> list[MetricRecord]:
     """Score ``bundle`` (the run's EMA generator and encoders) on ``options.split`` of ``data``
     (its ``extra`` replaced by ``options.data_extra``); returns the records, also appended to

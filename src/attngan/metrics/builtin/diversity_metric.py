@@ -29,7 +29,7 @@ class Diversity(Metric):
         def generate(texts: list[str], seeds: list[int]) -> torch.Tensor:
             return ctx.generate(*pad_batch([e.ids for e in ctx.pipeline.encode_captions(texts)]), seeds)
 
-        features = ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.classifier))
+        features = ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.attribute_classifier))
         figures = diversity_ratio(generate, captions, reals, features.features, cfg.diversity_seeds, cfg.seed)
         return {"values": figures, "num_samples": figures["num_captions"] * figures["num_seeds"],
                 "feature_extractor": features.identity,

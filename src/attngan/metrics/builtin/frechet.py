@@ -124,7 +124,7 @@ class FDDamsm(_InDomain):
     order = 30
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.bundle.image_encoder))
+        return ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.image_encoder))
 
 
 @register_metric
@@ -135,4 +135,4 @@ class FDClassifier(_InDomain):
     order = 40
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.classifier))
+        return ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.attribute_classifier))

@@ -50,7 +50,7 @@ class RPrecision(Metric):
     order = 10
 
     def setup(self, ctx: EvalContext) -> None:
-        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.bundle.image_encoder))
+        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.image_encoder))
         self.pool = ctx.resource("caption_pool", ctx.samples.caption_pool)
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, torch.Tensor]:
