@@ -234,13 +234,15 @@ class OnnxBackend:
         self.device = torch.device(device)
         self.name = "onnx"
         self.precision = "fp32"
+        self._checked: ModelBundle | None = None
 
     def bind(self, bundle: ModelBundle, device: torch.device, precision: str) -> None:
         """Run on ``device`` (fp32 only); the folder must have been exported from ``bundle``'s weights."""
         self.precision = fp32_only("the ONNX backend", precision)
-        if self.meta.get("weights") != weights_fingerprint(bundle):
+        if bundle is not self._checked and self.meta.get("weights") != weights_fingerprint(bundle):
             raise SettingError("backend", f"{self.folder} was exported from other weights than {bundle.config.name}'s: "
                                           "export it again (AttnGANPipeline.export_onnx, attngan export-onnx)")
+        self._checked = bundle  # checked once per model (a device move binds again)
         self.device = torch.device(device)
 
     @classmethod
