@@ -329,19 +329,6 @@ class EvalContext:
     def bundle(self) -> ModelBundle:
         return self.pipeline.bundle
 
-    @property
-    def attribute_classifier(self) -> AttributeClassifier:
-        """The classifier, for metrics that need it (``needs`` has ``classifier``: never None then)."""
-        if self.classifier is None:
-            raise SettingError("classifier", "this metric needs the attribute classifier")
-        return self.classifier
-
-    @property
-    def image_encoder(self) -> torch.nn.Module:
-        """The model's DAMSM image encoder, for metrics that need it (``needs`` has ``image_encoder``)."""
-        if self.bundle.image_encoder is None:
-            raise SettingError("image_encoder", "this metric needs the model's DAMSM image encoder")
-        return self.bundle.image_encoder
 
     @property
     def device(self) -> torch.device:
@@ -377,6 +364,22 @@ class EvalContext:
         ``seeds[i]``, through the pipeline's tensor entry (its backend, precision and fast path)."""
         out = self.pipeline.generate_from_tokens(tokens, lengths, list(seeds), batch_size=len(seeds))
         return out.images[-1].clamp(-1, 1).float().cpu()
+
+
+def needed_classifier(ctx: EvalContext) -> AttributeClassifier:
+    """``ctx``'s attribute classifier, for a metric that needs it (never None then: the engine
+    leaves such a metric out, or refuses it, without one)."""
+    if ctx.classifier is None:
+        raise SettingError("classifier", "this metric needs the attribute classifier")
+    return ctx.classifier
+
+
+def needed_image_encoder(ctx: EvalContext) -> torch.nn.Module:
+    """The model's DAMSM image encoder, for a metric that needs it (as :func:`needed_classifier`)."""
+    encoder = ctx.bundle.image_encoder
+    if encoder is None:
+        raise SettingError("image_encoder", "this metric needs the model's DAMSM image encoder")
+    return encoder
 
 
 def format_value(value: Any) -> str:

@@ -17,7 +17,16 @@ from typing import Any
 
 import torch
 
-from ..engine import Capabilities, EvalContext, Metric, SampleBatch, format_value, register_metric
+from ..engine import (
+    Capabilities,
+    EvalContext,
+    Metric,
+    SampleBatch,
+    format_value,
+    needed_classifier,
+    needed_image_encoder,
+    register_metric,
+)
 from ..fid import FeatureStats, stats_distance
 from ..in_domain import ClassifierFeatures, DAMSMImageFeatures
 from ..records import MetricRecord
@@ -124,7 +133,7 @@ class FDDamsm(_InDomain):
     order = 30
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.image_encoder))
+        return ctx.resource("damsm", lambda: DAMSMImageFeatures(needed_image_encoder(ctx)))
 
 
 @register_metric
@@ -135,4 +144,4 @@ class FDClassifier(_InDomain):
     order = 40
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.attribute_classifier))
+        return ctx.resource("classifier_features", lambda: ClassifierFeatures(needed_classifier(ctx)))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import EvalContext, Metric, SampleBatch, register_metric
+from ..engine import EvalContext, Metric, SampleBatch, needed_image_encoder, register_metric
 from ..in_domain import DAMSMImageFeatures, module_fingerprint
 from ..protocol import DISTRACTOR_STREAM, FOLD_STREAM, shuffled_folds, stream_seed
 from ..r_precision import CaptionPool, eval_mode, r_precision_from_features
@@ -50,7 +50,7 @@ class RPrecision(Metric):
     order = 10
 
     def setup(self, ctx: EvalContext) -> None:
-        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.image_encoder))
+        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(needed_image_encoder(ctx)))
         self.pool = ctx.resource("caption_pool", ctx.samples.caption_pool)
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, torch.Tensor]:
