@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from attngan.data.shapes import ShapesDataset
+from attngan.data.shapes_captions import names_background
 from attngan.data.shapes_counterfactuals import COUNTERFACTUAL_KINDS, all_counterfactuals
 from attngan.hub import load_damsm, load_pretrained
 from attngan.losses.damsm import cosine_similarity_matrix, word_image_similarity
@@ -68,10 +69,11 @@ def probe(folder: str, split: str, num_images: int, seed: int = 0) -> dict[str, 
         regions, code = image(item["images"][-1][None])
         caption = int(item["caption_index"])
         for kind in KINDS[n]:
-            variants = all_counterfactuals(scene, kind)
-            if not variants:
+            own = data.caption_text(index, caption)
+            variants = all_counterfactuals(scene, kind, names_background(own))
+            if not variants:  # e.g. the background of a caption that does not name it
                 continue
-            captions = [data.caption_text(index, caption)] + [data.caption_with(index, caption, v) for v in variants]
+            captions = [own] + [data.caption_with(index, caption, v) for v in variants]
             tokens, lengths = pad_batch([vocab.encode(c, max_words).ids for c in captions])
             words, sentence = text(tokens, lengths)
             score, _ = word_image_similarity(regions.expand(len(captions), -1, -1, -1), words, lengths, 4.0, 5.0)

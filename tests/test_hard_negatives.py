@@ -44,8 +44,13 @@ def test_every_shapes_counterfactual_changes_one_thing_and_is_a_true_negative() 
     rng = np.random.default_rng(0)
     for _ in range(300):
         scene = random_scene(rng, pairs="seen")
-        for kind in COUNTERFACTUAL_KINDS:
-            for objects in all_counterfactuals(scene, kind):
+        assert all_counterfactuals(scene, "background") == []  # a caption that does not name it
+        for other in all_counterfactuals(scene, "background", names_background=True):
+            assert other.objects == scene.objects and other.background != scene.background
+        for kind in (k for k in COUNTERFACTUAL_KINDS if k != "background"):
+            for other in all_counterfactuals(scene, kind, names_background=True):
+                assert other.background == scene.background
+                objects = other.objects
                 changes = _changes(scene.objects, objects)
                 assert changes, "a counterfactual must differ from the scene"
                 if kind == "exchange":  # one attribute, exchanged between the two objects
@@ -64,12 +69,17 @@ def test_sampled_counterfactuals_are_distinct_and_follow_the_weights() -> None:
         scene = random_scene(rng, pairs="seen", min_objects=2)
         found = sample_counterfactuals(scene, 3, rng)
         assert len(found) == 3 and len(set(found)) == 3
-        for objects in found:
-            changes = _changes(scene.objects, objects)
+        assert all(other.background == scene.background for other in found)
+        for other in found:
+            changes = _changes(scene.objects, other.objects)
             kinds["exchange" if len(changes) == 2 and changes[0][0] != changes[1][0] else changes[0][1]] += 1
     assert kinds["shape"] > 2 * max(v for k, v in kinds.items() if k != "shape")  # half of them change the shape
     only_colour = sample_counterfactuals(random_scene(rng), 2, rng, {"color": 1.0})
-    assert all(_changes(a, b) for a, b in zip(only_colour, only_colour[1:]))
+    assert all(_changes(a.objects, b.objects) for a, b in zip(only_colour, only_colour[1:]))
+    scenes = [random_scene(rng, pairs="seen") for _ in range(100)]
+    moved = sum(other.background != scene.background
+                for scene in scenes for other in sample_counterfactuals(scene, 3, rng, names_background=True))
+    assert 0 < moved < 150  # a caption that names the background: its change is one kind among six
 
 
 def test_counterfactual_items_keep_the_caption_template_and_are_reproducible() -> None:
@@ -81,9 +91,11 @@ def test_counterfactual_items_keep_the_caption_template_and_are_reproducible() -
         own = item["tokens"][: item["length"]].tolist()
         for k in range(3):
             n = int(item["negative_lengths"][k])
-            assert n == len(own)  # same template and synonyms: same words but the changed ones
             negative = item["negatives"][k, :n].tolist()
-            assert 1 <= sum(a != b for a, b in zip(own, negative, strict=True)) <= 4
+            if n == len(own):  # same template and synonyms: same words but the changed ones
+                assert 1 <= sum(a != b for a, b in zip(own, negative, strict=True)) <= 4
+            else:  # a background of one word <-> one of two ("black" <-> "dark gray")
+                assert abs(n - len(own)) == 1 and "background" in data.dataset.caption_text(index, item["caption_index"])
     again = build_from_options(spec, (32,), 18, seed=0)[3]
     assert torch.equal(again["negatives"], data[3]["negatives"])
     batch = collate([data[i] for i in range(4)])

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from ..text import Vocabulary, tokenize
 from .shapes import ShapesDataset
+from .shapes_captions import names_background
 from .shapes_counterfactuals import DEFAULT_KIND_WEIGHTS, sample_counterfactuals
 
 COLOR_WORDS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink", "black", "white", "gray",
@@ -140,8 +141,10 @@ class Counterfactuals(Dataset):
         rng = np.random.default_rng([self.seed, COUNTERFACTUAL_STREAM, self.epoch, index])
         if self.own:
             caption = int(item["caption_index"])
-            scenes = sample_counterfactuals(self.dataset.scene(index), self.count, rng, self.shapes_weights)
-            texts = [self.dataset.caption_with(index, caption, objects) for objects in scenes]
+            own_text = self.dataset.caption_text(index, caption)
+            scenes = sample_counterfactuals(self.dataset.scene(index), self.count, rng, self.shapes_weights,
+                                            names_background(own_text))
+            texts = [self.dataset.caption_with(index, caption, other) for other in scenes]
             captions = [self.dataset.vocab.encode_tokens(tokenize(t))[0][: self.max_words] for t in texts]
         else:
             assert self.swap is not None

@@ -477,14 +477,14 @@ class ShapesDataset(Dataset):
     def caption_text(self, index: int, caption_index: int) -> str:
         return self.captions(index)[caption_index]
 
-    def caption_with(self, index: int, caption_index: int, objects: Sequence[ShapeObject]) -> str:
+    def caption_with(self, index: int, caption_index: int, other: Scene) -> str:
         """Caption ``caption_index`` of image ``index`` (its template and synonyms) describing
-        ``objects`` instead of the scene's own (as many): a counterfactual's caption."""
+        ``other`` instead of the image's own scene (as many objects): a counterfactual's caption."""
         scene, plan = self._scene_and_plan(index)
-        if len(objects) != len(scene.objects):
-            raise ValueError(f"image {index} has {len(scene.objects)} objects, got {len(objects)}")
+        if len(other.objects) != len(scene.objects):
+            raise ValueError(f"image {index} has {len(scene.objects)} objects, got {len(other.objects)}")
         template, draws = plan[caption_index]
-        return format_caption(objects, scene.background, template, draws)
+        return format_caption(other.objects, other.background, template, draws)
 
     def attributes(self, scene: Scene) -> list[int]:
         values = [a for obj in scene.objects for a in obj.attributes]
