@@ -157,18 +157,19 @@ class TFInceptionFeatures(_InceptionFeatures):
         return pool.float(), logits.float()
 
 
-def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]``: PIL's bilinear resize of each image,
-    as ``torchvision.transforms.Resize((size, size))`` does to a PIL image."""
+def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE, resample: str = "bilinear") -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]``: PIL's ``resample`` (``bilinear``,
+    ``bicubic``) resize of each image, as ``torchvision.transforms.Resize((size, size))`` does
+    to a PIL image."""
     from PIL import Image
 
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     if images.shape[-2:] == (size, size):
         return images
+    method = Image.Resampling[resample.upper()]
     arrays = images.permute(0, 2, 3, 1).contiguous().numpy()
-    out = [torch.from_numpy(np.array(Image.fromarray(a, "RGB").resize((size, size), Image.Resampling.BILINEAR)))
-           for a in arrays]
+    out = [torch.from_numpy(np.array(Image.fromarray(a, "RGB").resize((size, size), method))) for a in arrays]
     return torch.stack(out).permute(0, 3, 1, 2).contiguous()
 
 

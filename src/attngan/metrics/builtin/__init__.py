@@ -12,7 +12,17 @@ order of the results table.
 ``is``                   Inception Score: the papers' network (CUB: birds-fine-tuned) (inception_score.py)
 ``fid_torchvision``      "PyTorch FID" exactly as DM-GAN / DF-GAN compute it (frechet.py)
 ``is_torchvision``       Inception Score with torchvision's ImageNet Inception-v3 (inception_score.py)
+``clip_score``           CLIP cosine of image and caption (GALIP's, x 100) and CLIPScore (clip_score.py)
+``clip_r_precision``     R-precision ranked by CLIP, TISE's protocol (clip_r_precision.py)
 =======================  ==================================================================
 """
 
-from . import attributes, diversity, frechet, inception_score, retrieval  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    attributes,
+    clip_r_precision,
+    clip_score,
+    diversity,
+    frechet,
+    inception_score,
+    retrieval,
+)
