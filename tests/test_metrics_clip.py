@@ -238,3 +238,17 @@ def test_cli_prints_both_rows_with_the_real_figures(clip_files: dict[str, Path],
     missing = CliRunner().invoke(main, ["evaluate", "--metrics", "clip_score", "--num-samples", "4", "--device",
                                         "cpu", "--out", str(out)])
     assert missing.exit_code == 2 and "--clip-weights" in missing.output
+
+
+def test_periodic_evaluation_of_a_run_takes_the_clip_file(clip_files: dict[str, Path], tmp_path: Path) -> None:
+    from attngan.training.options import EvalOptions
+    from attngan.training.periodic_eval import evaluate_run
+
+    from .conftest import make_tiny_bundle
+
+    options = EvalOptions(metrics=("clip_score",), num_samples=4, batch_size=4, clip_weights=str(clip_files["pt"]),
+                          clip_model=TINY)
+    records = evaluate_run(make_tiny_bundle(), DataSpec("shapes"), options, torch.device("cpu"), "fp32", tmp_path, 7)
+    logged = json.loads((tmp_path / "evaluations.jsonl").read_text())
+    assert [r["metric"] for r in records] == ["clip_score"] and logged["step"] == 7
+    assert logged["extra"]["clip_model"] == TINY and "clip_score" in logged["values"]

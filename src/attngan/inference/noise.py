@@ -20,6 +20,7 @@ lowers the variety of the images of one caption.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -29,7 +30,7 @@ TRUNCATION_BOUND = 2.0  # DF-GAN's truncnorm.rvs(-2, 2)
 
 def check_truncation(truncation: float) -> float:
     """``truncation`` as a float in (0, 1], or a ValueError naming it."""
-    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)):
+    if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real):
         raise TypeError(f"truncation must be a number in (0, 1], got {type(truncation).__name__}")
     value = float(truncation)
     if not (0.0 < value <= 1.0) or math.isnan(value):

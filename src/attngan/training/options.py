@@ -43,6 +43,8 @@ class EvalOptions:
     data_extra: dict[str, Any] = field(default_factory=dict)  # replaces data.extra (e.g. a shapes split's size)
     classifier: str | None = None  # attribute-classifier folder (None: the cached one, if any)
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (fid, is)
+    clip_weights: str | None = None  # a local CLIP weights file (clip_score, clip_r_precision)
+    clip_model: str = "ViT-B-32"  # its open_clip architecture
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:

@@ -50,7 +50,7 @@ def evaluate_run(bundle: Any, data: DataSpec, options: EvalOptions, device: torc
     classifier, info = _classifier(spec, options, device)
     cfg = EvalConfig(data=spec, metrics=options.metrics or None, num_samples=options.num_samples,
                      batch_size=options.batch_size, seed=options.seed, inception_weights=options.inception_weights,
-                     preview=0)
+                     clip_weights=options.clip_weights, clip_model=options.clip_model, preview=0)
     result = run_evaluation(pipeline, cfg, classifier, classifier_info=info)
     assert result is not None  # one process
     for record in result.records:
