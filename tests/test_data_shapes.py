@@ -415,3 +415,27 @@ def test_example_captions_are_one_and_two_object_captions_the_model_reads() -> N
         assert all(t in older for t in tokenize(caption)), caption
     assert all(len(tokenize(c)) <= 8 for c in example_captions(data, data.vocab, count=3, max_words=8))
     assert pick_example_captions(["zebra", "a  red   circle", "a red circle"], data.vocab) == ["a red circle"]
+
+
+def test_only_restricts_the_scenes_and_names_what_is_at_fault() -> None:
+    from attngan.data.shapes import ShapesDataset
+
+    only = {"color": ["red", "blue"], "size": "large", "position": ["center"], "background": ["black"]}
+    data = ShapesDataset("train", size=200, max_objects=1, only=only)
+    shapes = set()
+    for i in range(len(data)):
+        scene = data.scene(i)
+        (obj,) = scene.objects
+        assert obj.color in ("red", "blue") and obj.size == "large" and obj.position == "center"
+        assert scene.background == "black" and not obj.unseen_pair
+        shapes.add(obj.shape)
+    assert len(shapes) == 8  # red hexagon and blue cross are held out: they come in the other colour
+    assert len(data.vocab) == len(ShapesDataset("train", size=4).vocab)  # same words
+    with pytest.raises(ValueError, match="only.color: 'teal'"):
+        ShapesDataset("train", size=4, only={"color": ["teal"]})
+    with pytest.raises(ValueError, match="unknown attribute 'hue'"):
+        ShapesDataset("train", size=4, only={"hue": ["red"]})
+    with pytest.raises(ValueError, match="2 objects need 2 positions"):
+        ShapesDataset("train", size=4, min_objects=2, only={"position": ["left"]})
+    with pytest.raises(ValueError, match="held-out"):
+        ShapesDataset("unseen", size=4, only={"shape": ["circle"], "color": ["red"]})

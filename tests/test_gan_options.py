@@ -131,3 +131,21 @@ def test_batchnorm_recalibration_of_the_exported_generator(tmp_path: Path) -> No
     recalibrate_batchnorm(norm, norm, batches)
     assert torch.allclose(norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0), atol=1e-6)
     assert norm.momentum == 0.1 and not norm.training
+
+
+def test_damsm_warmup_ramps_the_generators_damsm_weight(tmp_path: Path) -> None:
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 8}", "run.batch_size=4", "loss.weight=2.0", "damsm_warmup=4",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    weights = []
+    for step in (0, 1, 4, 9):
+        trainer.step = step
+        weights.append(trainer.damsm_weight())
+    assert weights == [0.0, 0.5, 2.0, 2.0] and trainer.step_logs()["damsm_weight"] == 2.0

@@ -18,7 +18,9 @@ from PIL import Image
 open_clip = pytest.importorskip("open_clip")
 
 from attngan.cli import main  # noqa: E402
+from attngan.cli.flags import message  # noqa: E402
 from attngan.data import DataSpec  # noqa: E402
+from attngan.errors import SettingError  # noqa: E402
 from attngan.hub import file_sha256  # noqa: E402
 from attngan.inference.pipeline import AttnGANPipeline  # noqa: E402
 from attngan.metrics import Capabilities, EvalConfig, MissingWeightsError, resolve_metrics, run_evaluation  # noqa: E402
@@ -93,22 +95,28 @@ def test_every_form_of_the_file_loads_the_same_weights(clip_files: dict[str, Pat
 
 
 def test_missing_or_wrong_files_are_named(clip_files: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(MissingWeightsError, match=r"ViT-B-32\.pt.*--clip-weights"):
+    """Errors are typed and carry the setting at fault (the library's name; the command line's flag)."""
+    with pytest.raises(MissingWeightsError, match=r"^clip_weights: .*ViT-B-32\.pt") as missing:
         load_clip(TINY, None)
+    assert missing.value.field == "clip_weights" and message(missing.value).startswith("--clip-weights: ")
     with pytest.raises(MissingWeightsError, match="does not exist"):
         load_clip(TINY, tmp_path / "absent.pt")
     other = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
-    with pytest.raises(ValueError, match=rf"{other.name} \(given as --clip-weights\) does not fit open_clip's {TINY}"):
+    with pytest.raises(SettingError, match=rf"^clip_weights: .*{other.name} does not fit open_clip's {TINY} "
+                                           r"\(clip_model\)") as wrong:
         load_clip(TINY, other)
+    assert message(wrong.value).startswith("--clip-weights: ") and "(--clip-model)" in message(wrong.value)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"garbage\.pt \(given as clip_weights\)"):
+    with pytest.raises(SettingError, match=r"^clip_weights: .*garbage\.pt is not a plain PyTorch state dict"):
         load_clip(TINY, garbage)
-    with pytest.raises(ValueError, match="--clip-model 'no-such-net'"):
+    with pytest.raises(SettingError, match="^clip_model: 'no-such-net'") as unknown:
         load_clip("no-such-net", clip_files["pt"])
-    with pytest.raises(ValueError, match="--clip-model"):
+    assert message(unknown.value).startswith("--clip-model: ")
+    with pytest.raises(SettingError, match="^clip_model: ") as remote:
         build_clip_model("hf-hub:someone/some-clip")
+    assert remote.value.field == "clip_model"
 
 
 def test_preprocessing_is_clips_and_galips(clip_files: dict[str, Path]) -> None:
@@ -167,7 +175,7 @@ def test_not_computed_without_the_file_and_refused_when_asked_for() -> None:
     assert "clip_score" not in chosen and "clip_r_precision" not in chosen
     assert any(n.startswith("clip_score, clip_r_precision skipped: pass --clip-weights FILE (ViT-B-32.pt")
                for n in notes), notes
-    with pytest.raises(MissingWeightsError, match="--clip-weights"):
+    with pytest.raises(MissingWeightsError, match="^clip_weights: "):
         resolve_metrics(["clip_score"], caps)
 
 

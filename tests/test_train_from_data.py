@@ -122,7 +122,7 @@ def test_bad_data_is_reported_before_anything_is_written(tmp_path: Path, preset:
     assert result.exit_code == 1, result.output
     assert "problem: 1 caption file(s) are missing" in result.output
     assert "problem: 2 captioned training image(s); one batch of this run needs 4" in result.output
-    assert "nothing was trained" in result.output and not out.exists()
+    assert "--data-root: 2 problem(s) with the data; nothing was trained" in result.output and not out.exists()
 
 
 # --------------------------------------------------------------------------- the run

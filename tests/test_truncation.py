@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from attngan.cli import main
 from attngan.data import DataSpec
+from attngan.errors import SettingError
+from attngan.inference.backends import ReferenceBackend
 from attngan.inference.export import rows_from_output
 from attngan.inference.noise import check_truncation, draw_noise, truncated_normal
 from attngan.inference.pipeline import AttnGANPipeline
@@ -62,8 +64,9 @@ def test_off_is_the_untruncated_noise_and_on_scales_it() -> None:
     assert float(z_half.abs().max()) <= 1.0 and float(eps_half.abs().max()) <= 1.0
     assert torch.equal(draw_noise([9], 7, 3, 0.5)[0][0], z_half[1])  # per seed, whatever the batch
     for bad in (0, -0.5, 1.5, math.nan):
-        with pytest.raises(ValueError, match="truncation must be in"):
+        with pytest.raises(SettingError, match=r"^truncation: must be in \(0, 1\]") as info:
             check_truncation(bad)
+        assert info.value.field == "truncation"
     with pytest.raises(TypeError, match="truncation"):
         check_truncation(True)
 
@@ -75,12 +78,25 @@ def test_pipeline_off_is_bit_identical_to_generation_without_truncation(tiny_mod
     z, eps = untruncated_noise(out.seeds, cfg.noise_dim, cfg.condition_dim)
     tokens, lengths = pad_batch([c.ids for c in out.captions])
     with torch.inference_mode():
-        words, sentence = pipe.runner.encode_text(tokens, lengths)
-        direct = pipe.runner.generate(z, eps, sentence, words, tokens == 0, None)
+        words, sentence = pipe.backend.encode_text(tokens, lengths)
+        direct = pipe.backend.generate(z, eps, sentence, words, tokens == 0, None)
     assert all(torch.equal(a, b.float()) for a, b in zip(out.images, direct.images))
     same = pipe([CAPTION, "blue square"], num_images=2, seed=4, truncation=1.0)
     assert all(torch.equal(a, b) for a, b in zip(out.images, same.images))
     assert out.settings["truncation"] == 1.0 and pipe.settings["truncation"] == 1.0
+
+
+def test_truncation_is_the_pipelines_whatever_backend_runs(tiny_model_dir: Path) -> None:
+    """The pipeline draws the noise and hands it to its backend: a backend handed over as an
+    object, or chosen by name later, draws the same truncated noise."""
+    fast = AttnGANPipeline.from_pretrained(tiny_model_dir, precision="fp32", truncation=0.5)
+    reference = AttnGANPipeline(fast.bundle, backend=ReferenceBackend(), truncation=0.5)
+    a, b = fast(CAPTION, num_images=2, seed=4), reference(CAPTION, num_images=2, seed=4)
+    assert a.settings["backend"] == "fast" and b.settings["backend"] == "reference"
+    assert a.settings["truncation"] == b.settings["truncation"] == 0.5
+    assert torch.allclose(a.images[-1], b.images[-1], atol=1e-4)  # fused twins in fp32: the same images
+    fast.backend = "reference"
+    assert fast.truncation == 0.5 and torch.equal(fast(CAPTION, num_images=2, seed=4).images[-1], b.images[-1])
 
 
 def test_truncation_changes_the_images_reproducibly_and_is_recorded(tiny_model_dir: Path) -> None:
@@ -107,6 +123,22 @@ def test_cli_generate_records_truncation_in_the_export(tiny_model_dir: Path, tmp
     assert json.loads(export.read_text().splitlines()[0])["settings"]["truncation"] == 0.7
     bad = CliRunner().invoke(main, ["generate", CAPTION, "--model", str(tiny_model_dir), "--truncation", "0"])
     assert bad.exit_code == 2 and "--truncation" in bad.output
+
+
+def test_cli_explain_generates_with_truncation(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from attngan.inference.explain import explain
+    from attngan.viz import to_pil
+
+    result = CliRunner().invoke(main, ["explain", CAPTION, "--model", str(tiny_model_dir), "--precision", "fp32",
+                                       "--seed", "5", "--truncation", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "image: generated, seed 5, truncation 0.5, 64px" in result.output
+    expected = explain(AttnGANPipeline.from_pretrained(tiny_model_dir, precision="fp32", truncation=0.5), CAPTION,
+                       seed=5)
+    drawn = np.asarray(Image.open(tmp_path / "image.png").convert("RGB"))
+    assert np.array_equal(drawn, np.asarray(to_pil(expected.image[None])[0]))
 
 
 def test_server_takes_truncation_per_request(tiny_model_dir: Path) -> None:

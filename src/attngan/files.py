@@ -40,8 +40,13 @@ def writing(path: str | os.PathLike[str], then: str = "") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that replaces ``path`` only when the block finishes without error."""
+def atomic_file(path: str | os.PathLike[str], durable: bool = True) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` only when the block finishes without error.
+
+    The data go to a hidden temporary sibling (``.<name>.<random>.tmp``), removed on any error.
+    ``durable``: fsync the file before the rename and the folder after it, so the new file
+    survives a power cut; caches that can be rebuilt pass False and skip both.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -50,16 +55,33 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_folder(path.parent)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; best effort (some file systems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path) as f:
+    with atomic_file(path, durable) as f:
         f.write(data)
     return Path(path)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .flags import message
 from .group import main
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _train_from_data(preset: str | None, data_root: str, damsm: str | None, over
     try:
         result = train_from_data(damsm_cfg, gan_cfg, resume, show, {"preset": name})
     except DataCheckError as exc:
-        raise click.ClickException(f"{exc} (the problems are listed above)") from None
+        raise click.ClickException(f"{message(exc)} (the problems are listed above)") from None
     except (CheckpointError, OutputError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     if not main_process:

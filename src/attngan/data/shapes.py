@@ -256,28 +256,59 @@ def place_object(shape: str, color: str, size: str, position: str, rng: np.rando
     u = rng.random(3)
     scale = lo + (hi - lo) * float(u[0])
     dx0, dy0, dx1, dy1 = placement_range(shape, size, position, scale)
-    tint = tuple(int(t) for t in rng.integers(-TINT, TINT + 1, size=3))
+    t = rng.integers(-TINT, TINT + 1, size=3)
+    tint = (int(t[0]), int(t[1]), int(t[2]))
     return ShapeObject(shape, color, size, position, dx0 + (dx1 - dx0) * float(u[1]), dy0 + (dy1 - dy0) * float(u[2]),
-                       scale, tint)  # type: ignore[arg-type]
+                       scale, tint)
 
 
-def _draw_pair(rng: np.random.Generator, pairs: str) -> tuple[str, str]:
-    """A (shape, colour): ``any`` of the 64, a ``seen`` one (uniform shape, then uniform among its 7
-    seen colours: every shape and colour equally likely) or an ``unseen`` one."""
+_ALL_VALUES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "position": POSITIONS, "background": BACKGROUNDS}
+
+
+def check_only(only: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """Every attribute's allowed values (``only`` restricts some: ``{"color": ["red"]}``), each
+    checked; an error names the attribute or value at fault."""
+    allowed = dict(_ALL_VALUES)
+    for name, values in (only or {}).items():
+        if name not in _ALL_VALUES:
+            raise ValueError(f"only: unknown attribute {name!r}; choose among {', '.join(_ALL_VALUES)}")
+        values = (values,) if isinstance(values, str) else tuple(values)
+        bad = [v for v in values if v not in _ALL_VALUES[name]]
+        if bad or not values:
+            raise ValueError(f"only.{name}: {bad[0] if bad else 'no value'!r} is not one of {', '.join(_ALL_VALUES[name])}")
+        allowed[name] = tuple(v for v in _ALL_VALUES[name] if v in values)
+    return allowed
+
+
+def _draw_pair(rng: np.random.Generator, pairs: str, shapes: Sequence[str] = SHAPES,
+               colors: Sequence[str] = COLORS) -> tuple[str, str]:
+    """A (shape, colour) of ``shapes`` x ``colors``: ``any`` pair, a ``seen`` one (uniform shape, then
+    uniform among its seen colours: every shape and colour equally likely) or an ``unseen`` one."""
     if pairs == "unseen":
-        return UNSEEN_PAIRS[int(rng.integers(len(UNSEEN_PAIRS)))]
-    shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    colors = COLORS if pairs == "any" else [c for c in COLORS if not is_unseen_pair(shape, c)]
-    return shape, colors[int(rng.integers(len(colors)))]
+        unseen = [p for p in UNSEEN_PAIRS if p[0] in shapes and p[1] in colors]
+        if not unseen:
+            raise ValueError("only: the allowed shapes and colours hold no held-out pair (the unseen split needs one)")
+        return unseen[int(rng.integers(len(unseen)))]
+    if pairs != "any":  # shapes whose every allowed colour is held out are not drawn
+        shapes = [s for s in shapes if any(not is_unseen_pair(s, c) for c in colors)]
+        if not shapes:
+            raise ValueError("only: every allowed shape x colour pair is a held-out one")
+    shape = shapes[int(rng.integers(len(shapes)))]
+    allowed = colors if pairs == "any" else [c for c in colors if not is_unseen_pair(shape, c)]
+    return shape, allowed[int(rng.integers(len(allowed)))]
 
 
 def random_scene(rng: np.random.Generator, max_objects: int = 2, min_objects: int = 1,
-                 two_object_fraction: float = 0.5, pairs: str = "any") -> Scene:
+                 two_object_fraction: float = 0.5, pairs: str = "any",
+                 only: Mapping[str, Sequence[str]] | None = None) -> Scene:
     """A random scene (see the module doc) of ``min_objects``..``max_objects`` (1 or 2) objects.
 
     ``two_object_fraction``: chance of two objects when both counts are allowed. ``pairs``:
     ``"any"`` shape x colour pair, only ``"seen"`` ones (not in ``UNSEEN_PAIRS``), or
     ``"unseen"`` (exactly one object, chosen at random, has a held-out pair; the other a seen one).
+    ``only``: allowed values of some attributes (``shape``, ``color``, ``size``, ``position``,
+    ``background``), e.g. ``{"color": ["red"], "position": ["center"]}`` for a simpler data set;
+    without it every value is drawn as always (the same scenes).
     """
     if not 1 <= min_objects <= max_objects <= 2:
         raise ValueError(f"objects per scene must satisfy 1 <= min <= max <= 2, got {min_objects}..{max_objects}")
@@ -285,18 +316,21 @@ def random_scene(rng: np.random.Generator, max_objects: int = 2, min_objects: in
         raise ValueError(f"two_object_fraction must be in [0, 1], got {two_object_fraction}")
     if pairs not in ("any", "seen", "unseen"):
         raise ValueError(f"pairs must be 'any', 'seen' or 'unseen', got {pairs!r}")
+    allowed = check_only(only)
     count = max_objects if min_objects == max_objects else 1 + int(rng.random() < two_object_fraction)
-    positions = rng.permutation(len(POSITIONS))[:count]
+    if count > len(allowed["position"]):
+        raise ValueError(f"only.position: {count} objects need {count} positions, {len(allowed['position'])} allowed")
+    positions = rng.permutation(len(allowed["position"]))[:count]
     kinds = [pairs] * count
     if pairs == "unseen":
         kinds = ["seen"] * count
         kinds[int(rng.integers(count))] = "unseen"
     objects = []
     for position, kind in zip(positions, kinds):
-        shape, color = _draw_pair(rng, kind)
-        size = SIZES[int(rng.integers(len(SIZES)))]
-        objects.append(place_object(shape, color, size, POSITIONS[int(position)], rng))
-    return Scene(tuple(objects), BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+        shape, color = _draw_pair(rng, kind, allowed["shape"], allowed["color"])
+        size = allowed["size"][int(rng.integers(len(allowed["size"])))]
+        objects.append(place_object(shape, color, size, allowed["position"][int(position)], rng))
+    return Scene(tuple(objects), allowed["background"][int(rng.integers(len(allowed["background"])))])
 
 
 def rejitter(scene: Scene, rng: np.random.Generator, keep_background: bool = True) -> Scene:
@@ -358,6 +392,8 @@ class ShapesDataset(Dataset):
         two_object_fraction: share of two-object scenes when both counts are allowed (0.5).
         captions_per_image: captions made for each image (10).
         vocab: defaults to ``shapes_vocabulary()``; unknown words of another are dropped.
+        only: allowed values of some attributes (see :func:`random_scene`), for a simpler set
+            (e.g. ``{"color": ["red"], "size": ["large"]}``); the vocabulary stays the same.
         skip_bad, missing, cache_dir: accepted for a uniform interface with the file-backed
             data sets; nothing can be bad or missing here, and drawing needs no cache.
 
@@ -374,14 +410,16 @@ class ShapesDataset(Dataset):
                  train: bool | None = None, seed: int = 0, size: int | None = None, max_objects: int = 2,
                  min_objects: int = 1, two_object_fraction: float = 0.5, captions_per_image: int = 10,
                  vocab: Vocabulary | None = None, skip_bad: bool = False, missing: str = "error",
-                 cache_dir: object = None) -> None:
+                 cache_dir: object = None, only: Mapping[str, Sequence[str]] | None = None) -> None:
         split = canonical_split(split)
         self.image_sizes = check_image_sizes(image_sizes)
         if self.image_sizes[-1] > 256:
             raise ValueError(f"shapes are drawn up to 256 px, got {self.image_sizes[-1]}")
         if max_words < 1 or seed < 0 or captions_per_image < 1:
             raise ValueError("max_words and captions_per_image must be >= 1 and seed >= 0")
-        random_scene(np.random.default_rng(0), max_objects, min_objects, two_object_fraction)  # validates
+        self.only = {k: list(v) for k, v in check_only(only).items() if only and k in only}
+        random_scene(np.random.default_rng(0), max_objects, min_objects, two_object_fraction,  # validates
+                     "unseen" if split == "unseen" else "seen", self.only)
         self.split, self.seed, self.max_words = split, int(seed), int(max_words)
         self.pairs = "unseen" if split == "unseen" else "seen"
         self.train = split == "train" if train is None else bool(train)
@@ -414,7 +452,7 @@ class ShapesDataset(Dataset):
 
     def _scene_and_plan(self, index: int) -> tuple[Scene, list[tuple[int, np.ndarray]]]:
         rng = self._rng(index)
-        scene = random_scene(rng, self.max_objects, self.min_objects, self.two_object_fraction, self.pairs)
+        scene = random_scene(rng, self.max_objects, self.min_objects, self.two_object_fraction, self.pairs, self.only)
         return scene, caption_plan(rng, self.split, len(scene.objects), self.captions_per_image)
 
     def variants(self, index: int, count: int, keep_background: bool = True) -> list[Scene]:

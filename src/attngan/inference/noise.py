@@ -25,16 +25,19 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import SettingError
+
 TRUNCATION_BOUND = 2.0  # DF-GAN's truncnorm.rvs(-2, 2)
 
 
 def check_truncation(truncation: float) -> float:
-    """``truncation`` as a float in (0, 1], or a ValueError naming it."""
+    """``truncation`` as a float in (0, 1], or a :class:`~attngan.errors.SettingError` of field
+    ``truncation`` (a TypeError for what is not a real number)."""
     if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real):
         raise TypeError(f"truncation must be a number in (0, 1], got {type(truncation).__name__}")
     value = float(truncation)
     if not (0.0 < value <= 1.0) or math.isnan(value):
-        raise ValueError(f"truncation must be in (0, 1] (1.0: off), got {truncation}")
+        raise SettingError("truncation", f"must be in (0, 1] (1.0: off), got {truncation}")
     return value
 
 

@@ -2,9 +2,9 @@
 a local weights file only.
 
 The network is built by ``open_clip`` (the ``clip`` extra: ``pip install 'attngan[clip]'``) from
-its bundled architecture description (``--clip-model``, default ``ViT-B-32``) with random
-weights -- ``pretrained=None``, no tower weights, nothing fetched -- and then given the weights
-of the file named by ``--clip-weights``:
+its bundled architecture description (``clip_model``, ``--clip-model``, default ``ViT-B-32``)
+with random weights -- ``pretrained=None``, no tower weights, nothing fetched -- and then given
+the weights of the file named by ``clip_weights`` (``--clip-weights``):
 
 * OpenAI's release file ``ViT-B-32.pt`` (sha256 :data:`OPENAI_VIT_B32_SHA256`, the file
   ``clip.load("ViT-B/32")`` fetches and verifies, and the one GALIP's and TISE's evaluation code
@@ -13,7 +13,7 @@ of the file named by ``--clip-weights``:
   always run with it;
 * a state dict (``.pt`` / ``.bin``, read with ``torch.load(weights_only=True)``) or a
   ``.safetensors`` file in open_clip's layout. A copy of OpenAI's weights in this form takes
-  ``--clip-model ViT-B-32-quickgelu`` (the file cannot say which activation it was trained with).
+  ``clip_model`` ``ViT-B-32-quickgelu`` (the file cannot say which activation it was trained with).
 
 Images ``[N, 3, S, S]`` in [-1, 1] are fed as CLIP's own preprocessing feeds a PNG: quantised to
 8 bits, resized with PIL's bicubic filter to the model's input size (224) and normalised with
@@ -27,16 +27,20 @@ import contextlib
 import logging
 import os
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SettingError
 from .inception import WEIGHT_FILES, pil_resize, read_state_dict, require_weights_file, to_uint8
+
+if TYPE_CHECKING:
+    from .engine import EvalContext, SampleBatch
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +48,35 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 OPENAI_VIT_B32_FILE = "ViT-B-32.pt"
 OPENAI_VIT_B32_SHA256 = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
 CLIP_ARGUMENT = "clip_weights"
+CLIP_MODEL_ARGUMENT = "clip_model"
 CLIP_FLAG = "--clip-weights"
 CLIP_PURPOSE = "The CLIP metrics (clip_score, clip_r_precision)"
 WEIGHT_FILES["clip"] = (f"{OPENAI_VIT_B32_FILE}, OpenAI's CLIP ViT-B/32 (sha256 {OPENAI_VIT_B32_SHA256[:12]}...)",
                         CLIP_ARGUMENT, CLIP_FLAG, CLIP_PURPOSE)
 _ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size")  # non-weights in OpenAI's archives
+
+
+class CLIPNetwork(Protocol):
+    """What is used of an open_clip model (``open_clip.CLIP``): its two towers and, to load the
+    weights of a file into it, its state."""
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, S, S]`` normalised images -> image embeddings ``[N, D]`` (not normalised)."""
+        ...
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        """``[N, L]`` token ids of CLIP's tokenizer -> text embeddings ``[N, D]`` (not normalised)."""
+        ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def named_buffers(self) -> Iterator[tuple[str, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+    def to(self, device: str | torch.device) -> Any: ...
 
 
 def _open_clip() -> Any:
@@ -69,8 +97,8 @@ def is_torchscript_archive(path: Path) -> bool:
 
 def read_clip_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """``(state dict, format)`` of a CLIP weights file; format ``torchscript`` (OpenAI's release),
-    ``safetensors`` or ``state_dict``. Errors name the file and :data:`CLIP_FLAG`."""
-    where = f"{path} (given as {CLIP_FLAG})"
+    ``safetensors`` or ``state_dict``. Errors are :class:`~attngan.errors.SettingError` s of
+    ``clip_weights`` naming the file."""
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -78,12 +106,13 @@ def read_clip_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         try:
             state, kind = load_file(str(path)), "safetensors"
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{where} is not a readable safetensors file: {str(exc)[:200]}") from None
+            raise SettingError(CLIP_ARGUMENT, f"{path} is not a readable safetensors file: {str(exc)[:200]}") from None
     elif is_torchscript_archive(path):
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
-            raise ValueError(f"{where} is not a loadable TorchScript archive: {str(exc)[:200]}") from None
+            raise SettingError(CLIP_ARGUMENT, f"{path} is not a loadable TorchScript archive: "
+                                              f"{str(exc)[:200]}") from None
         state = {k: v for k, v in module.state_dict().items() if k not in _ARCHIVE_EXTRAS}
         kind = "torchscript"
     else:
@@ -109,21 +138,24 @@ def _quiet_random_init() -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def build_clip_model(name: str, quick_gelu: bool = False) -> nn.Module:
+def build_clip_model(name: str, quick_gelu: bool = False) -> CLIPNetwork:
     """open_clip's architecture ``name`` with random weights (nothing is downloaded); eval mode, fp32.
 
-    Refuses names with a ``hf-hub:`` / ``local-dir:`` scheme and architectures whose text tower
-    or tokenizer comes from the Hugging Face Hub.
+    Refuses (a :class:`~attngan.errors.SettingError` of ``clip_model``) names with a ``hf-hub:`` /
+    ``local-dir:`` scheme and architectures whose text tower or tokenizer comes from the Hugging
+    Face Hub.
     """
     open_clip = _open_clip()
     known = open_clip.list_models()
     if ":" in name or name not in known:
-        raise ValueError(f"--clip-model {name!r} is not one of open_clip's built-in architectures "
-                         f"(e.g. {DEFAULT_CLIP_MODEL}, {DEFAULT_CLIP_MODEL}-quickgelu, ViT-B-16, ViT-L-14)")
+        raise SettingError(CLIP_MODEL_ARGUMENT, f"{name!r} is not one of open_clip's built-in architectures "
+                                                f"(e.g. {DEFAULT_CLIP_MODEL}, {DEFAULT_CLIP_MODEL}-quickgelu, ViT-B-16, "
+                                                "ViT-L-14)")
     config = open_clip.get_model_config(name) or {}
     if "hf_model_name" in config.get("text_cfg", {}) or "hf_tokenizer_name" in config.get("text_cfg", {}):
-        raise ValueError(f"--clip-model {name}: its text tower or tokenizer is fetched from the Hugging Face Hub; "
-                         "choose an architecture built from open_clip's own description (e.g. ViT-B-32)")
+        raise SettingError(CLIP_MODEL_ARGUMENT, f"{name}: its text tower or tokenizer is fetched from the Hugging "
+                                                "Face Hub; choose an architecture built from open_clip's own "
+                                                f"description (e.g. {DEFAULT_CLIP_MODEL})")
     with _quiet_random_init():
         model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu, pretrained_image=False,
                                        pretrained_text=False)
@@ -151,7 +183,7 @@ class CLIPFeatures:
 
     name = "clip"
 
-    def __init__(self, model: nn.Module, tokenizer: Any, model_name: str, quick_gelu: bool, weights: Path,
+    def __init__(self, model: CLIPNetwork, tokenizer: Any, model_name: str, quick_gelu: bool, weights: Path,
                  weights_sha256: str, weights_format: str) -> None:
         open_clip = _open_clip()
         self.net, self.tokenizer, self.model_name = model, tokenizer, model_name
@@ -159,7 +191,7 @@ class CLIPFeatures:
         size = cfg.get("size", 224)
         sizes = (size, size) if isinstance(size, int) else tuple(size)
         if sizes[0] != sizes[1]:
-            raise ValueError(f"--clip-model {model_name}: non-square inputs {sizes} are not supported")
+            raise SettingError(CLIP_MODEL_ARGUMENT, f"{model_name}: non-square inputs {sizes} are not supported")
         self.image_size = int(sizes[0])
         self.mean, self.std = tuple(cfg.get("mean")), tuple(cfg.get("std"))
         self.resample = str(cfg.get("interpolation", "bicubic"))
@@ -211,11 +243,12 @@ def load_clip(model_name: str, weights_path: str | os.PathLike[str] | None,
               device: str | torch.device = "cpu") -> CLIPFeatures:
     """The CLIP network ``model_name`` with the weights of the local file ``weights_path`` (see the
     module doc), on ``device``; a missing file raises :class:`~attngan.metrics.MissingWeightsError`
-    naming ``--clip-weights``."""
+    of ``clip_weights``, a file that does not fit the architecture a
+    :class:`~attngan.errors.SettingError` of ``clip_weights``."""
     from ..hub import file_sha256
 
-    file, argument, flag, purpose = WEIGHT_FILES["clip"]
-    path = require_weights_file(weights_path, file, argument, flag, purpose)
+    file, argument, _, purpose = WEIGHT_FILES["clip"]
+    path = require_weights_file(weights_path, file, argument, purpose)
     state, kind = read_clip_weights(path)
     quick_gelu = kind == "torchscript" or model_name.endswith("-quickgelu")
     model = build_clip_model(model_name, quick_gelu)
@@ -228,8 +261,8 @@ def load_clip(model_name: str, weights_path: str | os.PathLike[str] | None,
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())[:400]
-        raise ValueError(f"{path} (given as {CLIP_FLAG}) does not fit open_clip's {model_name} "
-                         f"(--clip-model): {reason}") from None
+        raise SettingError(CLIP_ARGUMENT, f"{path} does not fit open_clip's {model_name} ({{{CLIP_MODEL_ARGUMENT}}}): "
+                                          f"{reason}") from None
     open_clip = _open_clip()
     features = CLIPFeatures(model, open_clip.get_tokenizer(model_name), model_name, quick_gelu, path,
                             file_sha256(path), kind).to(device)
@@ -265,16 +298,15 @@ CAPTION_NOTE = ("captions as the data set holds them (shapes: as written; others
                 "punctuation, whole -- not cut to the model's max_words)")
 
 
-def clip_of(ctx: Any) -> CLIPFeatures:
-    """The evaluation's CLIP network (``--clip-model`` with ``--clip-weights``), loaded once
-    (``ctx``: an :class:`~attngan.metrics.engine.EvalContext`)."""
+def clip_of(ctx: EvalContext) -> CLIPFeatures:
+    """The evaluation's CLIP network (``clip_model`` with the weights of ``clip_weights``), loaded
+    once per evaluation."""
     cfg = ctx.cfg
     return ctx.resource("clip", lambda: load_clip(cfg.clip_model, cfg.clip_weights, ctx.device))
 
 
-def caption_features(batch: Any, clip: CLIPFeatures) -> torch.Tensor:
-    """CLIP text embeddings ``[B, D]`` (CPU) of the captions of ``batch`` (a
-    :class:`~attngan.metrics.engine.SampleBatch`), computed once per batch."""
+def caption_features(batch: SampleBatch, clip: CLIPFeatures) -> torch.Tensor:
+    """CLIP text embeddings ``[B, D]`` (CPU) of the captions of ``batch``, computed once per batch."""
     return batch.memo(f"clip-text:{clip.identity}", lambda: clip.text_features(batch["caption_texts"]).cpu())
 
 

@@ -42,7 +42,7 @@ class SubpixelUpConv(nn.Conv2d):
             new.bias = conv.bias
         return new
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         o = self.out_channels
         kernels = subpixel_kernels(self.weight).reshape(4 * o, c, 2, 2)  # [4O, C, 2, 2]
@@ -88,6 +88,7 @@ def fold_frozen_batchnorms(module: nn.Module) -> nn.Module:
             weight, bias = fold_batchnorm(conv.weight, conv.bias, bn)
             folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                                conv.dilation, conv.groups, bias=True)
+            assert folded.bias is not None  # bias=True
             folded.weight.data.copy_(weight)
             folded.bias.data.copy_(bias)
             setattr(parent, conv_name, folded)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..data.check import DataReport, check_training_data
+from ..errors import SettingError
 from ..files import write_atomic, writing
+from ..version import __version__
 from . import checkpoint as ckpt
 from .damsm import DAMSMTrainer
 from .distributed import init_distributed, shutdown
@@ -37,11 +38,12 @@ RUN_FILE = "run.json"
 DAMSM_METRICS = "damsm_metrics.jsonl"
 
 
-class DataCheckError(ValueError):
-    """The data check found problems; nothing was trained (``report`` says what)."""
+class DataCheckError(SettingError):
+    """The data check found problems with the data at ``data.root``; nothing was trained
+    (``report`` says what)."""
 
     def __init__(self, report: DataReport) -> None:
-        super().__init__(f"{len(report.problems)} problem(s) with the data; nothing was trained")
+        super().__init__("data.root", f"{len(report.problems)} problem(s) with the data; nothing was trained")
         self.report = report
 
 

@@ -16,24 +16,24 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
-from .. import __version__
 from ..config import ModelConfig, to_dict
-from ..data import build_from_options, collate, example_captions
+from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives, damsm_losses
-from ..losses.gan import discriminators_loss, generator_loss, matching_aware_penalty
+from ..losses.gan import DiscriminatorLogits, discriminators_loss, generator_loss, matching_aware_penalty
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
+from ..version import __version__
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA, recalibrate_batchnorm
@@ -50,6 +50,7 @@ from .optim import adam
 from .options import GANTrainConfig
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=nn.Module)
 
 MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
 
@@ -63,7 +64,7 @@ class DiscriminatorStep(nn.Module):
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
                 wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
-                hard_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+                hard_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
         """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
         sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
         rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
@@ -71,11 +72,10 @@ class DiscriminatorStep(nn.Module):
         cond_real, uncond_real = self.d.logits(real_f, sentence)
         cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
         cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
-        out = {"cond_real": cond_real, "cond_fake": cond_fake, "cond_wrong": cond_wrong,
-               "uncond_real": uncond_real, "uncond_fake": uncond_fake}
+        cond_hard = None
         if hard_sentence is not None and hard_rows is not None:
-            out["cond_hard"] = self.d.conditional_head(real_f[hard_rows], hard_sentence)
-        return out
+            cond_hard = self.d.conditional_head(real_f[hard_rows], hard_sentence)
+        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard)
 
 
 class Mismatched(NamedTuple):
@@ -146,7 +146,7 @@ class GANTrainer(Trainer):
         self.generator.to(device).train()
         self.discriminators.to(device).train()
         if speed.channels_last:
-            self.discriminators.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.discriminators.to(memory_format=torch.channels_last)
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
         if speed.subpixel:  # after the EMA copy: the shadow keeps the reference layers (it is exported)
             use_subpixel_up_blocks(self.generator)
@@ -157,7 +157,7 @@ class GANTrainer(Trainer):
                 release_gradients_after_step(opt)
         self.noise = torch.Generator().manual_seed(run.seed + 1)
         self.g: Any = DistributedDataParallel(self.generator) if dist.enabled else self.generator
-        steps = [DiscriminatorStep(d) for d in self.discriminators]
+        steps = [DiscriminatorStep(cast(Discriminator, d)) for d in self.discriminators]
         self.d_steps: list[Any] = [DistributedDataParallel(s) if dist.enabled else s for s in steps]
         self.stream = BatchStream(self.data, collate, run.batch_size, run.seed, dist, cfg.data.num_workers)
 
@@ -203,7 +203,7 @@ class GANTrainer(Trainer):
         return ModelBundle(config, self.vocab, self.text_encoder, self.exported_generator(), self.reference_image_encoder,
                            meta)
 
-    def exported_generator(self) -> nn.Module:
+    def exported_generator(self) -> Generator:
         """The EMA generator as exported: with ``ema_batchnorm_batches`` > 0, a copy whose BatchNorm
         statistics are re-estimated for its averaged weights on that many training batches (fixed
         items and noise; the training's random state is untouched); else the EMA module itself."""
@@ -221,7 +221,7 @@ class GANTrainer(Trainer):
         noise = torch.Generator().manual_seed(self.cfg.run.seed + 2)
         count = min(batches, len(self.data) // b)
 
-        def forward(items: list[int]) -> None:
+        def forward(items: Sequence[int]) -> None:
             batch = collate([self.data[i] for i in items])
             words, sentence, _ = encode_captions(self.text_encoder, batch, self.max_words, dev, False)
             n, gen_cfg = len(items), self.cfg.generator
@@ -239,13 +239,13 @@ class GANTrainer(Trainer):
         """The EMA generator with the encoders and vocabulary, as an inference folder."""
         bundle = self.inference_bundle()
         plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder),
-                            _cpu_copy(bundle.generator), _cpu_copy(bundle.image_encoder), bundle.metadata)
+                            _cpu_copy(bundle.generator), None if bundle.image_encoder is None else _cpu_copy(bundle.image_encoder), bundle.metadata)
         saved = save_pretrained(plain, path or self.out / self.export_name)
         log.info("exported the EMA generator to %s", saved)
         return saved
 
     # ----------------------------------------------------------------- one step
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, float]:
         cfg, dist, speed = self.cfg, self.dist, self.cfg.run.speed
         dev = dist.device
         tokens = pad_to(batch["tokens"], self.max_words, 1).to(dev)
@@ -285,7 +285,8 @@ class GANTrainer(Trainer):
         # generator: adversarial terms, DAMSM on the last stage, KL
         self.discriminators.requires_grad_(False)
         with autocast(cfg.run.precision, dev):
-            adversarial = [d.logits(d(fake), sentence) for d, fake in zip(self.discriminators, fakes, strict=True)]
+            adversarial = [cast(Discriminator, d).logits(d(fake), sentence)
+                           for d, fake in zip(self.discriminators, fakes, strict=True)]
             if speed.checkpoint_encoder:
                 regions, codes = checkpoint(self.image_encoder, fakes[-1], use_reentrant=False)
             else:
@@ -296,7 +297,8 @@ class GANTrainer(Trainer):
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
         damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
                              gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
-        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, g.weight, cfg.kl_weight, cfg.adversarial_loss)
+        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, self.damsm_weight(), cfg.kl_weight,
+                              cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
@@ -309,6 +311,12 @@ class GANTrainer(Trainer):
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         return logs
+
+    def damsm_weight(self) -> float:
+        """The generator's DAMSM weight at this step: ``loss.weight``, reached linearly over the first
+        ``damsm_warmup`` steps (from 0)."""
+        warmup = self.cfg.damsm_warmup
+        return self.cfg.loss.weight * (min(1.0, self.step / warmup) if warmup > 0 else 1.0)
 
     def _update_discriminators(self, reals: Sequence[torch.Tensor], fakes: Sequence[torch.Tensor],
                                sentence: torch.Tensor, pairs: Mismatched) -> list[torch.Tensor]:
@@ -347,11 +355,14 @@ class GANTrainer(Trainer):
                                      pairs.hard_rows)
         _, (loss,) = discriminators_loss([logits], pairs.scale, cfg.adversarial_loss)
         if penalise:
-            loss = loss + matching_aware_penalty(logits["cond_real"], [real, sentence], cfg.gradient_penalty)
+            loss = loss + matching_aware_penalty(logits.cond_real, [real, sentence], cfg.gradient_penalty)
         return loss
 
     def step_logs(self) -> dict[str, float]:
-        return {"ema_decay": self.ema.current_decay()}
+        logs = {"ema_decay": self.ema.current_decay()}
+        if self.cfg.damsm_warmup:
+            logs["damsm_weight"] = self.damsm_weight()
+        return logs
 
     # ----------------------------------------------------------------- samples
     def after_step(self) -> None:
@@ -441,5 +452,5 @@ def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
     log.warning("%s; they are dropped from the captions", message)
 
 
-def _cpu_copy(module: nn.Module) -> nn.Module:
+def _cpu_copy(module: M) -> M:
     return copy.deepcopy(module).cpu().eval()

@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...errors import SettingError
 from ..clip import TextFeatureCache, caption_features, clip_extras, clip_of
-from ..engine import Capabilities, EvalContext, Metric, SampleBatch, register_metric
+from ..engine import Capabilities, EvalContext, Metric, Row, SampleBatch, register_metric
 from ..protocol import DISTRACTOR_STREAM, stream_seed
 from ..r_precision import hits_row, r_precision_from_features, summarise_hits
+from ..records import MetricRecord
 
 
 @register_metric
@@ -33,7 +35,7 @@ class CLIPRPrecision(Metric):
         self.clip = clip_of(ctx)
         self.pool = ctx.resource("caption_pool", ctx.samples.caption_pool)
         if self.pool.texts is None:
-            raise ValueError("clip_r_precision needs the captions of the split as text")
+            raise SettingError("metrics", "clip_r_precision needs the captions of the split as text")
         self.pool_features = ctx.resource(f"clip-pool:{self.clip.identity}",
                                           lambda: TextFeatureCache(self.clip, self.pool.texts or []))
 
@@ -73,10 +75,10 @@ class CLIPRPrecision(Metric):
             "details": {"clip_r_hits": hits, "real_clip_r_hits": real},
         }
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[Row]:
         return [hits_row("CLIP R-precision", "clip_r_precision", record)]
 
-    def notes(self, record: dict[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         extra = record["extra"]
         return [f"CLIP R-precision over {record['num_samples']} images, true caption + {extra['num_distractors']} "
                 f"mismatched (those of r_precision), mean ± std over {extra['num_folds']} shuffled folds "

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..clip import caption_features, clip_extras, clip_of
-from ..engine import Capabilities, EvalContext, Metric, SampleBatch, register_metric
+from ..engine import Capabilities, EvalContext, Metric, Row, SampleBatch, register_metric
+from ..records import MetricRecord
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al.'s w
 
@@ -82,13 +83,13 @@ class CLIPScore(Metric):
             "details": {"clip_cosines": cos, "real_clip_cosines": real},
         }
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[Row]:
         v = record["values"]
         return [("CLIP score (100 x cosine)", f"{v['clip_score']:.2f}", f"{v['real_clip_score']:.2f}"),
                 ("CLIP score, GALIP's input", f"{v['clip_score_galip']:.2f}", f"{v['real_clip_score_galip']:.2f}"),
                 ("CLIPScore (2.5 max(cos, 0))", f"{v['clipscore']:.4f}", f"{v['real_clipscore']:.4f}")]
 
-    def notes(self, record: dict[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         extra = record["extra"]
         return [f"CLIP scores over {record['num_samples']} images ({extra['num_reference']} real), "
                 f"CLIP: {record['feature_extractor']}",
