@@ -55,6 +55,9 @@ class ClassSortedSplit:
         return {"tokens": torch.tensor([1, 2]), "length": 2, "caption_index": i % 10, "class_id": self.records[i].class_id,
                 "key": f"img{i}", "images": [torch.zeros(3, 4, 4)]}
 
+    def caption_text(self, i: int, caption_index: int) -> str:
+        return "a bird"
+
 
 def test_evaluation_samples_cover_every_class_at_1000() -> None:
     samples = EvalSamples(ClassSortedSplit(), num_samples=1000, max_words=18, order_seed=0)

@@ -47,7 +47,14 @@ def _tags(root: Path) -> Path:
     return root
 
 
-DATA = {"cub": _birds, "coco": _coco, "tags": _tags}
+def _folder(root: Path) -> Path:
+    for k in range(6):
+        write_image(root / f"photo_{k}.jpg", (72, 64), seed=k)
+        (root / f"photo_{k}.txt").write_text(f"a photo of a red dog number {k}\nthe dog is small\n")
+    return root
+
+
+DATA = {"cub": _birds, "coco": _coco, "tags": _tags, "folder": _folder}
 
 
 def _data_overrides(section: dict, tmp: Path) -> list[str]:
@@ -59,6 +66,8 @@ def _data_overrides(section: dict, tmp: Path) -> list[str]:
         root.mkdir()
         DATA[kind](root)
     extra = [f"data.root={root}"]
+    if kind == "folder":
+        extra.append("data.extra={test_fraction: 0}")
     if section["data"].get("cache_dir"):
         extra.append(f"data.cache_dir={tmp / 'cache'}")
     return extra
@@ -85,7 +94,8 @@ def test_preset_trains_one_step(preset: str, tmp_path: Path, quick_init: None) -
     damsm = train_damsm(damsm_cfg)
     gan_cfg = resolve_config("gan", preset, run + _data_overrides(raw["gan"], tmp_path)
                              + [f"run.out_dir={tmp_path / 'gan'}", f"damsm={damsm}", "run.sample_every=1"])
-    assert gan_cfg.generator == resolve_config("gan", preset).generator  # the preset's own architecture
+    own = resolve_config("gan", preset, _data_overrides(raw["gan"], tmp_path))
+    assert gan_cfg.generator == own.generator  # the preset's own architecture
     model = train_gan(gan_cfg)
     assert (model / "model.safetensors").exists()
     for folder in ("damsm", "gan"):

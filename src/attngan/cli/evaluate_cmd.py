@@ -88,6 +88,12 @@ def _classifier(spec: Any, metrics: Any, caps: Any, path: str | None, retrain: b
               help="Local torchvision inception_v3_google-*.pth (DM-GAN / DF-GAN's PyTorch FID).")
 @click.option("--birds-inception-weights", type=click.Path(dir_okay=False),
               help="Local birds-fine-tuned Inception-v3 (torchvision layout, 50 or 51 classes): the papers' CUB IS.")
+@click.option("--clip-weights", type=click.Path(dir_okay=False),
+              help="Local CLIP weights for clip_score / clip_r_precision: OpenAI's ViT-B-32.pt (the papers'), or a "
+                   "state dict / .safetensors in open_clip's layout.")
+@click.option("--clip-model", default="ViT-B-32", show_default=True,
+              help="open_clip architecture of --clip-weights (a state-dict copy of OpenAI's weights: "
+                   "ViT-B-32-quickgelu).")
 @click.option("--classifier", "classifier_dir", type=click.Path(file_okay=False),
               help="Attribute-classifier folder [a cache folder keyed by the data settings].")
 @click.option("--train-classifier", is_flag=True,
@@ -107,12 +113,14 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                  missing: str, skip_bad: bool, captions_per_image: int | None, cache_dir: str | None,
                  num_workers: int, data_options: tuple[str, ...], metrics_text: str, num_samples: int | None,
                  batch_size: int, seed: int, inception_weights: str | None, torchvision_inception_weights: str | None,
-                 birds_inception_weights: str | None, classifier_dir: str | None, train_classifier: bool,
+                 birds_inception_weights: str | None, clip_weights: str | None, clip_model: str,
+                 classifier_dir: str | None, train_classifier: bool,
                  diversity_captions: int, diversity_seeds: int, save_images: str | None, report_dir: str | None,
-                 out: str, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None) -> None:
-    """Score a model on held-out captions as the papers do: R-precision, FID / IS, and (shapes, tags)
-    attribute accuracy, in-domain FD and diversity. Generates through the same pipeline, precision
-    and backend as ``attngan generate``."""
+                 out: str, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None,
+                 truncation: float) -> None:
+    """Score a model on held-out captions as the papers do: R-precision, FID / IS, CLIP score and CLIP
+    R-precision, and (shapes, tags) attribute accuracy, in-domain FD and diversity. Generates through
+    the same pipeline, precision, backend and truncation as ``attngan generate``."""
     from ..data import DataSpec
     from ..metrics import EvalConfig, MissingWeightsError, append_jsonl, resolve_metrics
     from ..metrics.protocol import sample_count_warning
@@ -135,11 +143,12 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
             cfg = EvalConfig(data=spec, metrics=_metric_list(metrics_text), num_samples=num_samples,
                              batch_size=batch_size, seed=seed, inception_weights=inception_weights,
                              torchvision_inception_weights=torchvision_inception_weights,
-                             birds_inception_weights=birds_inception_weights, save_images=save_images,
+                             birds_inception_weights=birds_inception_weights, clip_weights=clip_weights,
+                             clip_model=clip_model, save_images=save_images,
                              diversity_captions=diversity_captions, diversity_seeds=diversity_seeds)
         except ValueError as exc:
             raise click.ClickException(message(exc)) from None
-        pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision)
+        pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision, truncation)
         caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
         try:
             resolve_metrics(cfg.metrics, caps)
@@ -183,7 +192,7 @@ def _run(run_evaluation: Any, pipeline: Any, cfg: Any, classifier: Any, classifi
                dynamic_ncols=True)
     try:
         return run_evaluation(pipeline, cfg, classifier, bar.update, dist.rank, dist.world_size, classifier_info)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:  # ImportError: an extra is missing (open_clip)
         raise click.ClickException(message(exc)) from None
     finally:
         bar.close()
@@ -199,7 +208,8 @@ def _header(result: Any, pipeline: Any, spec: Any, cfg: Any, world: int) -> list
             f"{summary['num_samples']} generated images ({summary['num_real']} distinct real), seed {cfg.seed}"
             + (f", {world} processes" if world > 1 else ""),
             f"generated as attngan generate does: backend {settings['backend']} ({path}), {settings['precision']}, "
-            f"device {settings['device']}"]
+            f"device {settings['device']}" + (f", truncation {settings['truncation']:g}"
+                                              if settings.get("truncation", 1.0) < 1.0 else "")]
 
 
 def _print(result: Any, header: list[str]) -> None:

@@ -42,9 +42,20 @@ def model_options(dest: str = "model") -> Callable[[F], F]:
     return decorate
 
 
+TRUNCATION_HELP = ("Draw the noise from a normal truncated to [-2, 2] and scaled by this value, as DF-GAN samples "
+                   "(it uses 0.88): less varied, more typical images. 1.0: off.")
+
+
+def truncation_option(f: F) -> F:
+    """``--truncation T`` in (0, 1] (``generate``, ``evaluate``, ``serve``)."""
+    return click.option("--truncation", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                        help=TRUNCATION_HELP)(f)
+
+
 def pipeline_options(f: F) -> F:
-    """``--precision``, ``--exact``, ``--backend`` and ``--onnx-dir``: how a pipeline generates
-    (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
+    """``--precision``, ``--exact``, ``--backend``, ``--onnx-dir`` and ``--truncation``: how a
+    pipeline generates (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
+    f = truncation_option(f)
     f = click.option("--onnx-dir", type=click.Path(file_okay=False),
                      help="ONNX folder (from export-onnx) for --backend onnx.")(f)
     f = click.option("--backend", type=click.Choice(["fast", "reference", "onnx"]), default="fast", show_default=True,
@@ -56,7 +67,7 @@ def pipeline_options(f: F) -> F:
 
 
 def load_pipeline(model: str | None, device: Any, precision: str, backend: str, onnx_dir: str | None,
-                  exact: bool = False, revision: str | None = None) -> AttnGANPipeline:
+                  exact: bool = False, revision: str | None = None, truncation: float = 1.0) -> AttnGANPipeline:
     """The pipeline of ``model`` (None: the bundled one) as :func:`pipeline_options` choose; errors
     name the flag at fault."""
     import torch
@@ -71,7 +82,8 @@ def load_pipeline(model: str | None, device: Any, precision: str, backend: str, 
         raise click.UsageError(f"--exact is --backend reference; drop --backend {backend}")
     try:
         return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
-                                               onnx_dir=onnx_dir, exact=exact, revision=revision)
+                                               onnx_dir=onnx_dir, exact=exact, revision=revision,
+                                               truncation=truncation)
     except SettingError as exc:
         if isinstance(exc, FileNotFoundError):
             raise click.ClickException(message(exc)) from None

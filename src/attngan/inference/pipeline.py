@@ -12,6 +12,8 @@ A :class:`~attngan.inference.backends.Backend` runs the model: the reference mod
 fp32), their fused twins (fp32 or bf16) or ONNX Runtime. Randomness is per image: image ``j``
 of a caption uses seed ``seed + j`` for its noise ``z`` and its conditioning-augmentation
 noise, so the same seed gives the same image on every call, in any batch, on any device.
+``truncation`` below 1.0 draws both from a truncated normal as DF-GAN samples
+(:mod:`attngan.inference.noise`); 1.0, the default, is off.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..precision import check_precision
 from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
 from .backends import BACKENDS, Backend, FastBackend, ReferenceBackend, fp32_only
+from .noise import check_truncation, draw_noise
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,9 @@ class AttnGANPipeline:
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "auto",
-                 exact: bool = False, backend: Backend | str | None = None) -> None:
+                 exact: bool = False, backend: Backend | str | None = None, truncation: float = 1.0) -> None:
         self.bundle = bundle
+        self.truncation = check_truncation(truncation)  # the default of every call (1.0: off)
         self.device = torch.device(device)
         self._requested_precision = check_precision(precision)
         choice = _backend_choice(backend, exact)
@@ -115,13 +119,15 @@ class AttnGANPipeline:
                         precision: str = "auto", backend: Backend | str = "fast",
                         onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False, *,
                         revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                        local_files_only: bool = False) -> AttnGANPipeline:
+                        local_files_only: bool = False, truncation: float = 1.0) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``), or a
         Hugging Face Hub repo id ``org/name`` that is not a local path (``revision``,
         ``cache_dir``, ``local_files_only``: see :func:`attngan.hub.resolve_model_folder`);
         ``None`` loads the model bundled with the package. ``backend``: a
         :class:`~attngan.inference.backends.Backend` or its name (``exact=True``: ``reference``;
-        ``onnx`` reads ``onnx_dir``, see :meth:`use_backend`); ``precision``: see :meth:`set_precision`."""
+        ``onnx`` reads ``onnx_dir``, see :meth:`use_backend`); ``precision``: see :meth:`set_precision`;
+        ``truncation``: the default of every call, whatever the backend (see :meth:`__call__`)."""
+        truncation = check_truncation(truncation)  # before anything is loaded or exported
         folder = bundled_model_path() if path is None else path
         bundle = load_pretrained(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         choice = _backend_choice(backend, exact)
@@ -132,7 +138,7 @@ class AttnGANPipeline:
 
             fp32_only("the ONNX backend", check_precision(precision))  # before any export
             choice = OnnxBackend.for_bundle(bundle, onnx_dir, device)
-        return cls(bundle, device=device, precision=precision, backend=choice)
+        return cls(bundle, device=device, precision=precision, backend=choice, truncation=truncation)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         return save_pretrained(self.bundle, path)
@@ -235,7 +241,7 @@ class AttnGANPipeline:
     def settings(self) -> dict[str, Any]:
         """How this pipeline generates; recorded in every output and export row."""
         return {"precision": self.precision, "exact": self.exact, "device": str(self.device), "model": self.name,
-                "model_hash": self.model_hash, "backend": self._backend.name}
+                "model_hash": self.model_hash, "backend": self._backend.name, "truncation": self.truncation}
 
     # ------------------------------------------------------------------ steps
     def encode_captions(self, captions: Sequence[str]) -> list[EncodedCaption]:
@@ -243,15 +249,15 @@ class AttnGANPipeline:
         max_words = self.bundle.config.text_encoder.max_words
         return [self.bundle.vocab.encode(c, max_words) for c in captions]
 
-    def make_noise(self, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-image ``(z [N, Z], eps [N, C])`` drawn on the CPU from each image's own seed."""
+    def make_noise(self, seeds: Sequence[int], truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image ``(z [N, Z], eps [N, C])`` drawn on the CPU from each image's own seed
+        (:func:`~attngan.inference.noise.draw_noise`; ``truncation`` None: :attr:`truncation`)."""
         cfg = self.bundle.config.generator
-        zs, eps = [], []
-        for s in seeds:
-            g = torch.Generator().manual_seed(int(s))
-            zs.append(torch.randn(cfg.noise_dim, generator=g))
-            eps.append(torch.randn(cfg.condition_dim, generator=g))
-        return torch.stack(zs).to(self.device), torch.stack(eps).to(self.device)
+        z, eps = draw_noise(seeds, cfg.noise_dim, cfg.condition_dim, self._truncation(truncation))
+        return z.to(self.device), eps.to(self.device)
+
+    def _truncation(self, truncation: float | None) -> float:
+        return self.truncation if truncation is None else check_truncation(truncation)
 
     # ------------------------------------------------------------------ entries
     @torch.inference_mode()
@@ -264,6 +270,7 @@ class AttnGANPipeline:
         num_stages: int | None = None,
         return_intermediates: bool = False,
         batch_size: int = 32,
+        truncation: float | None = None,
     ) -> PipelineOutput:
         """Generate ``num_images`` images per caption.
 
@@ -276,6 +283,9 @@ class AttnGANPipeline:
             num_stages: stop after this many stages (default: all).
             return_intermediates: keep text features and conditioning (for explanations).
             batch_size: images per forward pass (results do not depend on it).
+            truncation: in (0, 1]; below 1 the noise comes from a truncated normal, as DF-GAN
+                samples (:mod:`attngan.inference.noise`); None: the pipeline's
+                :attr:`truncation` (1.0, off, unless set). Recorded in ``settings``.
         """
         # 1. check the inputs
         items = [captions] if isinstance(captions, str) else list(captions)
@@ -292,7 +302,8 @@ class AttnGANPipeline:
         encoded = [encoded_unique[i] for i in range(len(items)) for _ in range(num_images)]
         tokens, lengths = pad_batch([e.ids for e in encoded])
         # 4. encode the text and generate, batch by batch
-        out = self.generate_from_tokens(tokens, lengths, seeds, num_stages, return_intermediates, batch_size)
+        out = self.generate_from_tokens(tokens, lengths, seeds, num_stages, return_intermediates, batch_size,
+                                        truncation)
         out.captions = encoded
         out.caption_indices = [i for i in range(len(items)) for _ in range(num_images)]
         return out
@@ -300,13 +311,14 @@ class AttnGANPipeline:
     @torch.inference_mode()
     def generate_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor, seeds: Sequence[int],
                              num_stages: int | None = None, return_intermediates: bool = False,
-                             batch_size: int = 32) -> PipelineOutput:
+                             batch_size: int = 32, truncation: float | None = None) -> PipelineOutput:
         """The tensor-level entry: token ids -> images.
 
         Args:
             tokens: ``[N, T]`` int64 token ids of the model's vocabulary, zero-padded.
             lengths: ``[N]`` real tokens per row (>= 1).
             seeds: ``N`` seeds, one per image.
+            truncation: as :meth:`__call__`.
         Returns:
             A :class:`PipelineOutput` whose ``captions`` is empty; ``caption_indices`` is ``0..N-1``.
         """
@@ -314,19 +326,22 @@ class AttnGANPipeline:
             raise ValueError(f"tokens must be [N, T] and lengths [N], got {tuple(tokens.shape)} and "
                              f"{tuple(lengths.shape)}")
         seeds = self._check_seeds(seeds, tokens.shape[0])
+        truncation = self._truncation(truncation)
         parts = []
         for k in range(0, len(seeds), batch_size):
             rows = slice(k, k + batch_size)
             width = int(lengths[rows].max())
             batch = tokens[rows, :width].to(self.device)
             words, sentence = self._backend.encode_text(batch, lengths[rows])
-            parts.append(self._generate(words, sentence, batch == 0, seeds[rows], num_stages, return_intermediates))
-        return self._output(parts, seeds)
+            parts.append(self._generate(words, sentence, batch == 0, seeds[rows], num_stages, return_intermediates,
+                                        truncation))
+        return self._output(parts, seeds, truncation)
 
     @torch.inference_mode()
     def generate_from_features(self, word_features: torch.Tensor, sentence_features: torch.Tensor,
                                mask: torch.Tensor | None, seeds: Sequence[int], num_stages: int | None = None,
-                               return_intermediates: bool = False, batch_size: int = 32) -> PipelineOutput:
+                               return_intermediates: bool = False, batch_size: int = 32,
+                               truncation: float | None = None) -> PipelineOutput:
         """The lowest entry: text features -> images.
 
         Args:
@@ -334,22 +349,24 @@ class AttnGANPipeline:
             sentence_features: ``[N, D]``.
             mask: ``[N, T]`` bool, True at padded words (None: every word is real).
             seeds: ``N`` seeds, one per image.
+            truncation: as :meth:`__call__`.
         """
         n = sentence_features.shape[0]
         seeds = self._check_seeds(seeds, n)
+        truncation = self._truncation(truncation)
         if mask is None:
             mask = torch.zeros(n, word_features.shape[2], dtype=torch.bool)
         parts = [self._generate(word_features[k:k + batch_size].to(self.device).float(),
                                 sentence_features[k:k + batch_size].to(self.device).float(),
                                 mask[k:k + batch_size].to(self.device), seeds[k:k + batch_size], num_stages,
-                                return_intermediates)
+                                return_intermediates, truncation)
                  for k in range(0, n, batch_size)]
-        return self._output(parts, seeds)
+        return self._output(parts, seeds, truncation)
 
     # ------------------------------------------------------------------ internals
     def _generate(self, words: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, seeds: list[int],
-                  num_stages: int | None, keep: bool) -> dict[str, Any]:
-        noise, eps = self.make_noise(seeds)
+                  num_stages: int | None, keep: bool, truncation: float) -> dict[str, Any]:
+        noise, eps = self.make_noise(seeds, truncation)
         out = self._backend.generate(noise, eps, sentence, words, mask, num_stages)
         inter: dict[str, torch.Tensor] = {}
         if keep:
@@ -358,11 +375,11 @@ class AttnGANPipeline:
         return {"images": [img.float() for img in out.images], "attention": [a.float() for a in out.attention_maps],
                 "intermediates": inter}
 
-    def _output(self, parts: list[dict[str, Any]], seeds: list[int]) -> PipelineOutput:
+    def _output(self, parts: list[dict[str, Any]], seeds: list[int], truncation: float) -> PipelineOutput:
         out = _concat(parts)
         return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=[], seeds=seeds,
                               caption_indices=list(range(len(seeds))), intermediates=out["intermediates"],
-                              settings={"num_stages": len(out["images"]), **self.settings})
+                              settings={"num_stages": len(out["images"]), **self.settings, "truncation": truncation})
 
     @staticmethod
     def _check_seeds(seeds: Sequence[int], count: int) -> list[int]:

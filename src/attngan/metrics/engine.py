@@ -3,7 +3,7 @@ one file (the built-in ones live in :mod:`attngan.metrics.builtin`), saying
 
 * what it needs -- :attr:`Metric.needs` (the model's DAMSM image encoder, a data set with
   attributes or shapes scenes, an attribute classifier) and :meth:`Metric.weights` (the local
-  Inception weight file it reads, if any);
+  Inception or CLIP weight file it reads, if any);
 * how it collects per batch -- :meth:`Metric.collect` receives every :class:`SampleBatch` of
   generated images (with their captions and real images) and returns per-sample results;
   :meth:`Metric.collect_once` adds what each process computes once (e.g. a real-image floor);
@@ -72,6 +72,8 @@ class EvalSettings:
     inception_weights: str | os.PathLike[str] | None = None
     torchvision_inception_weights: str | os.PathLike[str] | None = None
     birds_inception_weights: str | os.PathLike[str] | None = None
+    clip_weights: str | os.PathLike[str] | None = None  # CLIP metrics: a local weights file (metrics/clip.py)
+    clip_model: str = "ViT-B-32"  # its open_clip architecture
     r_distractors: int = 99
     r_folds: int = 10
     is_splits: int = 10
@@ -111,9 +113,10 @@ class EvalConfig(EvalSettings):
 
     @property
     def weight_paths(self) -> dict[str, Any]:
-        """Inception kind -> the local weight file given for it (or None)."""
+        """Network kind (Inception ``tf``, ``torchvision``, ``birds``; ``clip``) -> the local weight
+        file given for it (or None)."""
         return {"tf": self.inception_weights, "torchvision": self.torchvision_inception_weights,
-                "birds": self.birds_inception_weights}
+                "birds": self.birds_inception_weights, "clip": self.clip_weights}
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,8 @@ class Metric:
         return None
 
     def weights(self, caps: Capabilities) -> str | None:
-        """The Inception kind (``tf``, ``torchvision``, ``birds``) whose local weight file this
-        metric reads with ``caps``; None when it reads none."""
+        """The network kind (Inception ``tf``, ``torchvision``, ``birds``; ``clip``) whose local
+        weight file this metric reads with ``caps``; None when it reads none."""
         return None
 
     def setup(self, ctx: EvalContext) -> None:

@@ -102,7 +102,7 @@ class EvalSamples:
 
     def item(self, k: int) -> dict[str, Any]:
         """Sample ``k``: its caption ids (cut to ``max_words``), the image's item fields and the
-        caption as written (shapes)."""
+        caption's text (the data set's ``caption_text``: as written for shapes, else its words)."""
         n, i = len(self.dataset), self.image_index(k)
         item = self.dataset[i]
         ids = item["tokens"][: int(item["length"])].tolist()
@@ -112,21 +112,21 @@ class EvalSamples:
             choice = usable[(choice + k // n) % len(usable)]
             ids = self.dataset.all_captions(i)[choice]
         out = {"index": k, "image_index": i, "ids": list(ids)[: self.max_words], "class_id": int(item["class_id"]),
-               "key": str(item["key"]), "real": item["images"][-1], "first_pass": k < n}
+               "key": str(item["key"]), "real": item["images"][-1], "first_pass": k < n,
+               "caption_text": self.dataset.caption_text(i, choice)}
         if self.has_attributes and "attributes" in item:
             out["attributes"] = torch.as_tensor(item["attributes"])
         if self.has_scenes:
             out["scene"] = self.dataset.scene(i)
-            out["caption_text"] = self.dataset.caption_text(i, choice)
         return out
 
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """A batch of :meth:`item` s: ``indices [B]`` (sample numbers), ``image_indices [B]``,
         ``tokens [B, T]``, ``lengths [B]``, ``class_ids [B]``, ``keys``, ``texts``, ``real [B, 3, S, S]``
-        (the captions' images), ``first_pass [B]`` bool and, when the data set has them,
-        ``attributes [B, K]``; for shapes also ``scenes`` (the captions'
-        :class:`~attngan.data.shapes.Scene`), ``names_background [B]`` bool and ``caption_texts``
-        (the captions as written, before the model's vocabulary)."""
+        (the captions' images), ``first_pass [B]`` bool, ``caption_texts`` (each caption whole: for
+        shapes as written, else the data set's words of it, not cut to ``max_words``) and, when the
+        data set has them, ``attributes [B, K]``; for shapes also ``scenes`` (the captions'
+        :class:`~attngan.data.shapes.Scene`) and ``names_background [B]`` bool."""
         tokens, lengths = pad_batch([it["ids"] for it in items])
         vocab = self.dataset.vocab
         out: dict[str, Any] = {
@@ -138,6 +138,7 @@ class EvalSamples:
             "texts": [" ".join(vocab.decode(it["ids"])) for it in items],
             "real": torch.stack([it["real"] for it in items]).float(),
             "first_pass": torch.tensor([it["first_pass"] for it in items]),
+            "caption_texts": [it["caption_text"] for it in items],
         }
         if "attributes" in items[0]:
             out["attributes"] = torch.stack([it["attributes"] for it in items]).to(torch.int64)
@@ -145,7 +146,6 @@ class EvalSamples:
             from ..data.shapes_captions import names_background
 
             out["scenes"] = [it["scene"] for it in items]
-            out["caption_texts"] = [it["caption_text"] for it in items]
             out["names_background"] = torch.tensor([names_background(t) for t in out["caption_texts"]],
                                                    dtype=torch.bool)
         return out
@@ -167,16 +167,21 @@ class EvalSamples:
         yield from loader
 
     def caption_pool(self) -> CaptionPool:
-        """Every caption of the split (cut to ``max_words``) with its image's class id: the distractors."""
-        captions, classes = [], []
+        """Every caption of the split (cut to ``max_words``) with its image's class id and its text
+        (as ``caption_texts``): the distractors."""
+        captions, classes, texts = [], [], []
         for i, class_id in enumerate(class_ids_of(self.dataset)):
-            for ids in self.dataset.all_captions(i):
+            every = self.dataset.all_captions(i)
+            # shapes writes all captions of a scene at once (caption_text(i, j) would write them again per j)
+            written = self.dataset.captions(i) if self.has_scenes else None
+            for j, ids in enumerate(every):
                 if ids:
                     captions.append(ids[: self.max_words])
                     classes.append(class_id)
+                    texts.append(written[j] if written is not None else self.dataset.caption_text(i, j))
         if not captions:
             raise ValueError("the evaluation split has no usable caption for R-precision")
-        return CaptionPool.from_captions(captions, classes, self.max_words)
+        return CaptionPool.from_captions(captions, classes, self.max_words, texts)
 
 
 class _Items(torch.utils.data.Dataset):

@@ -69,15 +69,16 @@ def require_weights_file(path: str | os.PathLike[str] | None, needed_file: str, 
 
 
 def read_state_dict(path: Path, argument: str) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.pth`` file, refusing anything but tensors (``weights_only=True``)."""
+    """A state dict from a ``.pth`` file, refusing anything but tensors (``weights_only=True``);
+    a file that is none is a :class:`~attngan.errors.SettingError` of ``argument``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler raises many types
-        raise ValueError(f"{path} (given as {argument}) is not a plain PyTorch state dict: {str(exc)[:200]}") from None
+        raise SettingError(argument, f"{path} is not a plain PyTorch state dict: {str(exc)[:200]}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} (given as {argument}) does not hold a mapping of tensors")
+        raise SettingError(argument, f"{path} does not hold a mapping of tensors")
     return dict(state)
 
 
@@ -159,18 +160,19 @@ class TFInceptionFeatures(_InceptionFeatures):
         return pool.float(), logits.float()
 
 
-def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]``: PIL's bilinear resize of each image,
-    as ``torchvision.transforms.Resize((size, size))`` does to a PIL image."""
+def pil_resize(images: torch.Tensor, size: int = INPUT_SIZE, resample: str = "bilinear") -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, size, size]``: PIL's ``resample`` (``bilinear``,
+    ``bicubic``) resize of each image, as ``torchvision.transforms.Resize((size, size))`` does
+    to a PIL image."""
     from PIL import Image
 
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     if images.shape[-2:] == (size, size):
         return images
+    method = Image.Resampling[resample.upper()]
     arrays = images.permute(0, 2, 3, 1).contiguous().numpy()
-    out = [torch.from_numpy(np.array(Image.fromarray(a, "RGB").resize((size, size), Image.Resampling.BILINEAR)))
-           for a in arrays]
+    out = [torch.from_numpy(np.array(Image.fromarray(a, "RGB").resize((size, size), method))) for a in arrays]
     return torch.stack(out).permute(0, 3, 1, 2).contiguous()
 
 

@@ -176,13 +176,14 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         png_only = _prefers_png(request.headers.get("accept"))
         seed = _seed(body.seed)
         task = Task(body.caption, [seed + j for j in range(body.num_images)], body.stages or pipeline.num_stages,
-                    include_attention=body.include_attention and not png_only)
+                    include_attention=body.include_attention and not png_only, truncation=body.truncation)
         result, job = await _run(request, state, task)
         if png_only:
             first = result.images[0]
             image_id = state.cache.put(first.stage_pngs[-1])
             return Response(first.stage_pngs[-1], media_type="image/png",
-                            headers={"X-Seed": str(first.seed), "X-Image-Id": image_id})
+                            headers={"X-Seed": str(first.seed), "X-Image-Id": image_id,
+                                     "X-Truncation": f"{result.truncation:g}"})
         enc = result.encoded
         log.info("generated %d image(s) for a %d-word caption in %.0f ms", len(task.seeds), len(enc.tokens),
                  1000 * (time.perf_counter() - started))
@@ -190,7 +191,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
             "caption": body.caption, "tokens": enc.tokens, "dropped": enc.dropped, "truncated": enc.truncated,
             "seed": seed, "model": _model_ref(state),
             "settings": {"num_images": body.num_images, "stages": task.stages, "include_attention": task.include_attention,
-                         "device": state.model["device"], "precision": state.model["precision"]},
+                         "device": state.model["device"], "precision": state.model["precision"],
+                         "truncation": result.truncation},
             "timing_ms": round(1000 * (time.perf_counter() - started), 2),
             "timing": {"queue_ms": round(1000 * job.queue_seconds, 2), "inference_ms": round(1000 * job.run_seconds, 2)},
             "images": [_image_json(state, image) for image in result.images],
@@ -202,7 +204,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         body = cast(ExplainBody, body)  # a model built at run time: ExplainBody says what it holds
         started = time.perf_counter()
         seed = _seed(body.seed)
-        task = Task(body.caption, [seed], body.stages or pipeline.num_stages, include_attention=True, explain=True)
+        task = Task(body.caption, [seed], body.stages or pipeline.num_stages, include_attention=True, explain=True,
+                    truncation=body.truncation)
         result, _ = await _run(request, state, task)
         image = _image_json(state, result.images[0])
         detail = result.explain or {}
@@ -211,7 +214,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         damsm = detail["damsm"]
         damsm["words"] = [{"word": w, "png_base64": b64(p)} for w, p in damsm.get("words", [])]
         return {"caption": body.caption, "dropped": result.encoded.dropped, "truncated": result.encoded.truncated,
-                "seed": seed, "model": _model_ref(state), "text_encoder": text, "conditioning": detail["conditioning"],
+                "seed": seed, "truncation": result.truncation, "model": _model_ref(state), "text_encoder": text,
+                "conditioning": detail["conditioning"],
                 "stages": image["stages"], "attention": image["attention"], "damsm": damsm,
                 "timing_ms": round(1000 * (time.perf_counter() - started), 2)}
 

@@ -1,6 +1,6 @@
 """What the batch worker thread runs: several requests in one pipeline call, then PNGs.
 
-Requests of one batch share a stage count. Their captions are repeated once per image and
+Requests of one batch share a stage count and a truncation. Their captions are repeated once per image and
 their per-image seeds concatenated, so every image is exactly what the pipeline gives for
 that caption and seed alone. Each request is prepared (its caption encoded) and rendered on
 its own: a request that fails there gets its own exception in place of a result, and the
@@ -26,17 +26,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Task:
-    """One request: images of ``caption`` with ``seeds`` (one per image)."""
+    """One request: images of ``caption`` with ``seeds`` (one per image); ``truncation`` None: the
+    pipeline's default."""
 
     caption: str
     seeds: list[int]
     stages: int
     include_attention: bool = True
     explain: bool = False
+    truncation: float | None = None
 
     @property
-    def key(self) -> tuple[str, int]:
-        return ("explain" if self.explain else "generate", self.stages)
+    def key(self) -> tuple[str, int, float | None]:
+        return ("explain" if self.explain else "generate", self.stages, self.truncation)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class TaskResult:
     encoded: EncodedCaption
     images: list[ImageResult]
     explain: dict[str, Any] | None = None
+    truncation: float = 1.0  # the value the images were drawn with
 
 
 def stage_numbers(num_images: int, num_maps: int) -> list[int]:
@@ -83,7 +86,7 @@ def run_batch(pipeline: AttnGANPipeline, jobs: list[Job], batch_size: int) -> li
         captions = [t.caption for t in live for _ in t.seeds]
         seeds = [s for t in live for s in t.seeds]
         out = pipeline(captions, num_images=1, seed=seeds, num_stages=live[0].stages,
-                       return_intermediates=live[0].explain, batch_size=batch_size)
+                       return_intermediates=live[0].explain, batch_size=batch_size, truncation=live[0].truncation)
         numbers = stage_numbers(len(out.images), len(out.attention_maps))
         first = 0
         for i, task in zip(ready, live):
@@ -109,7 +112,7 @@ def _task_result(pipeline: AttnGANPipeline, out: PipelineOutput, task: Task, fir
         stage_pngs = [images_to_png(stage[k:k + 1])[0] for stage in out.images]
         images.append(ImageResult(seed, stage_pngs, [int(stage.shape[-1]) for stage in out.images], attention))
     detail = _explain(pipeline, out, first) if task.explain else None
-    return TaskResult(out.captions[first], images, detail)
+    return TaskResult(out.captions[first], images, detail, float(out.settings["truncation"]))
 
 
 def _vector(values: torch.Tensor) -> dict[str, Any]:

@@ -43,6 +43,12 @@ Caption = Annotated[
           examples=["this bird is red with white wings and a short beak"]),
 ]
 WholeNumber = BeforeValidator(_whole_number)
+Truncation = Annotated[
+    float | None,
+    Field(default=None, gt=0, le=1,
+          description="Draw the noise from a normal truncated to [-2, 2] and scaled by this value, as DF-GAN "
+                      "samples (it uses 0.88); 1: off. Null: the server's default (attngan serve --truncation)."),
+]
 Seed = Annotated[
     int | None,
     Field(default=None, ge=0, le=MAX_SEED,
@@ -60,6 +66,7 @@ class GenerateRequestBase(_Strict):
 
     caption: Caption
     seed: Seed = None
+    truncation: Truncation = None
     include_attention: bool = Field(True, description="Return the word attention maps of every refinement stage.")
 
 
@@ -68,6 +75,7 @@ class ExplainRequestBase(_Strict):
 
     caption: Caption
     seed: Seed = None
+    truncation: Truncation = None
 
 
 class BirdRequest(_Strict):
@@ -83,6 +91,7 @@ class GenerateBody(Protocol):
 
     caption: str
     seed: int | None
+    truncation: float | None
     include_attention: bool
     num_images: int
     stages: int | None
@@ -93,6 +102,7 @@ class ExplainBody(Protocol):
 
     caption: str
     seed: int | None
+    truncation: float | None
     stages: int | None
 
 
@@ -257,6 +267,7 @@ class ExplainResponse(BaseModel):
     dropped: list[str]
     truncated: list[str]
     seed: int
+    truncation: float = Field(description="The truncation the noise was drawn with (1: none).")
     model: ModelRef
     text_encoder: TextEncoderExplain
     conditioning: ConditioningExplain

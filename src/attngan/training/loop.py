@@ -106,9 +106,45 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+class PhaseProgress:
+    """One progress bar for several runs in a row (``attngan train --data-root``: the DAMSM, then
+    the GAN): ``total`` steps in all; a run's step ``s`` shows as ``offset + s``, ``offset`` being
+    the steps of the runs before it, under the label of its phase (:meth:`phase`)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.offset, self.label = total, 0, ""
+        self.bar: Any = None
+
+    def phase(self, offset: int, label: str) -> None:
+        self.offset, self.label = offset, label
+
+    def start(self, step: int, desc: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.offset + step, desc=self.label or desc, dynamic_ncols=True,
+                            disable=None if sys.stderr.isatty() else False, mininterval=1.0)
+            return
+        self.bar.n = self.offset + step
+        self.bar.set_description(self.label or desc, refresh=False)
+        self.bar.set_postfix({}, refresh=False)  # the last phase's losses
+        self.bar.refresh()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def set_postfix(self, values: dict[str, str], refresh: bool = False) -> None:
+        self.bar.set_postfix(values, refresh=refresh)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 class MetricsSink:
-    """Appends one JSON object per logged step to ``metrics.jsonl``; mirrors to TensorBoard
-    when installed; drives a progress bar with the losses, step time and ETA.
+    """Appends one JSON object per logged step to ``metrics.jsonl`` (or ``name``); mirrors to
+    TensorBoard when installed; drives a progress bar with the losses, step time and ETA (its
+    own, or a shared :class:`PhaseProgress`, which it leaves open).
 
     Opening the sink trims ``metrics.jsonl`` to the steps a run resumed at ``start_step`` has
     done (lines of later steps, which the resumed run logs again, and an unfinished last line
@@ -117,9 +153,11 @@ class MetricsSink:
     mirroring only (``metrics.jsonl`` holds every value).
     """
 
-    def __init__(self, out_dir: Path, enabled: bool, total_steps: int, start_step: int, desc: str) -> None:
+    def __init__(self, out_dir: Path, enabled: bool, total_steps: int, start_step: int, desc: str,
+                 name: str = "metrics.jsonl", progress: PhaseProgress | None = None) -> None:
         self.enabled = enabled
-        self.path = out_dir / "metrics.jsonl"
+        self.path = out_dir / name
+        self.owns_bar = progress is None
         self.tensorboard = out_dir / "tensorboard"
         self.writer: Any = None
         self.bar: Any = None
@@ -139,6 +177,10 @@ class MetricsSink:
                 self.writer = SummaryWriter(str(self.tensorboard))
             except Exception as exc:  # noqa: BLE001 - a mirror never stops a run
                 self._tensorboard_failed(exc)
+        if progress is not None:
+            self.bar = progress
+            progress.start(start_step, desc)
+            return
         from tqdm import tqdm
 
         self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True,
@@ -189,7 +231,7 @@ class MetricsSink:
             self.bar.update(n)
 
     def close(self) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.owns_bar:
             self.bar.close()
         if self.writer is not None:
             try:
@@ -274,6 +316,9 @@ class Trainer:
     checkpoint_dir = "checkpoints"
     config_file = "config.yaml"
     export_name = "model"
+    metrics_file = "metrics.jsonl"
+    progress: PhaseProgress | None = None  # a bar shared with other runs (else the run draws its own)
+    stop_reason: str | None = None  # after fit: None (max_steps reached), "signal" or "time limit"
     cfg: Any
     dist: DistInfo
     out: Path
@@ -370,7 +415,8 @@ class Trainer:
             need = ckpt.state_bytes(self.state_dict()) + ckpt.pending_optimizer_bytes(self.optimizers())
             ckpt.check_space(self.checkpoint_folder, need, run.keep_checkpoints)
             write_resolved_config(self.out, self.resolved_config(), self.config_file)
-            sink = MetricsSink(self.out, True, run.max_steps, self.step, self.progress_name)
+            sink = MetricsSink(self.out, True, run.max_steps, self.step, self.progress_name, self.metrics_file,
+                               self.progress)
 
         self._all_or_none(self._caught(prepare) if dist.is_main else None, "prepare the run folder")
         deadline = time.time() + run.time_limit_minutes * 60 if run.time_limit_minutes > 0 else None
@@ -386,6 +432,8 @@ class Trainer:
                     if code == _STOP:
                         self._log_stop("a stop signal" if stop.requested else "the time limit" if expired
                                        else "another process was asked to stop")
+                        # every process agrees on why: a signal on any of them outranks a time limit
+                        self.stop_reason = "signal" if agree(stop.requested) else "time limit"
                         break
                     t0 = time.time()
                     logs = self.train_step(batch)

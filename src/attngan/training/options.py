@@ -7,6 +7,7 @@ with ``key.sub=value`` overrides and rejects unknown keys by name.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -217,3 +218,54 @@ def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -
         raise ConfigError(f"preset {preset!r} has no {kind!r} section")
     section = apply_overrides(data[kind], overrides or [])
     return from_dict(CONFIG_TYPES[kind], section, kind)
+
+
+def route_overrides(overrides: list[str], sections: tuple[str, ...] = ("damsm", "gan")) -> dict[str, list[str]]:
+    """``--set`` items of a run with several sections, each sent where it belongs: ``damsm.KEY=V``
+    / ``gan.KEY=V`` to that section (as ``KEY=V``), any other ``KEY=V`` to every section that has
+    the field ``KEY`` starts with (``run.threads=1``: both; ``generator.channels=8`` and
+    ``damsm=FOLDER``: the GAN's)."""
+    routed: dict[str, list[str]] = {name: [] for name in sections}
+    known = {name: {f.name for f in fields(CONFIG_TYPES[name])} for name in sections}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        head, dot, rest = key.strip().partition(".")
+        if head in sections and dot:
+            routed[head].append(f"{rest}={value}")
+            continue
+        targets = [name for name in sections if head in known[name]]
+        if not targets:
+            raise ConfigError(f"override {key}: no section has a field {head!r} (prefix damsm. or gan. to choose one)")
+        for name in targets:
+            routed[name].append(item)
+    return routed
+
+
+def resolve_data_run(preset: str, data_root: str, out_dir: str, overrides: list[str] | None = None,
+                     damsm: str | None = None) -> tuple[DAMSMTrainConfig | None, GANTrainConfig]:
+    """The two phases of ``attngan train --data-root``: ``(DAMSM config or None, GAN config)``, both
+    reading ``data_root`` and writing to ``out_dir``; overrides routed by :func:`route_overrides`.
+    The DAMSM phase is None when encoders are named (``damsm``, or an override of the GAN's
+    ``damsm``), and the GAN then uses those; else it uses the DAMSM phase's ``<out_dir>/damsm``
+    (the preset's own ``gan.damsm`` is not a naming: it belongs to a two-command workflow)."""
+    data = load_preset(preset)
+    missing = [kind for kind in ("damsm", "gan") if kind not in data]
+    if missing:
+        raise ConfigError(f"preset {preset!r} has no {' or '.join(repr(m) for m in missing)} section")
+    routed = route_overrides(list(overrides or []) + ([f"damsm={damsm}"] if damsm else []))
+
+    def section(kind: str) -> Any:
+        raw = {k: v for k, v in data[kind].items() if not (kind == "gan" and k == "damsm")}
+        merged = apply_overrides(raw, routed[kind])
+        for part, key, value in (("data", "root", str(data_root)), ("run", "out_dir", str(out_dir))):
+            if not isinstance(merged.setdefault(part, {}), dict):
+                raise ConfigError(f"{kind}.{part}: expected a mapping")
+            merged[part][key] = value
+        return from_dict(CONFIG_TYPES[kind], merged, kind)
+
+    gan = section("gan")
+    if gan.damsm:
+        return None, gan
+    return section("damsm"), dataclasses.replace(gan, damsm=str(Path(out_dir) / "damsm"))

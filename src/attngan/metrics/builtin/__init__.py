@@ -14,7 +14,17 @@ are named so that none shares a name with one of those.)
 ``is``                   Inception Score: the papers' network (CUB: birds-fine-tuned) (is_metrics.py)
 ``fid_torchvision``      "PyTorch FID" exactly as DM-GAN / DF-GAN compute it (frechet.py)
 ``is_torchvision``       Inception Score with torchvision's ImageNet Inception-v3 (is_metrics.py)
+``clip_score``           CLIP cosine of image and caption (GALIP's, x 100) and CLIPScore (clip_score.py)
+``clip_r_precision``     R-precision ranked by CLIP, TISE's protocol (clip_r_precision.py)
 =======================  ==================================================================
 """
 
-from . import attributes, diversity_metric, frechet, is_metrics, retrieval  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    attributes,
+    clip_r_precision,
+    clip_score,
+    diversity_metric,
+    frechet,
+    is_metrics,
+    retrieval,
+)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import EvalContext, Metric, SampleBatch, needed_image_encoder, register_metric
+from ..engine import EvalContext, Metric, Row, SampleBatch, needed_image_encoder, register_metric
 from ..in_domain import DAMSMImageFeatures, module_fingerprint
-from ..protocol import DISTRACTOR_STREAM, FOLD_STREAM, shuffled_folds, stream_seed
-from ..r_precision import CaptionPool, eval_mode, r_precision_from_features
+from ..protocol import DISTRACTOR_STREAM, stream_seed
+from ..r_precision import CaptionPool, eval_mode, hits_row, r_precision_from_features, summarise_hits
 from ..records import MetricRecord
 
 
@@ -66,28 +66,21 @@ class RPrecision(Metric):
     def summarise(self, parts: dict[str, list[Any]], ctx: EvalContext) -> dict[str, Any]:
         cfg = ctx.cfg
         hits, real = torch.cat(parts["hits"]), torch.cat(parts["real_hits"])
-        folds, seed = min(cfg.r_folds, hits.numel()), stream_seed(cfg.seed, FOLD_STREAM)
-        mean, std = shuffled_folds(hits, folds, seed)
-        real_mean, real_std = shuffled_folds(real, min(folds, real.numel()), seed)
+        summary = summarise_hits("r_precision", hits, real, cfg.r_folds, cfg.seed, cfg.r_distractors)
         text = ctx.bundle.text_encoder
         return {
-            "values": {"r_precision": mean, "r_precision_std": std, "real_r_precision": real_mean,
-                       "real_r_precision_std": real_std},
-            "label": f"R-precision (true caption + {cfg.r_distractors} mismatched, DAMSM encoders, {folds} shuffled "
-                     "folds, ties count as hits; real_*: the real images of the captions)",
-            "feature_extractor": self.damsm.identity, "num_samples": int(hits.numel()),
-            "num_distractors": cfg.r_distractors, "num_folds": folds, "fold_seed": seed,
-            "distractor_seeds": f"[{cfg.seed}, {DISTRACTOR_STREAM}, sample index]", "ties": "hit",
+            **summary,
+            "label": f"R-precision (true caption + {cfg.r_distractors} mismatched, DAMSM encoders, "
+                     f"{summary['num_folds']} shuffled folds, ties count as hits; real_*: the real images of the "
+                     "captions)",
+            "feature_extractor": self.damsm.identity,
             "text_encoder": f"DAMSM text encoder ({type(text).__name__}), weights sha256:{module_fingerprint(text)}",
             "image_encoder": self.damsm.identity,
             "details": {"r_hits": hits, "real_r_hits": real},
         }
 
-    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
-        values = record["values"]
-        return [(f"R-precision ({record['extra']['num_folds']} folds)",
-                 f"{values['r_precision']:.4f} ± {values['r_precision_std']:.4f}",
-                 f"{values['real_r_precision']:.4f} ± {values['real_r_precision_std']:.4f}")]
+    def rows(self, record: MetricRecord) -> list[Row]:
+        return [hits_row("R-precision", "r_precision", record)]
 
     def notes(self, record: MetricRecord) -> list[str]:
         extra = record["extra"]
