@@ -1,6 +1,6 @@
 """What every writer and reader of artefacts shares: atomic file and folder replacement,
-write errors that name the file (:func:`writing`), and ``config.json``-style reads whose
-errors name the file.
+write errors that name the file (:func:`writing`), ``config.json``-style reads whose
+errors name the file, and the one cache home of every cached artefact (:func:`cache_home`).
 
 A reader never sees a half-written file or folder: files are written to a temporary sibling,
 fsynced and moved into place with ``os.replace``; folders are built beside the target and
@@ -21,6 +21,16 @@ from typing import IO, Any
 
 import safetensors.torch
 import torch
+
+
+def cache_home() -> Path:
+    """Where attngan caches what it can compute again (FID statistics, classifiers, ONNX exports of
+    read-only models, compiled training kernels): ``$ATTNGAN_CACHE``, else
+    ``$XDG_CACHE_HOME/attngan`` (``~/.cache/attngan`` by default)."""
+    root = os.environ.get("ATTNGAN_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attngan"
 
 
 class OutputError(RuntimeError):

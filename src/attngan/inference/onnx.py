@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..files import read_format_json, staged_dir
+from ..files import cache_home, read_format_json, staged_dir
 from ..hub import ModelBundle, state_dict_of
 from ..models.generator import Generator, GeneratorOutput
 from ..models.text_encoder import TextEncoder
@@ -204,13 +204,12 @@ def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def default_onnx_dir(bundle: ModelBundle) -> Path:
-    """``<model folder>/onnx`` when that folder is writable, else a per-user cache folder."""
+    """``<model folder>/onnx`` when that folder is writable, else ``onnx/<name>-<weights>`` in the cache home."""
     model_dir = bundle.metadata.get("path")
     if model_dir and os.access(model_dir, os.W_OK):
         return Path(model_dir) / "onnx"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = f"{bundle.config.name}-{weights_fingerprint(bundle)}"
-    return cache / "attngan" / "onnx" / key
+    return cache_home() / "onnx" / key
 
 
 class OnnxBackend:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import cache_home
+
 logger = logging.getLogger(__name__)
 
 STATS_FORMAT = "attngan-feature-stats"
@@ -200,11 +202,8 @@ def stats_cache_key(dataset: str | dict[str, Any], settings: dict[str, Any], ext
 
 
 def default_cache_dir() -> Path:
-    """``$ATTNGAN_CACHE/fid_stats`` or ``$XDG_CACHE_HOME/attngan/fid_stats`` (``~/.cache`` by default)."""
-    root = os.environ.get("ATTNGAN_CACHE")
-    if root:
-        return Path(root) / "fid_stats"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attngan" / "fid_stats"
+    """``fid_stats`` in the cache home (:func:`attngan.files.cache_home`)."""
+    return cache_home() / "fid_stats"
 
 
 def compute_stats(extract: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],
