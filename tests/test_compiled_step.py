@@ -7,7 +7,10 @@ batch and positions, softmax denominators) and keeps fused elementwise chains in
 each value differs from eager by a few fp32 roundings (about 1e-7 relative each); through one
 forward and backward pass of the tiny model these stay below 1e-5 of the losses and 1e-4 of the
 largest gradient of each parameter. The same bounds hold the training step against the original's
-(``tests/test_training_step.py``)."""
+(``tests/test_training_step.py``).
+
+The tests that compile are ``slow``: with an empty kernel cache inductor builds a few hundred C++
+kernels (minutes on two cores); with the cache filled by an earlier run they take seconds."""
 
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ def _assert_close(logs: dict[str, float], grads: dict[str, torch.Tensor], expect
         assert (grads[name] - g).abs().max() <= GRAD_RTOL * float(g.abs().max()) + 1e-7, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["run.speed.checkpoint_last_stage=true"]], ids=["default", "recomputed"])
 def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path) -> None:
     """Losses and every gradient of one step as the eager trainer's; the discriminators' learning
@@ -89,6 +93,7 @@ def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path)
     assert counters["stats"]["unique_graphs"] == graphs, "a later step compiled again"
 
 
+@pytest.mark.slow
 def test_a_new_process_takes_the_compiled_kernels_from_the_cache(tmp_path: Path) -> None:
     """What a resumed run or a second run does: it finds every graph of the step in the cache."""
     if not compiler_works():

@@ -85,7 +85,7 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: fl
 COMPILED = ["run.speed.compile=true"]
 
 
-@pytest.mark.parametrize("extra", [[], COMPILED], ids=["eager", "compiled"])
+@pytest.mark.parametrize("extra", [[], pytest.param(COMPILED, marks=pytest.mark.slow)], ids=["eager", "compiled"])
 def test_resume_continues_exactly(extra: list[str], tmp_path: Path, damsm_dir: Path) -> None:
     """Compiled, the resumed part builds no kernel: it finds them all in the cache."""
     from attngan.training.compiled import cache_counters, compiler_works
