@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from attngan.data import collate
-from attngan.training.compiled import compiler_works
+from attngan.training.compiled import compile_cache_dir, compiler_works
 from attngan.training.distributed import DistInfo
 from attngan.training.gan import GANTrainer
 from attngan.training.options import SpeedOptions, resolve_config
@@ -126,6 +126,20 @@ def test_a_new_process_takes_the_compiled_kernels_from_the_cache(tmp_path: Path)
         found.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert found[1]["fx_hits"] > 0 and found[1]["fx_misses"] == 0, found
     assert found[1]["aot_misses"] == 0, found
+
+
+def test_the_kernel_cache_lives_in_the_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``$ATTNGAN_CACHE`` (or ``~/.cache/attngan``), also once importing ``torch._dynamo`` has set
+    ``TORCHINDUCTOR_CACHE_DIR`` to inductor's default; a folder the user gives there wins."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("ATTNGAN_CACHE", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert compile_cache_dir() == tmp_path / "home" / "inductor"
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert compile_cache_dir() == tmp_path / "home" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"
 
 
 def test_without_a_compiler_the_step_runs_eagerly_after_one_warning(tmp_path: Path) -> None:

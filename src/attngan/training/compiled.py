@@ -37,9 +37,14 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 def compile_cache_dir() -> Path:
     """Where compiled training kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else
-    ``inductor`` in the cache home."""
+    ``inductor`` in the cache home. (Importing ``torch._dynamo`` sets the variable to inductor's own
+    default, a folder under /tmp; that value counts as unset.)"""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     given = os.environ.get(CACHE_ENV)
-    return Path(given) if given else cache_home() / "inductor"
+    if given and os.path.abspath(given) != os.path.abspath(default_cache_dir()):
+        return Path(given)
+    return cache_home() / "inductor"
 
 
 def use_compile_cache() -> Path:
