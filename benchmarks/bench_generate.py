@@ -80,7 +80,7 @@ def make_pipeline(bundle: ModelBundle, path: str, onnx_dir: Path | None = None) 
                                torch.compile(bundle.generator), bundle.image_encoder, bundle.metadata)  # type: ignore[arg-type]
         pipe = AttnGANPipeline(bundle_c, precision="fp32", exact=True)
     if path == "fast-no-subpixel":
-        pipe.runner._generator = fast.FastGenerator(bundle.generator, subpixel=False)  # type: ignore[attr-defined]
+        pipe.backend._generator = fast.FastGenerator(bundle.generator, subpixel=False)  # type: ignore[attr-defined]
     if path in ("fast-unfused", "fast-unpacked"):
         return _Patched(pipe, path)
     return pipe

@@ -18,7 +18,7 @@ import torch
 from bench_generate import peak_rss_gib
 
 from attngan.config import DiscriminatorConfig, bird_config
-from attngan.data import build_from_options, collate
+from attngan.data import DataSpec, build_from_options, collate
 from attngan.hub import DAMSMEncoders, save_damsm
 from attngan.models.image_encoder import build_image_encoder
 from attngan.models.text_encoder import TextEncoder
@@ -28,7 +28,6 @@ from attngan.training.distributed import DistInfo
 from attngan.training.gan import GANTrainer
 from attngan.training.options import (
     DAMSMTrainConfig,
-    DataOptions,
     GANTrainConfig,
     SpeedOptions,
     resolve_config,
@@ -110,7 +109,7 @@ def damsm_config(case: str, folder: Path, precision: str, variant: str = "defaul
         # encoder resizes any input to 299 px, so its work is the bird configuration's all the same
         encoder = dataclasses.replace(bird.image_encoder, image_size=256)
         cfg = DAMSMTrainConfig(text_encoder=bird.text_encoder, image_encoder=encoder,  # type: ignore[arg-type]
-                               data=DataOptions(kind="shapes", extra={"size": 256}))
+                               data=DataSpec(kind="shapes", extra={"size": 256}))
         run = dataclasses.replace(cfg.run, batch_size=BIRD_BATCH)
     else:
         cfg = resolve_config("damsm", case, _overrides(case, folder, tiny))
@@ -187,7 +186,7 @@ def loader_throughput(kind: str, root: str | None, workers: int, batches: int, t
     from torch.utils.data import DataLoader
 
     torch.set_num_threads(threads)
-    options = DataOptions(kind=kind, root=root, missing="skip") if kind == "cub" else DataOptions(
+    options = DataSpec(kind=kind, root=root, missing="skip") if kind == "cub" else DataSpec(
         kind="shapes", extra={"size": 2000})
     data = build_from_options(options, (64, 128, 256), 18)
     loader = DataLoader(data, batch_size=BIRD_BATCH, shuffle=True, num_workers=workers, collate_fn=collate,

@@ -1,11 +1,14 @@
-"""The package's layer contract, checked on its import graph (every import, at module level or inside
-a function; type-checking-only imports aside):
+"""The package's layer contract, checked on its import graph: every import, at module level or
+inside a function, under ``if TYPE_CHECKING:`` too, and every module named by a string to
+``importlib.import_module`` (the root package's lazy public names, ``_EXPORTS``)::
 
-    base (config, precision, text, files, untrusted, viz)
+    base (config, errors, cache, version, precision, text, files, untrusted, viz)
       <- models <- losses <- data <- hub <- inference <- metrics <- training <- server <- cli
 
 A module imports only from its own layer or below, and no two modules import each other,
-directly or around a circle."""
+directly or around a circle. The root package (``attngan``: the lazy public API) and
+``attngan.__main__`` sit on top of every layer: nothing inside imports them.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attngan"
 LAYERS: list[set[str]] = [
-    {"config", "precision", "text", "files", "untrusted", "viz"},
+    {"config", "precision", "text", "files", "untrusted", "viz", "cache", "version", "errors"},
     {"models"},
     {"losses"},
     {"data"},
@@ -37,13 +40,6 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _type_checking_block(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and (
-        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
-
-
 def imports_of(path: Path, known: set[str]) -> set[str]:
     """The attngan modules that ``path`` imports (``from . import x`` resolved to the module x when it is one)."""
     name = module_name(path)
@@ -51,8 +47,6 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if _type_checking_block(node):
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "attngan")
         elif isinstance(node, ast.ImportFrom):
@@ -66,6 +60,13 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
                     found.add(sub if sub in known else target)
+        elif isinstance(node, ast.Dict) and name == "attngan":  # _EXPORTS: public name -> "sub.module"
+            found.update(f"attngan.{v.value}" for v in node.values
+                         if isinstance(v, ast.Constant) and isinstance(v.value, str) and f"attngan.{v.value}" in known)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            text = node.args[0].value
+            found.add(f"{package}{text}" if text.startswith(".") else text)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -93,6 +94,8 @@ def test_every_import_points_down(graph: dict[str, set[str]]) -> None:
               for m, targets in graph.items() if m not in ENTRY_POINTS
               for t in sorted(targets) if t not in ENTRY_POINTS and layer_of(t) > layer_of(m)]
     assert not upward, "\n".join(upward)
+    into_the_top = [f"{m} imports {t}" for m, targets in graph.items() for t in sorted(targets) if t in ENTRY_POINTS]
+    assert not into_the_top, "\n".join(into_the_top)
 
 
 def test_no_import_circles(graph: dict[str, set[str]]) -> None:
@@ -136,3 +139,13 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones() -> None:
     found = imports_of(PACKAGE / "training" / "gan.py", known | {"attngan.training.gan"})
     assert "attngan.inference.pipeline" in found  # imported inside save_samples
     assert "attngan.hub" in found
+
+
+def test_the_checker_counts_type_checking_and_string_imports() -> None:
+    files = sorted(PACKAGE.rglob("*.py"))
+    known = {module_name(f) for f in files}
+    root = imports_of(PACKAGE / "__init__.py", known)
+    assert {"attngan.inference.pipeline", "attngan.training.gan", "attngan.hub"} <= root  # _EXPORTS strings
+    assert "attngan.version" in root  # under TYPE_CHECKING
+    generate = imports_of(PACKAGE / "cli" / "generate_cmd.py", known)
+    assert "attngan.inference.pipeline" in generate  # its TYPE_CHECKING import

@@ -114,29 +114,43 @@ def test_missing_fid_weights_name_the_flag(tiny_model_dir: Path, tmp_path: Path)
                     str(tmp_path / "absent.pth"), "--out", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 2 and "absent.pth does not exist" in result.output
     assert not (tmp_path / "r.jsonl").exists()
-    with pytest.raises(MissingWeightsError, match="--torchvision-inception-weights"):
+    with pytest.raises(MissingWeightsError, match="torchvision_inception_weights"):
         resolve_metrics(["fid_torchvision"], Capabilities("shapes", True, True, True, True))
 
 
-def test_classifier_is_trained_cached_and_loaded(tiny_model_dir: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_is_trained_once_cached_and_reused(tiny_model_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without flags, the first evaluation on shapes trains the scene classifier into the cache
+    (saying so), later ones reuse it; --train-classifier trains it anew."""
     monkeypatch.setitem(CLASSIFIER_RECIPES, "shapes", dict(TINY_RECIPE))
-    common = ("--model", str(tiny_model_dir), "--metrics", "scene_accuracy", "--num-samples", "6", "--batch-size", "6")
-    missing = invoke(*common, "--out", str(tmp_path / "a.jsonl"))
-    assert missing.exit_code == 1 and "--train-classifier" in missing.output
-    trained = invoke(*common, "--train-classifier", "--out", str(tmp_path / "a.jsonl"))
-    assert trained.exit_code == 0, trained.output
+    common = ("--model", str(tiny_model_dir), "--num-samples", "6", "--batch-size", "6", "--out", str(tmp_path / "a.jsonl"))
     folder = classifier_cache_dir(DataSpec("shapes"))
+    first = invoke(*common)
+    assert first.exit_code == 0, first.output
+    assert "training the attribute classifier on real shapes train images (once: cached in" in first.output
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-    assert str(folder) in trained.output
-    loaded = invoke(*common, "--out", str(tmp_path / "a.jsonl"))
-    assert loaded.exit_code == 0, loaded.output
-    first, second = (json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines())
-    assert first["values"] == second["values"]
-    assert first["extra"]["classifier"]["metadata"]["recipe"] == TINY_RECIPE
+    assert str(folder) in first.output and "one object" in first.output  # scene accuracy is scored
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    again = invoke(*common)
+    assert again.exit_code == 0, again.output
+    assert "training the attribute classifier" not in again.output
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    forced = invoke(*common, "--metrics", "scene_accuracy", "--train-classifier")
+    assert forced.exit_code == 0, forced.output
+    assert "training the attribute classifier" in forced.output
+    assert (folder / "model.safetensors").stat().st_mtime_ns != stamp
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    scenes = [r for r in records if r["metric"] == "scene_accuracy"]
+    assert len(scenes) == 3 and scenes[0]["values"] == scenes[1]["values"] == scenes[2]["values"]  # same seed
+    assert scenes[0]["extra"]["classifier"]["metadata"]["recipe"] == TINY_RECIPE
     auto = invoke("--model", str(tiny_model_dir), "--num-samples", "4", "--classifier", str(tmp_path / "none"),
                   "--out", str(tmp_path / "b.jsonl"))
-    assert auto.exit_code == 1 and "no attribute classifier at" in auto.output
+    assert auto.exit_code == 1 and "--classifier: no attribute classifier at" in auto.output
+    assert "pass --train-classifier" in auto.output
+    unused = invoke("--model", str(tiny_model_dir), "--metrics", "r_precision", "--train-classifier",
+                    "--out", str(tmp_path / "b.jsonl"))
+    assert unused.exit_code == 2 and "--train-classifier: no metric that needs the attribute classifier" in unused.output
+
 
 
 def test_r_precision_of_the_tiny_model_is_valid_and_batch_independent(pipeline: AttnGANPipeline) -> None:

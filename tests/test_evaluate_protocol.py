@@ -63,8 +63,8 @@ def test_generation_options_are_those_of_generate_and_recorded(tiny_model_dir: P
                     "fp32", "--exact", "--out", str(out))
     assert result.exit_code == 0, result.output
     generation = json.loads(out.read_text())["generation"]
-    assert generation["precision"] == "fp32" and generation["exact"] is True and generation["backend"] == "torch"
-    assert "backend torch, fp32, exact reference modules" in result.output
+    assert generation["precision"] == "fp32" and generation["exact"] is True and generation["backend"] == "reference"
+    assert "backend reference (the reference modules), fp32" in result.output
     refused = invoke("--model", str(tiny_model_dir), "--backend", "onnx", "--precision", "bf16", "--out", str(out))
     assert refused.exit_code == 2 and "--backend onnx runs in fp32" in refused.output
 

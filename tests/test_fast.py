@@ -216,8 +216,8 @@ def test_pipeline_defaults_to_the_fast_path() -> None:
     bundle = make_tiny_bundle()
     fast_pipe, exact_pipe = AttnGANPipeline(bundle, precision="fp32"), AttnGANPipeline(bundle, exact=True)
     assert not fast_pipe.exact and exact_pipe.exact
-    assert isinstance(fast_pipe.runner, FastBackend) and isinstance(fast_pipe.runner.generator, FastGenerator)
-    assert isinstance(exact_pipe.runner, ReferenceBackend)
+    assert isinstance(fast_pipe.backend, FastBackend) and isinstance(fast_pipe.backend.generator, FastGenerator)
+    assert isinstance(exact_pipe.backend, ReferenceBackend)
     a = fast_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
     b = exact_pipe(["a red circle", "a big blue square on the left"], num_images=2, seed=3)
     assert a.settings["exact"] is False and b.settings["exact"] is True
@@ -233,9 +233,9 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert AttnGANPipeline(bundle).precision == "fp32"
     monkeypatch.setenv("ATTNGAN_NATIVE_BF16", "1")
     pipe = AttnGANPipeline(bundle)
-    assert pipe.precision == "bf16" and pipe.runner.generator.dtype == torch.bfloat16
+    assert pipe.precision == "bf16" and pipe.backend.generator.dtype == torch.bfloat16
     assert AttnGANPipeline(bundle, exact=True).precision == "fp32"  # the reference path stays exact
-    assert pipe.set_precision("fp32").precision == "fp32" and pipe.runner.generator.dtype == torch.float32
+    assert pipe.set_precision("fp32").precision == "fp32" and pipe.backend.generator.dtype == torch.float32
     assert pipe.set_precision("auto", exact=True).exact and pipe.precision == "fp32"
     with pytest.raises(ValueError, match="exact path runs in fp32"):
         AttnGANPipeline(bundle, precision="bf16", exact=True)

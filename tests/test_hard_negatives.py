@@ -159,3 +159,21 @@ def test_gan_step_with_counterfactual_captions(tmp_path: Path) -> None:
     plain = GANTrainer(off, DistInfo()).train_step(batch)
     assert all(np.isfinite(v) for v in with_hard.values())
     assert with_hard["loss_damsm_w"] != plain["loss_damsm_w"] and with_hard["loss_d0"] != plain["loss_d0"]
+
+
+def test_a_data_set_without_swappable_words_gets_empty_slots(caplog: pytest.LogCaptureFixture) -> None:
+    class Plain:
+        vocab = Vocabulary([PAD_TOKEN, "a", "bird", "with", "wings"])
+        max_words = 6
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int) -> dict:
+            return {"tokens": torch.tensor([1, 2, 3, 4, 0, 0]), "length": 4, "caption_index": 0}
+
+    with caplog.at_level("WARNING"):
+        data = Counterfactuals(Plain(), 2)
+    assert "no word class" in caplog.text
+    item = data[1]
+    assert item["negatives"].shape == (2, 6) and item["negative_lengths"].tolist() == [0, 0]

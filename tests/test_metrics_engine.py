@@ -4,6 +4,7 @@ and metric resolution explains what it leaves out."""
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -126,20 +127,20 @@ def test_automatic_mode_explains_what_it_leaves_out(tmp_path: Path) -> None:
     assert any(n.startswith("r_precision skipped") and "image_encoder" in n for n in notes)
     with pytest.raises(ValueError, match="scene_accuracy needs the shapes data set"):
         resolve_metrics(["scene_accuracy"], cub)
-    with pytest.raises(MissingWeightsError, match="--birds-inception-weights"):
+    with pytest.raises(MissingWeightsError, match="birds_inception_weights"):
         resolve_metrics(["is"], Capabilities("cub", weights={"birds": "/absent/birds.pth"}))
 
 
 def test_data_spec_is_the_one_data_type(tmp_path: Path) -> None:
     from attngan.config import ConfigError
     from attngan.data import build_from_options
-    from attngan.training.options import DataOptions, resolve_config
+    from attngan.training.options import GANTrainConfig, resolve_config
 
-    assert DataOptions is DataSpec
+    assert typing.get_type_hints(GANTrainConfig)["data"] is DataSpec
     cfg = resolve_config("gan", "birds", ["data.missing=skip", "data.split=train", "data.num_workers=2"])
     assert isinstance(cfg.data, DataSpec) and cfg.data.missing == "skip" and cfg.data.captions_per_image == 10
-    for override, message in (("data.missing=maybe", "data missing"), ("data.root=null", "data root"),
-                              ("data.kind=pictures", "data kind")):
+    for override, message in (("data.missing=maybe", "data.missing"), ("data.root=null", "data.root"),
+                              ("data.kind=pictures", "data.kind")):
         with pytest.raises(ConfigError, match=message):
             resolve_config("gan", "birds", [override])
     data = build_from_options(DataSpec("shapes", extra={"size": 7}), (32,), 12, split="validation", train=False)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torchvision.models import inception_v3
 
+from attngan.cli.flags import flag as flag_of
 from attngan.metrics.inception import (
     TF_INCEPTION_WEIGHTS_FILE,
     TORCHVISION_INCEPTION_WEIGHTS_FILE,
@@ -44,13 +45,14 @@ def weight_files(tmp_path_factory) -> dict[str, object]:
     ("torchvision", TORCHVISION_INCEPTION_WEIGHTS_FILE, "torchvision_inception_weights",
      "--torchvision-inception-weights"),
 ])
-def test_missing_weights_error_names_file_and_argument(tmp_path, kind, needed, argument, flag) -> None:
+def test_missing_weights_error_names_file_and_setting(tmp_path, kind, needed, argument, flag) -> None:
     for path in (None, tmp_path / "absent.pth"):
         with pytest.raises(MissingWeightsError) as info:
             load_inception(kind, path)
-        message = str(info.value)
-        assert needed in message and f"{argument}=" in message and flag in message
+        message = str(info.value)  # the library names the setting; the command line, the flag
+        assert needed in message and info.value.field == argument and message.startswith(f"{argument}: ")
         assert "Nothing is downloaded" in message
+        assert info.value.render(flag_of).startswith(f"{flag}: ")
     assert isinstance(info.value, FileNotFoundError)
 
 

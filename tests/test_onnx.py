@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from attngan.inference.onnx import (  # noqa: E402
     META_NAME,
     ExportableTextEncoder,
     OnnxBackend,
+    default_onnx_dir,
     export_onnx,
     weights_fingerprint,
 )
@@ -38,9 +41,11 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the tiny model (its ``onnx/`` cache is written inside)."""
-    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("onnx") / "tiny"))
+def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private copy of the tiny model, with a private cache (``$ATTNGAN_CACHE``) for its exports."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTNGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("onnx") / "tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +80,10 @@ def test_exportable_text_encoder_equals_packed(rnn_type: str, num_layers: int, b
     assert words3[:, :, 18:].abs().max() == 0
 
 
-def test_export_folder(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path) -> None:
-    folder = model_dir / "onnx"
+def test_export_folder(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path,
+                       tiny_model_dir: Path) -> None:
+    folder = default_onnx_dir(pipes[0].bundle)
+    assert folder.parent == Path(os.environ["ATTNGAN_CACHE"]) / "onnx"
     meta = json.loads((folder / META_NAME).read_text())
     assert meta["opset"] >= 17 and meta["weights"] == weights_fingerprint(pipes[0].bundle)
     for name, dynamic in (("text_encoder.onnx", {"tokens": ("batch", "words")}),
@@ -87,7 +94,9 @@ def test_export_folder(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir
         inputs = {i.name: [d.dim_param or None for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
         for input_name, dims in dynamic.items():
             assert tuple(inputs[input_name]) == dims
-    assert pipes[1].backend == "onnx" and not list(model_dir.glob(".onnx*"))
+    assert pipes[1].backend.name == "onnx"
+    # the model folder is left as it was
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(p.name for p in tiny_model_dir.iterdir())
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32])
@@ -120,7 +129,7 @@ def test_onnx_pipeline_fewer_stages(pipes: tuple[AttnGANPipeline, AttnGANPipelin
 
 def test_cache_is_reused_and_refreshed(pipes: tuple[AttnGANPipeline, AttnGANPipeline], model_dir: Path,
                                        tmp_path: Path) -> None:
-    meta = model_dir / "onnx" / META_NAME
+    meta = default_onnx_dir(pipes[0].bundle) / META_NAME
     stamp = meta.stat().st_mtime_ns
     AttnGANPipeline.from_pretrained(model_dir, backend="onnx")
     assert meta.stat().st_mtime_ns == stamp  # same weights: no new export
@@ -134,9 +143,38 @@ def test_cache_is_reused_and_refreshed(pipes: tuple[AttnGANPipeline, AttnGANPipe
     changed.bundle.generator.to_image[-1].conv.weight.data.mul_(2.0)
     changed.use_backend("onnx", folder)  # stale folder: exported again
     assert (folder / META_NAME).read_text() != before
-    expected = changed.use_backend("torch").set_precision("fp32")("a red circle", seed=2).images[-1]
+    expected = changed.use_backend("fast").set_precision("fp32")("a red circle", seed=2).images[-1]
     actual = changed.use_backend("onnx", folder)("a red circle", seed=2).images[-1]
     assert max_diff(actual, expected) <= TOL
+
+
+def test_a_backend_object_is_handed_over(pipes: tuple[AttnGANPipeline, AttnGANPipeline], tmp_path: Path) -> None:
+    """``pipe.backend = OnnxBackend(folder)`` and ``AttnGANPipeline(..., backend=...)``, as diffusers
+    hands over a scheduler; a folder exported from other weights is refused, changing nothing."""
+    from attngan.errors import SettingError
+    from attngan.inference.backends import FastBackend, ReferenceBackend
+
+    torch_pipe = pipes[0]
+    folder = torch_pipe.export_onnx(tmp_path / "exported")
+    pipe = AttnGANPipeline(torch_pipe.bundle, backend=OnnxBackend(folder))
+    assert pipe.backend.name == "onnx" and pipe.settings["backend"] == "onnx" and pipe.precision == "fp32"
+    expected = torch_pipe("a red circle", seed=2).images[-1]
+    assert max_diff(pipe("a red circle", seed=2).images[-1], expected) <= TOL
+    pipe.backend = ReferenceBackend()
+    assert pipe.exact and pipe.settings["backend"] == "reference"
+    pipe.backend = OnnxBackend(folder)
+    assert max_diff(pipe("a red circle", seed=2).images[-1], expected) <= TOL
+    pipe.backend = FastBackend()
+    assert pipe.backend.name == "fast" and not pipe.exact
+    other = AttnGANPipeline.from_pretrained(Path(torch_pipe.bundle.metadata["path"]))
+    with torch.no_grad():
+        other.bundle.generator.to_image[-1].conv.weight.mul_(1.5)
+    with pytest.raises(SettingError, match="exported from other weights") as caught:
+        other.backend = OnnxBackend(folder)
+    assert caught.value.field == "backend" and other.backend.name == "fast"
+    with pytest.raises(SettingError, match="exact") as caught:
+        AttnGANPipeline(torch_pipe.bundle, exact=True, backend="onnx")
+    assert caught.value.field == "exact"
 
 
 def test_backend_errors(tmp_path: Path, pipes: tuple[AttnGANPipeline, AttnGANPipeline]) -> None:

@@ -181,7 +181,7 @@ def test_evaluate_in_bf16(forced_bf16: None, variant_dir: Path, tmp_path: Path,
 
     monkeypatch.setenv("ATTNGAN_CACHE", str(tmp_path / "cache"))
     pipeline = AttnGANPipeline.from_pretrained(variant_dir)
-    result = run_evaluation(pipeline, EvalConfig(DataSpec("shapes"), ["r_precision", "fd_damsm"], num_samples=12,
+    result = run_evaluation(pipeline, EvalConfig(data=DataSpec("shapes"), metrics=["r_precision", "fd_damsm"], num_samples=12,
                                                  batch_size=6))
     assert result is not None
     assert {r["generation"]["precision"] for r in result.records} == {"bf16"}

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from attngan import files
 from attngan.data.shapes import shapes_vocabulary
 from attngan.text import Vocabulary
 from attngan.training import checkpoint as ckpt
@@ -218,23 +219,24 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path: Path, damsm_dir: Path) -> None
 
 
 class _FullDisk:
-    """``os`` of the checkpoint module, with the disk filling up during checkpoint ``at``:
-    ``where`` is ``write`` (a write fails part-way) or ``fsync``."""
+    """``os`` of :mod:`attngan.files` (every atomic write), with the disk filling up during
+    checkpoint ``at``: ``where`` is ``write`` (a write fails part-way) or ``fsync``."""
 
     def __init__(self, at: int, where: str) -> None:
         self.at, self.where = at, where
-        self.count = 0
+        self.count, self.current = 0, False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
 
     def fdopen(self, fd: int, mode: str) -> Any:
-        self.count += 1
         f = os.fdopen(fd, mode)
-        return _FailingFile(f) if self.count == self.at and self.where == "write" else f
+        self.current = Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".ckpt-")
+        self.count += self.current
+        return _FailingFile(f) if self.current and self.count == self.at and self.where == "write" else f
 
     def fsync(self, fd: int) -> None:
-        if self.count == self.at and self.where == "fsync":
+        if self.current and self.count == self.at and self.where == "fsync":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.fsync(fd)
 
@@ -264,7 +266,7 @@ def test_disk_full_during_a_checkpoint(tmp_path: Path, damsm_dir: Path, referenc
                                        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     folder = tmp_path / "checkpoints"
     with monkeypatch.context() as patch:
-        patch.setattr(ckpt, "os", _FullDisk(at=3, where=where))
+        patch.setattr(files, "os", _FullDisk(at=3, where=where))
         with pytest.raises(ckpt.CheckpointError,
                            match=rf"cannot write checkpoint {re.escape(str(folder))}/ckpt-00000003\.pt: "
                                  "No space left on device"):

@@ -225,9 +225,9 @@ def test_model_examples_and_damsm_settings_come_from_the_folder(tmp_path):
 
 
 def test_image_cache_is_bounded_by_count_and_bytes():
-    from attngan.server.resources import ImageCache
+    from attngan.server.resources import PngStore
 
-    cache = ImageCache(max_items=3, max_bytes=100)
+    cache = PngStore(max_items=3, max_bytes=100)
     first, second = cache.put(b"a" * 40), cache.put(b"b" * 40)
     assert cache.get(first) == b"a" * 40  # now the most recently used
     third = cache.put(b"c" * 40)  # 120 bytes: the least recently used goes

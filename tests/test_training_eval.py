@@ -37,5 +37,5 @@ def test_a_failing_evaluation_is_logged_and_training_goes_on(tmp_path: Path, dam
     with caplog.at_level(logging.ERROR, logger="attngan.training.gan"):
         model = train_gan(cfg)
     assert (model / "model.safetensors").is_file()
-    assert "could not evaluate at step 2; training goes on" in caplog.text and "--inception-weights" in caplog.text
+    assert "could not evaluate at step 2; training goes on" in caplog.text and "inception_weights" in caplog.text
     assert not (tmp_path / "run" / "evaluations.jsonl").exists()

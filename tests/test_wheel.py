@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import attngan
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -60,6 +62,7 @@ def env_for(target: Path) -> dict[str, str]:
 
 def test_wheel_carries_the_model_presets_and_web_files(installed: tuple[Path, Path]) -> None:
     wheel, _ = installed
+    assert wheel.name.startswith(f"attngan-{attngan.__version__}-")  # pyproject reads attngan/version.py
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("attngan/assets/shapes-64/model.safetensors", "attngan/assets/shapes-64/config.json",
                      "attngan/assets/shapes-64/vocab.json", "attngan/configs/shapes.yaml",

@@ -82,7 +82,7 @@ class _StallingFile:
 
 
 class _HookedOs:
-    """Stands in for the ``os`` module of :mod:`attngan.training.checkpoint`: stalls while writing
+    """Stands in for the ``os`` module of :mod:`attngan.files` (atomic writes): stalls while writing
     checkpoint ``at`` (``kind="write"``) or right after renaming it into place (``kind="replace"``)."""
 
     def __init__(self, kind: str, at: int) -> None:
@@ -140,7 +140,7 @@ class _ClockAhead:
 
 
 def install(opts: argparse.Namespace) -> None:
-    from attngan.training import checkpoint as ckpt
+    from attngan import files
     from attngan.training import loop
     from attngan.training.damsm import DAMSMTrainer
     from attngan.training.gan import GANTrainer
@@ -186,7 +186,7 @@ def install(opts: argparse.Namespace) -> None:
 
     loop.Trainer.resume = resume  # type: ignore[method-assign]
     if kind in ("write", "replace"):
-        ckpt.os = _HookedOs(kind, int(at))  # type: ignore[assignment]
+        files.os = _HookedOs(kind, int(at))  # type: ignore[assignment]
     if opts.metrics_full:
         loop.os = MetricsFull(opts.metrics_full)  # type: ignore[assignment]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     # inference
@@ -62,7 +60,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
+    module: str | None
+    if name == "__version__":  # its one home is attngan/version.py
+        module = "version"
+    else:
+        module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
@@ -91,3 +93,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never run
     from .training.damsm import train_damsm
     from .training.gan import train_gan
     from .training.options import DAMSMTrainConfig, GANTrainConfig, resolve_config
+    from .version import __version__

@@ -13,11 +13,17 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from .errors import SettingError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field."""
+class ConfigError(SettingError):
+    """A configuration value is invalid; ``field`` names it, dotted as in a preset (``data.root``),
+    or the message does."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(field, message)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -32,7 +38,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"from_dict builds dataclasses, not {cls!r}")
+    known = {f.name: f for f in fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -52,6 +60,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    except SettingError as exc:
+        if isinstance(exc, ConfigError) or not where:
+            raise
+        raise ConfigError(exc.message, f"{where}.{exc.field}") from None  # the field's place in the config
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -93,11 +105,9 @@ def _lists(value: Any) -> Any:
 
 def _dataclass_in(hint: Any) -> type | None:
     """The dataclass type in ``hint`` (``X`` or ``X | None``), else None."""
-    if dataclasses.is_dataclass(hint):
-        return hint  # type: ignore[return-value]
-    for arg in typing.get_args(hint):
-        if dataclasses.is_dataclass(arg):
-            return arg  # type: ignore[return-value]
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate
     return None
 
 

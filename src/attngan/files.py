@@ -1,6 +1,6 @@
 """What every writer and reader of artefacts shares: atomic file and folder replacement,
-write errors that name the file (:func:`writing`), ``config.json``-style reads whose
-errors name the file, and the one cache home of every cached artefact (:func:`cache_home`).
+write errors that name the file (:func:`writing`), and ``config.json``-style reads whose
+errors name the file.
 
 A reader never sees a half-written file or folder: files are written to a temporary sibling,
 fsynced and moved into place with ``os.replace``; folders are built beside the target and
@@ -23,16 +23,6 @@ import safetensors.torch
 import torch
 
 
-def cache_home() -> Path:
-    """Where attngan caches what it can compute again (FID statistics, classifiers, ONNX exports of
-    read-only models, compiled training kernels): ``$ATTNGAN_CACHE``, else
-    ``$XDG_CACHE_HOME/attngan`` (``~/.cache/attngan`` by default)."""
-    root = os.environ.get("ATTNGAN_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attngan"
-
-
 class OutputError(RuntimeError):
     """An output file or folder cannot be written (disk full, read-only, I/O error); the message
     names it and says what became of the run."""
@@ -50,8 +40,13 @@ def writing(path: str | os.PathLike[str], then: str = "") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that replaces ``path`` only when the block finishes without error."""
+def atomic_file(path: str | os.PathLike[str], durable: bool = True) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` only when the block finishes without error.
+
+    The data go to a hidden temporary sibling (``.<name>.<random>.tmp``), removed on any error.
+    ``durable``: fsync the file before the rename and the folder after it, so the new file
+    survives a power cut; caches that can be rebuilt pass False and skip both.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -60,16 +55,33 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_folder(path.parent)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; best effort (some file systems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path) as f:
+    with atomic_file(path, durable) as f:
         f.write(data)
     return Path(path)
 

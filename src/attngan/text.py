@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import write_atomic
+
 _WORD = re.compile(r"\w+")
 PAD_TOKEN = "<end>"
 
@@ -53,10 +55,11 @@ class Vocabulary:
     def __init__(self, words: Sequence[str]) -> None:
         if not words or words[0] != PAD_TOKEN:
             raise ValueError(f"a vocabulary must start with {PAD_TOKEN!r} at id 0")
-        if len(set(words)) != len(words):
-            seen: set[str] = set()
-            dup = next(w for w in words if w in seen or seen.add(w))  # type: ignore[func-returns-value]
-            raise ValueError(f"duplicate word in vocabulary: {dup!r}")
+        seen: set[str] = set()
+        for word in words:
+            if word in seen:
+                raise ValueError(f"duplicate word in vocabulary: {word!r}")
+            seen.add(word)
         self.words = list(words)
         self.index = {w: i for i, w in enumerate(self.words)}
 
@@ -91,10 +94,7 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``{"words": [...]}`` as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"words": self.words}, ensure_ascii=True))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"words": self.words}, ensure_ascii=True).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocabulary:

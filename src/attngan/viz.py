@@ -12,7 +12,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,9 +20,25 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomic
+from .text import EncodedCaption
 
-if TYPE_CHECKING:
-    from .inference.pipeline import PipelineOutput
+
+class AttendedImages(Protocol):
+    """What an attention sheet draws (:class:`~attngan.inference.pipeline.PipelineOutput` is one):
+    images ``[N, 3, S, S]`` per stage, word attention ``[N, T, H, W]`` per refinement stage, and
+    each image's caption and seed."""
+
+    @property
+    def images(self) -> Sequence[torch.Tensor]: ...
+
+    @property
+    def attention_maps(self) -> Sequence[torch.Tensor]: ...
+
+    @property
+    def captions(self) -> Sequence[EncodedCaption]: ...
+
+    @property
+    def seeds(self) -> Sequence[int]: ...
 
 PAD = 4  # pixels between panels and around the sheet
 MIN_PANEL = 128  # attention panels are at least this wide: a 16 px stage and its map are readable, a word fits
@@ -127,7 +143,7 @@ def blend_attention(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def _attention_rows(output: PipelineOutput, stage: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+def _attention_rows(output: AttendedImages, stage: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``(label, images [N, 3, S, S], attention [N, T, H, W])`` per refinement stage up to
     ``stage``, the last first (so the sheet starts with the generated image)."""
     images, maps = output.images, output.attention_maps
@@ -138,7 +154,7 @@ def _attention_rows(output: PipelineOutput, stage: int) -> list[tuple[str, torch
     return rows[::-1]
 
 
-def attention_sheet(output: PipelineOutput, index: int, stage: int = -1, panel_size: int | None = None) -> Image.Image:
+def attention_sheet(output: AttendedImages, index: int, stage: int = -1, panel_size: int | None = None) -> Image.Image:
     """The paper's attention figure for image ``index`` of ``output``.
 
     One row per refinement stage up to ``stage`` (default: the last), that stage first so

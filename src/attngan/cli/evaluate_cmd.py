@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from .flags import message
 from .group import load_pipeline, main, model_options, pipeline_options
 
 _DATA_KINDS = ("shapes", "cub", "coco", "coco-json", "folder", "tags")
@@ -38,42 +39,22 @@ def _data_extra(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _classifier(spec: Any, metrics: list[str] | None, caps: Any, path: str | None, train: bool, device: Any,
-                rank: int) -> tuple[Any, dict[str, Any] | None, str | None]:
-    """``(classifier or None, description, note)`` for the metrics that need the attribute classifier
-    (``caps``: what the evaluation has, a classifier assumed)."""
-    from ..metrics import get_metric, metric_names
-    from ..metrics.eval_data import CLASSIFIER_RECIPES, data_classifier, describe_classifier
-    from ..training.distributed import barrier
+def _classifier(spec: Any, metrics: Any, caps: Any, path: str | None, retrain: bool, device: Any, rank: int,
+                world_size: int) -> Any:
+    """The attribute classifier of the metrics that need it (:func:`attngan.metrics.choose_classifier`):
+    trained once into the cache, with a progress line, when none is there."""
+    from ..metrics.classifier_choice import choose_classifier
 
-    needing = [m for m in metric_names() if "classifier" in get_metric(m).needs]
-    usable = [m for m in needing if get_metric(m).applies(caps) and get_metric(m).problem(caps) is None]
-    wanted = ([m for m in metrics if m in needing] if metrics is not None
-              else usable if spec.kind in CLASSIFIER_RECIPES else [])
-    if not wanted:
-        if train or path:
-            raise click.UsageError("--train-classifier / --classifier: no metric that needs the attribute classifier "
-                                   f"is computed for --data {spec.kind} with these --metrics")
-        return None, None, None
-    if spec.kind not in CLASSIFIER_RECIPES:
-        raise click.UsageError(f"--metrics {wanted[0]}: --data {spec.kind} has no attributes (use shapes or tags)")
-    if train:
-        if rank == 0:
-            start = time.monotonic()
-            click.echo(f"training the attribute classifier on real {spec.kind} train images ...", err=True)
-            classifier, folder = data_classifier(spec, path, train=True, device=device)
-            click.echo(f"classifier trained in {time.monotonic() - start:.0f} s, saved to {folder}", err=True)
-        barrier()
-        if rank != 0:
-            classifier, folder = data_classifier(spec, path, device=device)
-        return classifier, describe_classifier(classifier, folder), None
-    try:
-        classifier, folder = data_classifier(spec, path, device=device)
-    except FileNotFoundError as exc:
-        if metrics is not None or path is not None:
-            raise click.ClickException(str(exc)) from None
-        return None, None, f"{', '.join(wanted)} skipped: {exc}"
-    return classifier, describe_classifier(classifier, folder), None
+    def announce(folder: Any) -> None:
+        click.echo(f"training the attribute classifier on real {spec.kind} train images (once: cached in "
+                   f"{folder}; 2-4 minutes on a CPU) ...", err=True)
+
+    start = time.monotonic()
+    choice = choose_classifier(spec, metrics, caps=caps, path=path, retrain=retrain, device=device, rank=rank,
+                               world_size=world_size, on_train=announce)
+    if choice.trained and rank == 0:
+        click.echo(f"classifier trained in {time.monotonic() - start:.0f} s, saved to {choice.folder}", err=True)
+    return choice
 
 
 @main.command("evaluate")
@@ -157,27 +138,28 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                              birds_inception_weights=birds_inception_weights, save_images=save_images,
                              diversity_captions=diversity_captions, diversity_seeds=diversity_seeds)
         except ValueError as exc:
-            raise click.ClickException(str(exc).replace("data root:", "--data-root:")) from None
+            raise click.ClickException(message(exc)) from None
         pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision)
         caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
         try:
             resolve_metrics(cfg.metrics, caps)
         except MissingWeightsError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(message(exc)) from None
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(message(exc)) from None
         warning = sample_count_warning(spec.kind, cfg.sample_count)
         if warning is not None and dist.rank == 0:
             click.echo(f"warning: {warning}", err=True)
-        classifier, classifier_info, note = _classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier,
-                                                        dist.device, dist.rank)
-        result = _run(run_evaluation, pipeline, cfg, classifier, classifier_info, dist)
+        try:
+            choice = _classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier, dist.device, dist.rank,
+                                 dist.world_size)
+        except FileNotFoundError as exc:
+            raise click.ClickException(message(exc)) from None
+        except ValueError as exc:
+            raise click.UsageError(message(exc)) from None
+        result = _run(run_evaluation, pipeline, cfg, choice.classifier, choice.info, dist)
         if result is None:
             return
-        if note:  # one note for the metrics left out for want of the classifier
-            skipped = note.split(" skipped")[0].split(", ")
-            result.notes[:] = [n for n in result.notes if not any(n.startswith(f"{m} skipped") for m in skipped)]
-            result.notes.append(note)
         header = _header(result, pipeline, spec, cfg, dist.world_size)
         _print(result, header)
         for record in result.records:
@@ -202,7 +184,7 @@ def _run(run_evaluation: Any, pipeline: Any, cfg: Any, classifier: Any, classifi
     try:
         return run_evaluation(pipeline, cfg, classifier, bar.update, dist.rank, dist.world_size, classifier_info)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(message(exc)) from None
     finally:
         bar.close()
 
@@ -211,11 +193,12 @@ def _header(result: Any, pipeline: Any, spec: Any, cfg: Any, world: int) -> list
     """Lines naming the run: model, data, samples, generation settings."""
     summary, settings = result.summary, pipeline.settings
     where = f"{spec.kind}" + (f" ({spec.root})" if spec.root else "")
-    path = "exact reference modules" if settings["exact"] else "fast path"
+    path = {"reference": "the reference modules", "fast": "the fused fast path", "onnx": "ONNX Runtime"}.get(
+        settings["backend"], settings["backend"])
     return [f"model {pipeline.name} ({pipeline.model_hash[:12] or 'no hash'}), data {where} {cfg.split} split; "
             f"{summary['num_samples']} generated images ({summary['num_real']} distinct real), seed {cfg.seed}"
             + (f", {world} processes" if world > 1 else ""),
-            f"generated as attngan generate does: backend {settings['backend']}, {settings['precision']}, {path}, "
+            f"generated as attngan generate does: backend {settings['backend']} ({path}), {settings['precision']}, "
             f"device {settings['device']}"]
 
 

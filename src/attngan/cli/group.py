@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import __version__
+from ..errors import SettingError
+from ..version import __version__
+from .flags import message
 
 if TYPE_CHECKING:
     from ..inference.pipeline import AttnGANPipeline
@@ -45,9 +47,10 @@ def pipeline_options(f: F) -> F:
     (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
     f = click.option("--onnx-dir", type=click.Path(file_okay=False),
                      help="ONNX folder (from export-onnx) for --backend onnx.")(f)
-    f = click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-                     help="onnx: ONNX Runtime, exported to <model>/onnx on first use.")(f)
-    f = click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")(f)
+    f = click.option("--backend", type=click.Choice(["fast", "reference", "onnx"]), default="fast", show_default=True,
+                     help="fast: the fused twins of the modules (fp32 or bf16); reference: the modules as they are "
+                          "(fp32); onnx: ONNX Runtime, exported to the cache ($ATTNGAN_CACHE/onnx) on first use.")(f)
+    f = click.option("--exact", is_flag=True, help="The reference modules: the same as --backend reference.")(f)
     return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                         help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")(f)
 
@@ -64,11 +67,15 @@ def load_pipeline(model: str | None, device: Any, precision: str, backend: str, 
         raise click.ClickException("--device cuda: no CUDA device is available")
     if backend == "onnx" and precision == "bf16":
         raise click.UsageError("--backend onnx runs in fp32; drop --precision bf16")
-    if onnx_dir is not None and backend != "onnx":
-        raise click.UsageError("--onnx-dir needs --backend onnx")
+    if exact and backend not in ("fast", "reference"):
+        raise click.UsageError(f"--exact is --backend reference; drop --backend {backend}")
     try:
         return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
                                                onnx_dir=onnx_dir, exact=exact, revision=revision)
+    except SettingError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise click.ClickException(message(exc)) from None
+        raise click.UsageError(message(exc)) from None
     except FileNotFoundError as exc:
         hint = "; pass --model PATH" if model is None else ""
         raise click.ClickException(f"{exc}{hint}") from None

@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from .flags import message
 from .group import main, model_options
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def serve(model_path: str | None, revision: str | None, host: str, port: int, de
         pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact,
                                                    revision=revision)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise click.ClickException(f"cannot load the model: {exc}") from None
+        raise click.ClickException(f"cannot load the model: {message(exc)}") from None
     settings = ServerSettings(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms,
                               api_key=api_key or None, cors_origins=tuple(cors_origins), max_images=max_images,
                               request_timeout=request_timeout)

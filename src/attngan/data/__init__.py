@@ -32,9 +32,10 @@ from .shapes import (
 )
 from .spec import DataSpec
 from .tags import EYE_COLORS, HAIR_COLORS, TagsDataset
+from .types import Batch, TextImageData
 
 __all__ = [
-    "BACKGROUNDS", "COLORS", "DATA_KINDS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
+    "BACKGROUNDS", "Batch", "TextImageData", "COLORS", "DATA_KINDS", "EYE_COLORS", "HAIR_COLORS", "POSITIONS", "SHAPES", "SIZES",
     "CaptionImageDataset", "CocoDataset", "CocoJsonDataset", "CubDataset", "DataError", "DataSpec", "FolderDataset",
     "ImageCache", "MissingImagesError", "Record", "Scene", "ShapeObject", "ShapesDataset", "TagsDataset",
     "bbox_crop_region", "build_dataset", "build_from_options", "caption_for", "collate", "dataset_kinds", "example_captions", "image_tensors", "open_rgb",

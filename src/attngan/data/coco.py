@@ -124,7 +124,8 @@ class CocoJsonDataset(CaptionImageDataset):
 
     def _pending(self, record: Record, captions: list[tuple[int, str]], path: Path, image_id: int,
                  strict: bool) -> Pending | None:
-        tokens, where = [], []
+        tokens: list[list[str]] = []
+        where: list[str] = []
         for annotation_id, caption in captions:
             if len(tokens) == self.captions_per_image:
                 break

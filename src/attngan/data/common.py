@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..files import atomic_file
 from ..text import tokenize
+from .types import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def resize_short_edge(img: Image.Image, size: int) -> Image.Image:
         return img
     new_long = int(size * long / short)
     new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-    return img.resize((new_w, new_h), Image.BILINEAR)
+    return img.resize((new_w, new_h), Image.Resampling.BILINEAR)
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -141,7 +143,7 @@ def stage_tensors(square: np.ndarray | Image.Image, image_sizes: Sequence[int]) 
             out.append(to_tensor(array))
         else:
             pil = pil or Image.fromarray(array)
-            out.append(to_tensor(np.asarray(pil.resize((s, s), Image.BILINEAR))))
+            out.append(to_tensor(np.asarray(pil.resize((s, s), Image.Resampling.BILINEAR))))
     return out
 
 
@@ -213,18 +215,16 @@ class ImageCache:
         st = path.stat()
         ident = repr((str(path.resolve()), st.st_mtime_ns, st.st_size, load, extra))
         digest = hashlib.sha1(ident.encode()).hexdigest()[:24]
-        return self.cache_dir / f"{digest}.npy"  # type: ignore[operator]
+        assert self.cache_dir is not None  # called only with a disk cache
+        return self.cache_dir / f"{digest}.npy"
 
     @staticmethod
     def _write(file: Path, array: np.ndarray) -> None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
         try:
-            np.save(tmp, array)
-            os.replace(tmp, file)
+            with atomic_file(file, durable=False) as f:  # a cache: rebuilt if lost
+                np.save(f, array)
         except OSError as exc:
             logger.warning("cannot write cache file %s (%s)", file, exc)
-            tmp.unlink(missing_ok=True)
 
     def _remember(self, key: tuple, array: np.ndarray) -> None:
         if self.memory_used + array.nbytes > self.memory_limit:
@@ -292,7 +292,7 @@ def read_caption_file(path: Path, count: int | None, skip_bad: bool) -> CaptionF
 # --------------------------------------------------------------------------- batches
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     """Batch items (order kept): ``images`` list of ``[B, 3, s, s]``, ``tokens [B, T]``
     int64 (T = longest caption of the batch), ``lengths [B]``, ``class_ids [B]``,
     ``caption_indices [B]`` (int64), ``keys`` list of str and, when the items have them,
@@ -302,7 +302,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("collate needs at least one sample")
     lengths = torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64)
     width = int(lengths.max())
-    batch: dict[str, Any] = {
+    batch: Batch = {
         "images": [torch.stack([s["images"][k] for s in samples]) for k in range(len(samples[0]["images"]))],
         "tokens": torch.stack([s["tokens"][:width] for s in samples]),
         "lengths": lengths,

@@ -22,6 +22,7 @@ the losses ignore).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ from .shapes_counterfactuals import DEFAULT_KIND_WEIGHTS, sample_counterfactuals
 
 COLOR_WORDS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink", "black", "white", "gray",
                "grey", "brown")
+log = logging.getLogger(__name__)
+
 COUNTERFACTUAL_STREAM = 7  # random stream of the counterfactuals: [seed, 7, epoch, index]
 
 
@@ -114,8 +117,8 @@ class Counterfactuals(Dataset):
         self.shapes_weights = dict(shapes_weights)
         self.swap = None if self.own else WordSwap(dataset.vocab, word_classes)
         if self.swap is not None and not self.swap.classes:
-            raise ValueError("counterfactual captions: no word class has two words in the vocabulary "
-                             "(give data.counterfactual_words, e.g. {part: [wings, crown, belly]})")
+            log.warning("counterfactual captions: no word class has two words in the vocabulary, so no caption "
+                        "gets one (give data.counterfactual_words, e.g. {part: [wings, crown, belly]})")
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -53,9 +53,9 @@ def read_class_ids(root: Path, split: str, names: Sequence[str], fallback: str =
         logger.warning("%s has %s entries for %d listed images: class ids taken from the %s instead",
                        path, size, len(names), "class folder names" if fallback == "folder" else "listing order")
     if fallback == "folder":
-        matches = [re.match(r"(\d+)\.", n) for n in names]
-        if all(matches):
-            return [int(m.group(1)) for m in matches]  # type: ignore[union-attr]
+        numbers = [int(m.group(1)) for n in names if (m := re.match(r"(\d+)\.", n))]
+        if len(numbers) == len(names):
+            return numbers
     return list(range(len(names)))
 
 
@@ -68,12 +68,12 @@ def read_bounding_boxes(cub_dir: Path) -> dict[str, tuple[Box, str]]:
     boxes: dict[str, tuple[Box, str]] = {}
     for number, parts in _table(boxes_txt, 5):
         try:
-            box = tuple(float(v) for v in parts[1:5])
+            x, y, w, h = (float(v) for v in parts[1:5])
         except ValueError:
             raise DataError(f"{boxes_txt}:{number}: expected 'id x y w h', got {' '.join(parts)!r}") from None
         if parts[0] not in files:
             raise DataError(f"{boxes_txt}:{number}: image id {parts[0]} is not in {images_txt}")
-        boxes[files[parts[0]]] = (box, f"{boxes_txt.name} line {number}")  # type: ignore[assignment]
+        boxes[files[parts[0]]] = ((x, y, w, h), f"{boxes_txt.name} line {number}")
     return boxes
 
 

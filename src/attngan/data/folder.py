@@ -115,7 +115,7 @@ class FolderDataset(CaptionImageDataset):
         entry = entries.setdefault(image, _Entry(image))
         if split and entry.split and split != entry.split:
             raise DataError(f"{where}: {image} is in both the {entry.split} and the {split} split")
-        entry.split = entry.split or (split or None)  # type: ignore[assignment]
+        entry.split = entry.split or (split or None)
         for caption in captions:
             tokens = tokenize(caption)
             if tokens:

@@ -7,8 +7,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
 from ..text import Vocabulary, pick_example_captions, spread_positions
 from .coco import CocoDataset, CocoJsonDataset
 from .counterfactual import Counterfactuals
@@ -17,6 +15,7 @@ from .folder import FolderDataset
 from .shapes import ShapesDataset
 from .spec import DATA_KINDS, PROCEDURAL, DataSpec
 from .tags import TagsDataset
+from .types import TextImageData
 
 DATASETS: dict[str, type] = {"shapes": ShapesDataset, "cub": CubDataset, "coco": CocoDataset,
                              "coco-json": CocoJsonDataset, "folder": FolderDataset, "tags": TagsDataset}
@@ -29,7 +28,7 @@ def dataset_kinds() -> dict[str, type]:
     return dict(DATASETS)
 
 
-def build_dataset(kind: str, root: str | os.PathLike[str] | None = None, **kwargs: Any) -> torch.utils.data.Dataset:
+def build_dataset(kind: str, root: str | os.PathLike[str] | None = None, **kwargs: Any) -> TextImageData:
     """``build_dataset("cub", "data/birds", split="test", image_sizes=(64, 128, 256))``.
 
     Kinds: ``shapes`` (no root), ``cub``, ``coco``, ``coco-json``, ``folder``, ``tags``;
@@ -47,8 +46,8 @@ def build_dataset(kind: str, root: str | os.PathLike[str] | None = None, **kwarg
 
 
 def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: int, split: str | None = None,
-                       train: bool = True, seed: int = 0, vocab: Any = None, **overrides: Any
-                       ) -> torch.utils.data.Dataset:
+                       train: bool = True, seed: int = 0, vocab: Vocabulary | None = None, **overrides: Any
+                       ) -> TextImageData:
     """The data set that ``spec`` describes (a training run's ``data`` section or an evaluation's
     data options); with ``train`` and ``spec.counterfactuals``, its items carry counterfactual
     captions (:class:`~attngan.data.counterfactual.Counterfactuals`). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
@@ -72,7 +71,7 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
     return data
 
 
-def example_captions(dataset: Any, vocab: Vocabulary, count: int = 6, max_words: int | None = None) -> list[str]:
+def example_captions(dataset: TextImageData, vocab: Vocabulary, count: int = 6, max_words: int | None = None) -> list[str]:
     """Captions of ``dataset`` to offer as a model's examples (``metadata.example_captions``).
 
     Looks at images spread evenly over the data set (a shapes set: one- and two-object

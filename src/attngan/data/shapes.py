@@ -256,9 +256,10 @@ def place_object(shape: str, color: str, size: str, position: str, rng: np.rando
     u = rng.random(3)
     scale = lo + (hi - lo) * float(u[0])
     dx0, dy0, dx1, dy1 = placement_range(shape, size, position, scale)
-    tint = tuple(int(t) for t in rng.integers(-TINT, TINT + 1, size=3))
+    t = rng.integers(-TINT, TINT + 1, size=3)
+    tint = (int(t[0]), int(t[1]), int(t[2]))
     return ShapeObject(shape, color, size, position, dx0 + (dx1 - dx0) * float(u[1]), dy0 + (dy1 - dy0) * float(u[2]),
-                       scale, tint)  # type: ignore[arg-type]
+                       scale, tint)
 
 
 _ALL_VALUES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "position": POSITIONS, "background": BACKGROUNDS}

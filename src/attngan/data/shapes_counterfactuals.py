@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def all_counterfactuals(scene: Scene, kind: str) -> list[tuple[ShapeObject, ...]
                 if value == getattr(obj, kind) or (kind == "position" and value in taken):
                     continue
                 changed = list(objects)
-                changed[k] = dataclasses.replace(obj, **{kind: value})
+                field: dict[str, Any] = {kind: value}
+                changed[k] = dataclasses.replace(obj, **field)
                 out.append(tuple(changed))
     else:
         raise ValueError(f"unknown counterfactual kind {kind!r}; choose one of {', '.join(COUNTERFACTUAL_KINDS)}")

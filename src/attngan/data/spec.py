@@ -51,24 +51,24 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
-            raise ConfigError(f"data kind: unknown data set {self.kind!r}; choose one of {', '.join(DATA_KINDS)}")
+            raise ConfigError(f"unknown data set {self.kind!r}; choose one of {', '.join(DATA_KINDS)}", "data.kind")
         if self.kind in PROCEDURAL and self.root is not None:
-            raise ConfigError(f"data root: the {self.kind} data set is procedural and takes no root folder")
+            raise ConfigError(f"the {self.kind} data set is procedural and takes no root folder", "data.root")
         if self.kind not in PROCEDURAL and not self.root:
-            raise ConfigError(f"data root: the {self.kind} data set needs its root folder")
+            raise ConfigError(f"the {self.kind} data set needs its root folder", "data.root")
         if self.missing not in MISSING_POLICIES:
-            raise ConfigError(f"data missing: must be one of {', '.join(MISSING_POLICIES)}, not {self.missing!r}")
+            raise ConfigError(f"must be one of {', '.join(MISSING_POLICIES)}, not {self.missing!r}", "data.missing")
         if self.num_workers < 0:
-            raise ConfigError(f"data num_workers: must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"must be >= 0, got {self.num_workers}", "data.num_workers")
         if self.captions_per_image is not None and self.captions_per_image < 1:
-            raise ConfigError(f"data captions_per_image: must be >= 1, got {self.captions_per_image}")
+            raise ConfigError(f"must be >= 1, got {self.captions_per_image}", "data.captions_per_image")
         if self.counterfactuals < 0:
-            raise ConfigError(f"data counterfactuals: must be >= 0, got {self.counterfactuals}")
+            raise ConfigError(f"must be >= 0, got {self.counterfactuals}", "data.counterfactuals")
         if not isinstance(self.counterfactual_words, dict) or not all(
                 isinstance(v, list) and all(isinstance(w, str) for w in v) for v in self.counterfactual_words.values()):
-            raise ConfigError("data counterfactual_words: expected a mapping of class name -> list of words")
+            raise ConfigError("expected a mapping of class name -> list of words", "data.counterfactual_words")
         if not isinstance(self.extra, dict):
-            raise ConfigError(f"data extra: expected a mapping, got {type(self.extra).__name__}")
+            raise ConfigError(f"expected a mapping, got {type(self.extra).__name__}", "data.extra")
 
     def split_or(self, default: str) -> str:
         """The split to read: :attr:`split`, or ``default`` when it is None."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..files import atomic_file
 from ..text import Vocabulary, tokenize
 from .base import CaptionImageDataset, Pending, Record, build_vocabulary
 from .common import DataError, open_rgb, resize_short_edge
@@ -150,7 +151,9 @@ class TagsDataset(CaptionImageDataset):
                     self.note_skip("bad_tag_row", f"{path}:{number}: {problem}")
                     continue
                 seen.add(fields[0].strip())
-                rows.append((fields[0].strip(), fields[1].strip(), *parsed))  # type: ignore[misc]
+                assert parsed is not None  # a problem otherwise
+                hair, eyes = parsed
+                rows.append((fields[0].strip(), fields[1].strip(), hair, eyes))
         if not rows:
             raise DataError(f"{path}: no usable row")
         return rows
@@ -160,7 +163,8 @@ class TagsDataset(CaptionImageDataset):
         if not file.exists():
             def decode(record: Record) -> np.ndarray | str:
                 try:
-                    return np.asarray(open_rgb(record.image))  # type: ignore[arg-type]
+                    assert record.image is not None  # tag rows always name their image file
+                    return np.asarray(open_rgb(record.image))
                 except DataError as exc:
                     if not self.skip_bad:
                         raise
@@ -179,11 +183,10 @@ class TagsDataset(CaptionImageDataset):
                 logger.info("tag images differ in size: caching them one by one instead of in %s", file)
                 self.records = keep
                 return
-            file.parent.mkdir(parents=True, exist_ok=True)
-            np.save(file.with_suffix(".keys.npy"), np.array([r.key for r in keep]))
-            tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, np.stack(arrays))
-            os.replace(tmp, file)
+            with atomic_file(file.with_suffix(".keys.npy"), durable=False) as f:  # a cache: rebuilt if lost
+                np.save(f, np.array([r.key for r in keep]))
+            with atomic_file(file, durable=False) as f:
+                np.save(f, np.stack(arrays))
             logger.info("cached %d decoded images in %s", len(keep), file)
         keys = [str(k) for k in np.load(file.with_suffix(".keys.npy"))]
         self._rows = {k: i for i, k in enumerate(keys)}

@@ -93,6 +93,7 @@ def convert_original(
         if vocab is None:
             vocab = Vocabulary.from_index_to_word(ixtoword)
         examples = pick_example_captions(_test_caption_texts(test_captions, ixtoword), vocab, EXAMPLE_COUNT, max_words)
+    assert vocab is not None  # given, or read from captions.pickle (checked above)
     text_encoder = text_encoder_from_legacy(load_state_dict_file(text_encoder_path), max_words,
                                             str(text_encoder_path))
     if len(vocab) != text_encoder.config.vocab_size:

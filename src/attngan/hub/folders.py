@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 from ..config import ConfigError, ModelConfig, to_dict
 from ..files import read_format_json, staged_dir, write_safetensors
 from ..models.generator import Generator
-from ..models.image_encoder import build_image_encoder
+from ..models.image_encoder import ImageEncoder, build_image_encoder
 from ..models.text_encoder import TextEncoder
 from ..text import Vocabulary
 from .remote import resolve_model_folder
@@ -253,7 +253,7 @@ class DAMSMEncoders:
     """Text and image encoders trained together with the DAMSM losses, and their vocabulary."""
 
     text_encoder: TextEncoder
-    image_encoder: torch.nn.Module
+    image_encoder: ImageEncoder
     vocab: Vocabulary
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -264,7 +264,7 @@ class DAMSMEncoders:
 def save_damsm(encoders: DAMSMEncoders, path: str | os.PathLike[str]) -> Path:
     """Write a DAMSM folder (``format: attngan-damsm``) atomically."""
     te = encoders.text_encoder.config
-    ie = encoders.image_encoder.config  # type: ignore[union-attr]
+    ie = encoders.image_encoder.config
     config = {"format": "attngan-damsm", "format_version": FORMAT_VERSION, "text_encoder": to_dict(te),
               "image_encoder": to_dict(ie), "metadata": encoders.metadata}
     state = {f"{p}.{k}": v.detach().cpu().contiguous()

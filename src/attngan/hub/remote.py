@@ -45,7 +45,7 @@ def resolve_model_folder(name_or_path: str | os.PathLike[str], *, revision: str 
         raise FileNotFoundError(f"model folder not found: {text}; to load {where} from the Hugging Face Hub, "
                                 "install huggingface_hub (pip install 'attngan[hub]')") from None
     try:
-        folder = snapshot_download(text, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+        folder = snapshot_download(text, revision=revision, cache_dir=None if cache_dir is None else os.fspath(cache_dir), local_files_only=local_files_only,
                                    allow_patterns=list(HUB_PATTERNS))
     except (OSError, ValueError) as exc:  # not found, offline and not cached, no access, bad id
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -34,17 +34,27 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..models.attention import tile_mask_like_original
-from ..models.generator import Generator, GeneratorOutput, InitialStage, RefineStage
+from ..models.generator import Generator, GeneratorOutput, ImageHead, InitialStage, RefineStage
 from ..models.layers import ResidualBlock, SelfAttention
 from ..models.rewrites import fold_batchnorm, subpixel_kernels
 from ..models.text_encoder import TextEncoder
 from ..precision import hardware_bf16
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def _as(kind: type[M], module: nn.Module) -> M:
+    """``module``, checked to be the kind of layer a fast twin folds."""
+    if not isinstance(module, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(module).__name__}")
+    return module
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,8 @@ class FusedConv(nn.Module):
     """
 
     MAX_PACKED = 8
+    weight: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int, dtype: torch.dtype) -> None:
         super().__init__()
@@ -96,7 +108,7 @@ class FusedConv(nn.Module):
         self.padding = padding
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):  # as torch.nn.Module._apply, which is untyped
         self._packed = {}  # device or dtype changes invalidate the reordered weights
         return super()._apply(fn, recurse)
 
@@ -147,9 +159,10 @@ class FastUpBlock(nn.Module):
     """``up_block`` (upsample x2 -> conv3x3 -> BN -> GLU) as a gated four-phase 2x2 convolution
     (``subpixel=False``: upsampling, then the gated, folded 3x3 convolution; for comparison)."""
 
-    def __init__(self, block: nn.Sequential, dtype: torch.dtype, subpixel: bool = True) -> None:
+    def __init__(self, block: nn.Module, dtype: torch.dtype, subpixel: bool = True) -> None:
         super().__init__()
-        conv, bn = block[1], block[2]
+        block = _as(nn.Sequential, block)
+        conv, bn = block[1], _as(nn.BatchNorm2d, block[2])
         weight, bias = fold_batchnorm(_conv_weight(conv), None, bn)
         self.subpixel = subpixel
         if not subpixel:
@@ -184,8 +197,8 @@ class FastResidualBlock(nn.Module):
     def __init__(self, block: ResidualBlock, dtype: torch.dtype) -> None:
         super().__init__()
         conv1, bn1, _, conv2, bn2 = block.block
-        self.gated = GatedConv(*fold_batchnorm(_conv_weight(conv1), None, bn1), 1, dtype)
-        self.conv = FusedConv(*fold_batchnorm(_conv_weight(conv2), None, bn2), 1, dtype)
+        self.gated = GatedConv(*fold_batchnorm(_conv_weight(conv1), None, _as(nn.BatchNorm2d, bn1)), 1, dtype)
+        self.conv = FusedConv(*fold_batchnorm(_conv_weight(conv2), None, _as(nn.BatchNorm2d, bn2)), 1, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` -> ``[B, C, H, W]``."""
@@ -194,8 +207,10 @@ class FastResidualBlock(nn.Module):
 
 def _conv_weight(conv: nn.Module) -> torch.Tensor:
     """The effective weight of a conv (spectral norm's parametrisation included)."""
+    weight = conv.weight
+    assert isinstance(weight, torch.Tensor)
     with torch.no_grad():
-        return conv.weight.detach()
+        return weight.detach()
 
 
 def _glu(x: torch.Tensor) -> torch.Tensor:
@@ -207,6 +222,11 @@ class FastSelfAttention(nn.Module):
     """:class:`~attngan.models.layers.SelfAttention` in ``dtype`` on channels-last features, its
     1x1 projections (spectral norm baked in) as matrix products. Bound to it by
     ``tests/test_precision.py::test_fast_self_attention_matches_the_reference``."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    gamma: torch.Tensor
 
     def __init__(self, attention: SelfAttention, dtype: torch.dtype) -> None:
         super().__init__()
@@ -232,7 +252,7 @@ class FastInitialStage(nn.Module):
 
     def __init__(self, stage: InitialStage, dtype: torch.dtype, subpixel: bool = True) -> None:
         super().__init__()
-        linear, bn = stage.fc[0], stage.fc[1]
+        linear, bn = _as(nn.Linear, stage.fc[0]), _as(nn.BatchNorm1d, stage.fc[1])
         weight, bias = fold_batchnorm(linear.weight, linear.bias, bn)
         self.fc = nn.Linear(weight.shape[1], weight.shape[0]).to(dtype)
         self.fc.weight.data.copy_(weight)
@@ -281,7 +301,7 @@ class FastRefineStage(nn.Module):
         super().__init__()
         self.project_words = nn.Parameter(stage.attention.project_words.weight.detach()[:, :, 0, 0].to(dtype),
                                           requires_grad=False)  # [C, D]
-        self.residual = nn.Sequential(*[FastResidualBlock(block, dtype) for block in stage.residual])
+        self.residual = nn.Sequential(*[FastResidualBlock(_as(ResidualBlock, block), dtype) for block in stage.residual])
         self.upsample = FastUpBlock(stage.upsample, dtype, subpixel)
 
     def forward(self, features: torch.Tensor, words: torch.Tensor, mask: torch.Tensor | None,
@@ -327,8 +347,8 @@ class FastGenerator(nn.Module):
         self.dtype = dtype
         self.conditioning = _FrozenConditioning(source.conditioning)
         self.initial = FastInitialStage(source.initial, dtype, subpixel)
-        self.refine = nn.ModuleList([FastRefineStage(stage, dtype, subpixel) for stage in source.refine])
-        self.to_image = nn.ModuleList([FastImageHead(head.conv, dtype) for head in source.to_image])
+        self.refine = nn.ModuleList([FastRefineStage(_as(RefineStage, stage), dtype, subpixel) for stage in source.refine])
+        self.to_image = nn.ModuleList([FastImageHead(_as(ImageHead, head).conv, dtype) for head in source.to_image])
         self.to(device)
         self.eval().requires_grad_(False)
 

@@ -36,11 +36,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..files import cache_home, read_format_json, staged_dir
+from ..cache import cache_dir
+from ..errors import SettingError
+from ..files import read_format_json, staged_dir
 from ..hub import ModelBundle, state_dict_of
 from ..models.generator import Generator, GeneratorOutput
 from ..models.text_encoder import TextEncoder
 from ..precision import full_precision
+from .backends import fp32_only
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,9 @@ class ExportableGenerator(nn.Module):
         self.generator.to(next(generator.parameters()).device).float().eval()
         for module in self.generator.modules():
             if parametrize.is_parametrized(module):
-                for name in list(module.parametrizations.keys()):
+                parametrizations = module.parametrizations
+                assert isinstance(parametrizations, nn.ModuleDict)
+                for name in list(parametrizations.keys()):
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
     def forward(self, noise: torch.Tensor, eps: torch.Tensor, sentence: torch.Tensor, words: torch.Tensor,
@@ -204,12 +209,9 @@ def read_onnx_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def default_onnx_dir(bundle: ModelBundle) -> Path:
-    """``<model folder>/onnx`` when that folder is writable, else ``onnx/<name>-<weights>`` in the cache home."""
-    model_dir = bundle.metadata.get("path")
-    if model_dir and os.access(model_dir, os.W_OK):
-        return Path(model_dir) / "onnx"
-    key = f"{bundle.config.name}-{weights_fingerprint(bundle)}"
-    return cache_home() / "onnx" / key
+    """``onnx/<model name>-<weights fingerprint>`` under :func:`attngan.cache.cache_root`: one
+    export per set of weights, never written into the model folder."""
+    return cache_dir("onnx") / f"{bundle.config.name}-{weights_fingerprint(bundle)}"
 
 
 class OnnxBackend:
@@ -232,6 +234,16 @@ class OnnxBackend:
         self.device = torch.device(device)
         self.name = "onnx"
         self.precision = "fp32"
+        self._checked: ModelBundle | None = None
+
+    def bind(self, bundle: ModelBundle, device: torch.device, precision: str) -> None:
+        """Run on ``device`` (fp32 only); the folder must have been exported from ``bundle``'s weights."""
+        self.precision = fp32_only("the ONNX backend", precision)
+        if bundle is not self._checked and self.meta.get("weights") != weights_fingerprint(bundle):
+            raise SettingError("backend", f"{self.folder} was exported from other weights than {bundle.config.name}'s: "
+                                          "export it again (AttnGANPipeline.export_onnx, attngan export-onnx)")
+        self._checked = bundle  # checked once per model (a device move binds again)
+        self.device = torch.device(device)
 
     @classmethod
     def for_bundle(cls, bundle: ModelBundle, folder: str | os.PathLike[str] | None = None,

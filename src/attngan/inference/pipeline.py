@@ -30,17 +30,27 @@ import torch
 from PIL import Image
 
 from ..config import ModelConfig
+from ..errors import SettingError
 from ..hub import ModelBundle, load_pretrained, save_pretrained
-from ..precision import check_precision, resolve_precision
+from ..precision import check_precision
 from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
-from .backends import Backend, FastBackend, ReferenceBackend
+from .backends import BACKENDS, Backend, FastBackend, ReferenceBackend, fp32_only
 
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
 DEFAULT_MODEL = "shapes-64"
-BACKENDS = ("torch", "onnx")
+
+
+def _backend_choice(backend: Backend | str | None, exact: bool) -> Backend | str:
+    """The backend ``backend`` and ``exact`` (the ``reference`` backend) ask for together."""
+    if not exact:
+        return "fast" if backend is None else backend
+    if backend not in (None, "fast", "reference"):
+        name = backend if isinstance(backend, str) else backend.name
+        raise SettingError("exact", f"runs the reference modules; it cannot be combined with {{backend}} {name}")
+    return "reference"
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -88,32 +98,41 @@ class AttnGANPipeline:
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "auto",
-                 exact: bool = False) -> None:
+                 exact: bool = False, backend: Backend | str | None = None) -> None:
         self.bundle = bundle
-        self.device = torch.device("cpu")
-        self.precision = "fp32"
-        self.exact = exact  # True: the reference modules; False: their fused twins
-        self.backend_name = "torch"
+        self.device = torch.device(device)
         self._requested_precision = check_precision(precision)
-        self._onnx: Backend | None = None  # set by use_backend("onnx")
-        self.runner: Backend = ReferenceBackend(bundle)
-        self.to(device)
+        choice = _backend_choice(backend, exact)
+        self._backend = self._backend_named(choice) if isinstance(choice, str) else choice
+        self._backend.bind(bundle, self.device, precision)
+        self.precision = self._backend.precision
+        for module in self.bundle.modules().values():
+            module.to(self.device)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
-                        precision: str = "auto", backend: str = "torch",
+                        precision: str = "auto", backend: Backend | str = "fast",
                         onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False, *,
                         revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                         local_files_only: bool = False) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``), or a
         Hugging Face Hub repo id ``org/name`` that is not a local path (``revision``,
         ``cache_dir``, ``local_files_only``: see :func:`attngan.hub.resolve_model_folder`);
-        ``None`` loads the model bundled with the package. ``backend``: see :meth:`use_backend`;
-        ``precision`` and ``exact``: see :meth:`set_precision`."""
+        ``None`` loads the model bundled with the package. ``backend``: a
+        :class:`~attngan.inference.backends.Backend` or its name (``exact=True``: ``reference``;
+        ``onnx`` reads ``onnx_dir``, see :meth:`use_backend`); ``precision``: see :meth:`set_precision`."""
         folder = bundled_model_path() if path is None else path
         bundle = load_pretrained(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-        return cls(bundle, device=device, precision=precision, exact=exact).use_backend(backend, onnx_dir)
+        choice = _backend_choice(backend, exact)
+        if onnx_dir is not None and choice != "onnx":
+            raise SettingError("onnx_dir", "needs {backend} onnx")
+        if choice == "onnx":
+            from .onnx import OnnxBackend
+
+            fp32_only("the ONNX backend", check_precision(precision))  # before any export
+            choice = OnnxBackend.for_bundle(bundle, onnx_dir, device)
+        return cls(bundle, device=device, precision=precision, backend=choice)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         return save_pretrained(self.bundle, path)
@@ -122,33 +141,41 @@ class AttnGANPipeline:
         self.device = torch.device(device)
         for module in self.bundle.modules().values():
             module.to(self.device)
-        if self._onnx is not None:
-            self._onnx.device = self.device  # type: ignore[attr-defined]
         return self.set_precision(self._requested_precision)
+
+    @property
+    def backend(self) -> Backend:
+        """What runs the model (:mod:`attngan.inference.backends`): ``pipe.backend.name`` is
+        ``reference``, ``fast`` or ``onnx``. Assign a backend object, or a name, to change it;
+        it is bound to this pipeline's model, device and precision first (an error changes nothing)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend | str) -> None:
+        chosen = self._backend_named(backend) if isinstance(backend, str) else backend
+        chosen.bind(self.bundle, self.device, self._requested_precision)
+        self._backend, self.precision = chosen, chosen.precision
+
+    @property
+    def exact(self) -> bool:
+        """True when the reference modules run (the ``reference`` backend, ``--exact``)."""
+        return self._backend.name == "reference"
 
     def set_precision(self, precision: str, exact: bool | None = None) -> AttnGANPipeline:
         """``fp32``, ``bf16`` or ``auto`` (see :mod:`attngan.precision`).
 
-        With ``exact=False`` (the default) the generator runs as its fused twin
+        The ``fast`` backend runs the generator as its fused twin
         (:class:`~attngan.inference.fast.FastGenerator`: BatchNorm folded, sub-pixel up-sampling,
-        fused activations; fp32 matches the reference to ~1e-6) in the precision chosen.
-        ``exact=True`` runs the reference modules, always in fp32; so does the ONNX backend.
-        ``exact=None`` keeps the current choice.
+        fused activations; fp32 matches the reference to ~1e-6) in the precision chosen; the
+        ``reference`` and ``onnx`` backends run in fp32 only. ``exact=True`` switches to the
+        ``reference`` backend, ``exact=False`` from it to ``fast``; None keeps the backend.
         """
         check_precision(precision)
-        exact = self.exact if exact is None else bool(exact)
-        fp32_only = "the exact path" if exact else "the ONNX backend" if self._onnx is not None else None
-        if fp32_only is not None and precision == "bf16":
-            raise ValueError(f"{fp32_only} runs in fp32; use precision='fp32' or 'auto'")
-        self.exact = exact
-        self._requested_precision = precision
-        self.precision = "fp32" if fp32_only is not None else resolve_precision(precision, self.device)
-        if self._onnx is not None:
-            self.runner = self._onnx
-        elif exact:
-            self.runner = ReferenceBackend(self.bundle)
-        else:
-            self.runner = FastBackend(self.bundle, self.precision)
+        backend = self._backend
+        if exact is not None and bool(exact) != self.exact:
+            backend = ReferenceBackend() if exact else FastBackend()
+        backend.bind(self.bundle, self.device, precision)
+        self._backend, self._requested_precision, self.precision = backend, precision, backend.precision
         return self
 
     def export_onnx(self, folder: str | os.PathLike[str]) -> Path:
@@ -157,23 +184,25 @@ class AttnGANPipeline:
 
         return export_onnx(self.bundle, folder)
 
-    def use_backend(self, backend: str = "torch", onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
-        """Run the torch modules (``torch``) or ONNX Runtime (``onnx``, fp32) from ``onnx_dir``;
-        by default ``<model folder>/onnx``, exported there on first use."""
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        self._onnx = None
-        if backend == "onnx":
+    def use_backend(self, backend: str = "fast", onnx_dir: str | os.PathLike[str] | None = None) -> AttnGANPipeline:
+        """Run on the backend named ``backend`` (``fast``, ``reference`` or ``onnx``); ``onnx``
+        runs ``onnx_dir`` (default: a folder of the cache,
+        :func:`attngan.inference.onnx.default_onnx_dir`), exported there when missing or stale."""
+        if onnx_dir is not None and backend != "onnx":
+            raise SettingError("onnx_dir", "needs {backend} onnx")
+        self.backend = self._backend_named(backend, onnx_dir)
+        return self
+
+    def _backend_named(self, name: str, onnx_dir: str | os.PathLike[str] | None = None) -> Backend:
+        if name == "reference":
+            return ReferenceBackend()
+        if name == "fast":
+            return FastBackend()
+        if name == "onnx":
             from .onnx import OnnxBackend
 
-            self._onnx = OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
-        self.backend_name = backend
-        return self.set_precision(self._requested_precision)
-
-    @property
-    def backend(self) -> str:
-        """``torch`` or ``onnx`` (with ``torch``, :attr:`exact` tells the reference modules from the twins)."""
-        return self.backend_name
+            return OnnxBackend.for_bundle(self.bundle, onnx_dir, self.device)
+        raise SettingError("backend", f"must be one of {', '.join(BACKENDS)}, got {name!r}")
 
     @property
     def config(self) -> ModelConfig:
@@ -206,7 +235,7 @@ class AttnGANPipeline:
     def settings(self) -> dict[str, Any]:
         """How this pipeline generates; recorded in every output and export row."""
         return {"precision": self.precision, "exact": self.exact, "device": str(self.device), "model": self.name,
-                "model_hash": self.model_hash, "backend": self.backend}
+                "model_hash": self.model_hash, "backend": self._backend.name}
 
     # ------------------------------------------------------------------ steps
     def encode_captions(self, captions: Sequence[str]) -> list[EncodedCaption]:
@@ -290,7 +319,7 @@ class AttnGANPipeline:
             rows = slice(k, k + batch_size)
             width = int(lengths[rows].max())
             batch = tokens[rows, :width].to(self.device)
-            words, sentence = self.runner.encode_text(batch, lengths[rows])
+            words, sentence = self._backend.encode_text(batch, lengths[rows])
             parts.append(self._generate(words, sentence, batch == 0, seeds[rows], num_stages, return_intermediates))
         return self._output(parts, seeds)
 
@@ -321,7 +350,7 @@ class AttnGANPipeline:
     def _generate(self, words: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                   num_stages: int | None, keep: bool) -> dict[str, Any]:
         noise, eps = self.make_noise(seeds)
-        out = self.runner.generate(noise, eps, sentence, words, mask, num_stages)
+        out = self._backend.generate(noise, eps, sentence, words, mask, num_stages)
         inter: dict[str, torch.Tensor] = {}
         if keep:
             inter = {"word_features": words.float(), "sentence_features": sentence.float(), "mu": out.mu.float(),
@@ -357,6 +386,8 @@ class AttnGANPipeline:
             if not 0 <= int(seed) <= MAX_SEED - num_images:
                 raise ValueError(f"seed must be between 0 and {MAX_SEED - num_images}, got {seed}")
             return [int(seed) + j for _ in range(n_captions) for j in range(num_images)]
+        if isinstance(seed, bool):
+            raise TypeError("seed must be an integer or one integer per image, not a bool")
         seeds = [int(s) for s in seed]
         if len(seeds) != total:
             raise ValueError(f"seed: expected one seed or {total} seeds, got {len(seeds)}")

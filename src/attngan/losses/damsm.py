@@ -9,6 +9,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..config import DAMSMLossConfig
+
+_GAMMAS = DAMSMLossConfig()  # the paper's gamma1 / gamma2 / gamma3: their one home is the config
+
 
 class HardNegatives(NamedTuple):
     """Counterfactual captions of each image of a batch, encoded (K per image)."""
@@ -114,9 +118,9 @@ def words_loss(
     word_features: torch.Tensor,
     lengths: torch.Tensor,
     class_ids: torch.Tensor | None,
-    gamma1: float = 4.0,
-    gamma2: float = 5.0,
-    gamma3: float = 10.0,
+    gamma1: float = _GAMMAS.gamma1,
+    gamma2: float = _GAMMAS.gamma2,
+    gamma3: float = _GAMMAS.gamma3,
     negatives: HardNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DAMSM word loss: ``(loss image->caption, loss caption->image, attention [B, T, H, W])``.
@@ -142,7 +146,7 @@ def sentence_loss(
     image_codes: torch.Tensor,
     sentence_features: torch.Tensor,
     class_ids: torch.Tensor | None,
-    gamma3: float = 10.0,
+    gamma3: float = _GAMMAS.gamma3,
     eps: float = 1e-8,
     negatives: HardNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,9 +180,9 @@ def damsm_losses(
     sentence_features: torch.Tensor,
     lengths: torch.Tensor,
     class_ids: torch.Tensor | None,
-    gamma1: float = 4.0,
-    gamma2: float = 5.0,
-    gamma3: float = 10.0,
+    gamma1: float = _GAMMAS.gamma1,
+    gamma2: float = _GAMMAS.gamma2,
+    gamma3: float = _GAMMAS.gamma3,
     negatives: HardNegatives | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four DAMSM terms of a batch (paper eq. 11 and 13), computed in fp32.

@@ -9,6 +9,7 @@ terms. :func:`matching_aware_penalty` is DF-GAN's matching-aware gradient penalt
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +83,10 @@ def matching_aware_penalty(cond_real: torch.Tensor, inputs: Sequence[torch.Tenso
     and its norm over all of a sample's inputs together. Differentiable (for the discriminator's update).
     """
     grads = torch.autograd.grad(cond_real.float().sum(), list(inputs), create_graph=True)
-    squared = sum(g.float().pow(2).flatten(1).sum(1) for g in grads)
-    return weight * squared.sqrt().pow(power).mean()  # type: ignore[union-attr]
+    squared = grads[0].float().pow(2).flatten(1).sum(1)
+    for g in grads[1:]:
+        squared = squared + g.float().pow(2).flatten(1).sum(1)
+    return weight * squared.sqrt().pow(power).mean()
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -96,7 +99,7 @@ def generator_loss(
     damsm: Mapping[str, torch.Tensor],
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    damsm_weight: float,
+    damsm_weight: float | torch.Tensor,
     kl_weight: float = 1.0,
     kind: str = "bce",
 ) -> dict[str, torch.Tensor]:
@@ -108,6 +111,8 @@ def generator_loss(
         adversarial_logits: per discriminator, ``(conditional [B], unconditional [B] or None)``
             logits of the generated images.
         damsm: ``{"w0", "w1", "s0", "s1"}`` (see :func:`attngan.losses.damsm.damsm_losses`).
+        damsm_weight: a float, or a scalar tensor (a compiled step's weight that changes during
+            ``damsm_warmup`` is an input, not a constant built into the graph).
         mu, logvar: ``[B, C]`` of the conditioning augmentation.
     Returns:
         ``{"total", "adversarial", "damsm_words", "damsm_sentence", "kl"}`` (scalars; the last
@@ -124,7 +129,21 @@ def generator_loss(
             "damsm_sentence": sentence, "kl": kl}
 
 
-def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]], wrong_scale: float = 1.0,
+class DiscriminatorLogits(NamedTuple):
+    """One discriminator's logits for a batch: real, generated and mismatched (real image,
+    another sample's caption) pairs, ``[B]`` / ``[B]`` / ``[M]``, and the unconditional head's
+    ``[B]`` for real and generated images (None without that head); ``cond_hard [H]``: real
+    images with counterfactual captions (None without hard negatives)."""
+
+    cond_real: torch.Tensor
+    cond_fake: torch.Tensor
+    cond_wrong: torch.Tensor
+    uncond_real: torch.Tensor | None = None
+    uncond_fake: torch.Tensor | None = None
+    cond_hard: torch.Tensor | None = None
+
+
+def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: float = 1.0,
                         kind: str = "bce") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The discriminators' objective: the sum of :func:`discriminator_loss` over stages (each
     discriminator's parameters get the gradient of its own term only, as with one update each).
@@ -135,9 +154,8 @@ def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]], wro
     Returns:
         ``(sum, per-discriminator losses)``.
     """
-    parts = [discriminator_loss(_f32(lg["cond_real"]), _f32(lg["cond_fake"]), _f32(lg["cond_wrong"]),
-                                _f32(lg.get("uncond_real")), _f32(lg.get("uncond_fake")), wrong_scale, kind,
-                                _f32(lg.get("cond_hard")))
+    parts = [discriminator_loss(_f32(lg.cond_real), _f32(lg.cond_fake), _f32(lg.cond_wrong),
+                                _f32(lg.uncond_real), _f32(lg.uncond_fake), wrong_scale, kind, _f32(lg.cond_hard))
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:
@@ -145,5 +163,9 @@ def discriminators_loss(logits: Sequence[Mapping[str, torch.Tensor | None]], wro
     return total, parts
 
 
+@overload
+def _f32(t: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _f32(t: None) -> None: ...
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.float()

@@ -26,6 +26,7 @@ from .classifier import (
     summarise_attribute_hits,
     train_attribute_classifier,
 )
+from .classifier_choice import ClassifierChoice, choose_classifier
 from .diversity import diversity_ratio, mean_pairwise_distance, shapes_diversity
 from .engine import (
     Capabilities,
@@ -69,7 +70,7 @@ from .scenes import SceneHits, scene_hits, scene_table, summarise_scene_hits
 
 __all__ = [
     "PROTOCOL_SAMPLES", "TF_INCEPTION_WEIGHTS_FILE", "TORCHVISION_INCEPTION_WEIGHTS_FILE", "AttributeClassifier",
-    "BirdsInceptionFeatures", "Capabilities", "CaptionPool", "ClassifierConfig", "ClassifierFeatures",
+    "BirdsInceptionFeatures", "Capabilities", "ClassifierChoice", "choose_classifier", "CaptionPool", "ClassifierConfig", "ClassifierFeatures",
     "DAMSMImageFeatures", "EvalConfig", "EvalContext", "EvalResult", "EvalSamples", "FeatureStats", "Metric",
     "MissingWeightsError", "SampleBatch", "SceneHits", "TFInceptionFeatures", "TorchvisionInceptionFeatures",
     "append_jsonl", "attribute_accuracy", "attribute_hits", "cached_reference_stats", "compute_stats",

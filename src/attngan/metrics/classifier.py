@@ -217,7 +217,10 @@ def train_attribute_classifier(
         for images, attributes in loader:
             images, attributes = images.to(device), attributes[:, :len(config.num_values_per_attribute)].to(device)
             logits = model(images)
-            loss = sum(F.cross_entropy(lg, attributes[:, i], ignore_index=-1) for i, lg in enumerate(logits))
+            terms = [F.cross_entropy(lg, attributes[:, i], ignore_index=-1) for i, lg in enumerate(logits)]
+            loss = terms[0]
+            for term in terms[1:]:
+                loss = loss + term
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

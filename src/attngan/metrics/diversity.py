@@ -78,10 +78,10 @@ def diversity_ratio(generate: Generate, captions: Sequence[str], real_images: Se
         sums["real_px"] += mean_pairwise_distance(pixel_features(real.cpu()))
     m = len(captions)
     out: dict[str, Any] = {}
-    for suffix, gen, real in (("", "gen", "real"), ("_pixels", "gen_px", "real_px")):
-        out[f"diversity{suffix}_generated"] = sums[gen] / m
-        out[f"diversity{suffix}_real"] = sums[real] / m
-        out[f"diversity{suffix}_ratio"] = sums[gen] / sums[real] if sums[real] > 0 else float("nan")
+    for suffix, gen_key, real_key in (("", "gen", "real"), ("_pixels", "gen_px", "real_px")):
+        out[f"diversity{suffix}_generated"] = sums[gen_key] / m
+        out[f"diversity{suffix}_real"] = sums[real_key] / m
+        out[f"diversity{suffix}_ratio"] = sums[gen_key] / sums[real_key] if sums[real_key] > 0 else float("nan")
     out.update({"num_captions": m, "num_seeds": num_seeds})
     return out
 

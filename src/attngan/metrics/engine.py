@@ -22,14 +22,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from ..data.spec import DataSpec
+from ..errors import SettingError
 from .inception import WEIGHT_FILES, load_inception, require_weights_file
 from .protocol import protocol_samples
+from .records import MetricRecord
+
+if TYPE_CHECKING:
+    from ..hub import ModelBundle
+    from ..inference.pipeline import AttnGANPipeline
+    from .classifier import AttributeClassifier
+    from .eval_data import EvalSamples
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +55,16 @@ RENAMED = {"attributes": "scene_accuracy (shapes) or attribute_accuracy (tags)"}
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """What an evaluation computes (the ``attngan evaluate`` options).
+class EvalSettings:
+    """What an evaluation computes, whichever data it reads: the fields :class:`EvalConfig`
+    (``attngan evaluate``, the library) and a GAN run's ``eval`` section
+    (:class:`~attngan.training.options.EvalOptions`) share.
 
     ``num_samples`` None: the papers' count for the data set (30,000 for CUB and COCO,
-    :data:`~attngan.metrics.protocol.PROTOCOL_SAMPLES`; 1,000 otherwise). ``data.split`` None:
-    ``test``. ``metrics`` None: every metric the model, data and given weight files allow.
+    :data:`~attngan.metrics.protocol.PROTOCOL_SAMPLES`; 1,000 otherwise). ``metrics`` None:
+    every metric the model, data and given weight files allow.
     """
 
-    data: DataSpec = field(default_factory=DataSpec)
     metrics: Sequence[str] | None = None
     num_samples: int | None = None
     batch_size: int = 50
@@ -63,20 +72,33 @@ class EvalConfig:
     inception_weights: str | os.PathLike[str] | None = None
     torchvision_inception_weights: str | os.PathLike[str] | None = None
     birds_inception_weights: str | os.PathLike[str] | None = None
-    save_images: str | os.PathLike[str] | None = None
     r_distractors: int = 99
     r_folds: int = 10
     is_splits: int = 10
     fid_method: str = "sqrtm"  # "sqrtm": the standard computation; "eigh": exact for PSD covariances, faster
     diversity_captions: int = 50  # captions of the diversity metric (the split's first ones)
     diversity_seeds: int = 8  # images per caption, generated and real
-    preview: int = 16  # samples kept (rank 0) for a report's grid of generated and real images
 
     def __post_init__(self) -> None:
         if self.num_samples is not None and self.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
+            raise SettingError("num_samples", f"must be >= 1, got {self.num_samples}")
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise SettingError("batch_size", f"must be >= 1, got {self.batch_size}")
+
+    def settings(self) -> dict[str, Any]:
+        """The :class:`EvalSettings` fields of this object, by name (to build another kind from them)."""
+        return {f.name: getattr(self, f.name) for f in fields(EvalSettings)}
+
+
+@dataclass(frozen=True)
+class EvalConfig(EvalSettings):
+    """What an evaluation computes (the ``attngan evaluate`` options): :class:`EvalSettings` on
+    ``data`` (its ``split`` None: ``test``), with the images saved to ``save_images`` and the
+    first ``preview`` samples kept for a report."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    save_images: str | os.PathLike[str] | None = None
+    preview: int = 16  # samples kept (rank 0) for a report's grid of generated and real images
 
     @property
     def split(self) -> str:
@@ -154,11 +176,11 @@ class Metric:
         ``extra``, and ``details`` (not recorded: data for reports and breakdowns)."""
         raise NotImplementedError
 
-    def rows(self, record: Mapping[str, Any]) -> list[Row]:
+    def rows(self, record: MetricRecord) -> list[Row]:
         """Rows of the results table for ``record`` (default: one per value)."""
         return [(key, format_value(value), "") for key, value in record["values"].items()]
 
-    def notes(self, record: Mapping[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         """Lines printed below the table (which networks, per-object tables...)."""
         return []
 
@@ -205,8 +227,8 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
     unknown = [n for n in names if n not in _METRICS]
     if unknown:
         hints = "".join(f"; {n} is now {RENAMED[n]}" for n in unknown if n in RENAMED)
-        raise ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(metric_names())}{hints}")
+        raise SettingError("metrics", f"unknown metric(s) {', '.join(unknown)}; choose from "
+                                      f"{', '.join(metric_names())}{hints}")
     chosen, notes = [], []
     skipped: dict[str, list[str]] = {}
     for name in names:
@@ -216,7 +238,7 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
         problem = metric.problem(caps)
         if problem is not None:
             if requested is not None:
-                raise ValueError(problem)
+                raise SettingError("metrics", problem)
             notes.append(f"{name} skipped: {problem}")
             continue
         kind = metric.weights(caps)
@@ -226,11 +248,11 @@ def resolve_metrics(requested: Sequence[str] | None, caps: Capabilities) -> tupl
             if requested is None and path is None:
                 skipped.setdefault(f"pass {flag} FILE ({file}) to compute it", []).append(name)
                 continue
-            require_weights_file(path, file, argument, flag, purpose)
+            require_weights_file(path, file, argument, purpose)
         chosen.append(name)
     notes += [f"{', '.join(which)} skipped: {how}" for how, which in skipped.items()]
     if not chosen:
-        raise ValueError("--metrics: nothing to compute; " + "; ".join(notes))
+        raise SettingError("metrics", "nothing to compute; " + "; ".join(notes))
     return chosen, notes
 
 
@@ -290,11 +312,11 @@ class EvalContext:
     (``samples``), the attribute classifier, this process's rank, shared networks
     (:meth:`resource`) and the real-image floor features (:meth:`request_floor`)."""
 
-    pipeline: Any
+    pipeline: AttnGANPipeline
     cfg: EvalConfig
-    samples: Any  # EvalSamples
+    samples: EvalSamples
     caps: Capabilities
-    classifier: Any = None
+    classifier: AttributeClassifier | None = None
     classifier_info: dict[str, Any] | None = None
     rank: int = 0
     world_size: int = 1
@@ -304,8 +326,9 @@ class EvalContext:
     floor_description: str = ""
 
     @property
-    def bundle(self) -> Any:
+    def bundle(self) -> ModelBundle:
         return self.pipeline.bundle
+
 
     @property
     def device(self) -> torch.device:
@@ -343,6 +366,22 @@ class EvalContext:
         return out.images[-1].clamp(-1, 1).float().cpu()
 
 
+def needed_classifier(ctx: EvalContext) -> AttributeClassifier:
+    """``ctx``'s attribute classifier, for a metric that needs it (never None then: the engine
+    leaves such a metric out, or refuses it, without one)."""
+    if ctx.classifier is None:
+        raise SettingError("classifier", "this metric needs the attribute classifier")
+    return ctx.classifier
+
+
+def needed_image_encoder(ctx: EvalContext) -> torch.nn.Module:
+    """The model's DAMSM image encoder, for a metric that needs it (as :func:`needed_classifier`)."""
+    encoder = ctx.bundle.image_encoder
+    if encoder is None:
+        raise SettingError("image_encoder", "this metric needs the model's DAMSM image encoder")
+    return encoder
+
+
 def format_value(value: Any) -> str:
     """A figure for the results table (4 decimals, or 4 significant digits when large or small)."""
     if value is None:
@@ -354,7 +393,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def table_lines(records: Sequence[MetricRecord]) -> list[str]:
     """Lines of the results table: each record's rows from its metric (:meth:`Metric.rows`)."""
     rows: list[Row] = []
     for record in records:
@@ -367,7 +406,7 @@ def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def record_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def record_notes(records: Sequence[MetricRecord]) -> list[str]:
     """Every record's :meth:`Metric.notes`, in record order."""
     out: list[str] = []
     for record in records:

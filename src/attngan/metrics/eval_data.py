@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..data.spec import DataSpec
+from ..errors import MissingFileError, SettingError
 from ..text import Vocabulary, pad_batch
 from .classifier import AttributeClassifier, load_classifier, save_classifier, train_attribute_classifier
-from .fid import default_cache_dir
 from .protocol import stratified_order
 from .r_precision import CaptionPool
 
@@ -60,8 +61,9 @@ def build_split(spec: DataSpec, split: str, image_size: int, vocab: Vocabulary |
     try:
         return build_from_options(spec, (image_size,), max_words, split=split, train=False, vocab=vocab, **extra)
     except (DataError, FileNotFoundError) as exc:
-        hint = " (command line: --missing skip)" if isinstance(exc, MissingImagesError) else ""
-        raise ValueError(f"--data {spec.kind}{f' --data-root {spec.root}' if spec.root else ''}: {exc}{hint}") from None
+        hint = " (set {data.missing} skip to use the images present)" if isinstance(exc, MissingImagesError) else ""
+        raise SettingError("data.root" if spec.root else "data.kind",
+                           f"{spec.root or spec.kind}: {exc}{hint}") from None
 
 
 def class_ids_of(dataset: Any) -> list[int]:
@@ -83,7 +85,7 @@ class EvalSamples:
         if len(dataset) == 0:
             raise ValueError("the evaluation split has no image")
         if num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+            raise SettingError("num_samples", f"must be >= 1, got {num_samples}")
         self.dataset, self.num_samples, self.max_words = dataset, int(num_samples), int(max_words)
         self.order = stratified_order(class_ids_of(dataset), order_seed)
         self.has_attributes = bool(getattr(dataset, "attribute_names", ()))
@@ -196,7 +198,7 @@ class _Items(torch.utils.data.Dataset):
 def classifier_recipe(kind: str) -> dict[str, Any]:
     """Training settings of the attribute classifier of a data set kind (shapes, tags)."""
     if kind not in CLASSIFIER_RECIPES:
-        raise ValueError(f"--data {kind} has no attributes: attribute accuracy needs shapes or tags")
+        raise SettingError("data.kind", f"{kind} has no attributes: attribute accuracy needs shapes or tags")
     return dict(CLASSIFIER_RECIPES[kind])
 
 
@@ -210,7 +212,7 @@ def classifier_cache_dir(spec: DataSpec, recipe: dict[str, Any] | None = None, s
     recipe = recipe or classifier_recipe(spec.kind)
     payload = {"data": _classifier_data(spec), "recipe": recipe, "seed": seed}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    return default_cache_dir().parent / "classifiers" / f"{spec.kind}-{key}"
+    return cache_dir("classifiers") / f"{spec.kind}-{key}"
 
 
 class _Stacked(torch.utils.data.Dataset):
@@ -278,7 +280,7 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
 
     ``train``: train it on the train split and save it to ``path`` (default: the cache
     folder of :func:`classifier_cache_dir`); otherwise load it from there. A missing
-    folder raises ``FileNotFoundError`` naming ``--train-classifier``.
+    folder raises :class:`~attngan.errors.MissingFileError` (field ``classifier``).
     """
     folder = Path(path) if path is not None else classifier_cache_dir(spec, seed=seed)
     if train:
@@ -287,14 +289,14 @@ def data_classifier(spec: DataSpec, path: str | os.PathLike[str] | None = None, 
         logger.info("attribute classifier saved to %s", folder)
         return classifier.to(device), folder
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no attribute classifier at {folder}: pass --train-classifier to train one on "
-                                f"the {spec.kind} train split (2-4 minutes on a CPU) or --classifier DIR")
+        raise MissingFileError("classifier", f"no attribute classifier at {folder}: pass {{train_classifier}} to "
+                               f"train one on the {spec.kind} train split (2-4 minutes on a CPU) or a folder")
     return load_classifier(folder, device), folder
 
 
 def describe_classifier(classifier: AttributeClassifier, folder: Path | None = None) -> dict[str, Any]:
     """What a record says about a classifier: config, training metadata, folder."""
-    out = {"config": asdict(classifier.config), "metadata": dict(classifier.metadata)}
+    out: dict[str, Any] = {"config": asdict(classifier.config), "metadata": dict(classifier.metadata)}
     if folder is not None:
         out["folder"] = str(folder)
     return out

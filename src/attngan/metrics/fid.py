@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import cache_home
+from ..cache import cache_dir
+from ..files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +93,9 @@ class FeatureStats:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``mu``, ``sigma``, ``num_samples`` and ``meta`` to ``path`` (``.npz``) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, mu=self.mean, sigma=self.covariance(), num_samples=np.int64(self.num_samples),
+        with atomic_file(path) as f:
+            np.savez(f, mu=self.mean, sigma=self.covariance(), num_samples=np.int64(self.num_samples),
                      meta=np.array(json.dumps({"format": STATS_FORMAT, **self.meta}, sort_keys=True, default=str)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod
@@ -202,8 +195,8 @@ def stats_cache_key(dataset: str | dict[str, Any], settings: dict[str, Any], ext
 
 
 def default_cache_dir() -> Path:
-    """``fid_stats`` in the cache home (:func:`attngan.files.cache_home`)."""
-    return cache_home() / "fid_stats"
+    """Where real-image statistics are cached: ``fid_stats`` under :func:`attngan.cache.cache_root`."""
+    return cache_dir("fid_stats")
 
 
 def compute_stats(extract: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MissingFileError, SettingError
+
 logger = logging.getLogger(__name__)
 
 TF_INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -49,20 +51,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILES: dict[str, tuple[str, str, str, str]] = {}
 
 
-class MissingWeightsError(FileNotFoundError):
-    """A metric needs a local weights file that was not given or does not exist."""
+class MissingWeightsError(MissingFileError):
+    """A metric needs a local weights file that was not given or does not exist; ``field`` is
+    the setting that names it (``inception_weights``, ...)."""
 
 
-def require_weights_file(path: str | os.PathLike[str] | None, needed_file: str, argument: str, flag: str,
-                         purpose: str) -> Path:
-    """Return ``path`` as a Path, or raise :class:`MissingWeightsError` naming the file and how to pass it."""
-    hint = (f"{purpose} needs the weights file {needed_file}; pass its local path with {argument}=... "
-            f"(command line: {flag} PATH). Nothing is downloaded.")
+def require_weights_file(path: str | os.PathLike[str] | None, needed_file: str, argument: str, purpose: str) -> Path:
+    """Return ``path`` as a Path, or raise :class:`MissingWeightsError` naming the file and the
+    setting ``argument`` that passes it."""
+    hint = f"{purpose} needs the weights file {needed_file}; pass its local path. Nothing is downloaded."
     if path is None or str(path) == "":
-        raise MissingWeightsError(hint)
+        raise MissingWeightsError(argument, hint)
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingWeightsError(f"{path} does not exist. {hint}")
+        raise MissingWeightsError(argument, f"{path} does not exist. {hint}")
     return path
 
 
@@ -133,13 +135,13 @@ class TFInceptionFeatures(_InceptionFeatures):
     def __init__(self, weights_path: str | os.PathLike[str] | None) -> None:
         super().__init__()
         path = require_weights_file(weights_path, TF_INCEPTION_WEIGHTS_FILE, TF_INCEPTION_ARGUMENT,
-                                    TF_INCEPTION_FLAG, "FID/IS with the standard Inception network")
+                                    "FID/IS with the standard Inception network")
         state = read_state_dict(path, TF_INCEPTION_ARGUMENT)
         width = _classifier_width(state, path, TF_INCEPTION_ARGUMENT)
         if width != 1008:
-            raise ValueError(f"{path} has a {width}-class classifier; {TF_INCEPTION_ARGUMENT} expects "
-                             f"{TF_INCEPTION_WEIGHTS_FILE} (1008 classes). torchvision's ImageNet weights go to "
-                             f"{TORCHVISION_INCEPTION_ARGUMENT} ({TORCHVISION_INCEPTION_FLAG}).")
+            raise SettingError(TF_INCEPTION_ARGUMENT, f"{path} has a {width}-class classifier, not that of "
+                               f"{TF_INCEPTION_WEIGHTS_FILE} (1008 classes). torchvision's ImageNet weights go to "
+                               f"{{{TORCHVISION_INCEPTION_ARGUMENT}}}.")
         del state
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -216,7 +218,7 @@ def _pool_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     for name in _BLOCKS:
         x = getattr(net, name)(x)
     pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
-    return pool, net.fc(pool)
+    return pool, net.get_submodule("fc")(pool)
 
 
 class TorchvisionInceptionFeatures(_InceptionFeatures):
@@ -232,14 +234,14 @@ class TorchvisionInceptionFeatures(_InceptionFeatures):
     def __init__(self, weights_path: str | os.PathLike[str] | None) -> None:
         super().__init__()
         path = require_weights_file(weights_path, TORCHVISION_INCEPTION_WEIGHTS_FILE,
-                                    TORCHVISION_INCEPTION_ARGUMENT, TORCHVISION_INCEPTION_FLAG,
+                                    TORCHVISION_INCEPTION_ARGUMENT,
                                     "PyTorch FID/IS with torchvision's ImageNet Inception-v3")
         state = read_state_dict(path, TORCHVISION_INCEPTION_ARGUMENT)
         width = _classifier_width(state, path, TORCHVISION_INCEPTION_ARGUMENT)
         if width != 1000:
-            raise ValueError(f"{path} has a {width}-class classifier; {TORCHVISION_INCEPTION_ARGUMENT} expects "
-                             f"torchvision's {TORCHVISION_INCEPTION_WEIGHTS_FILE} (1000 classes). "
-                             f"{TF_INCEPTION_WEIGHTS_FILE} goes to {TF_INCEPTION_ARGUMENT} ({TF_INCEPTION_FLAG}).")
+            raise SettingError(TORCHVISION_INCEPTION_ARGUMENT, f"{path} has a {width}-class classifier, not that "
+                               f"of torchvision's {TORCHVISION_INCEPTION_WEIGHTS_FILE} (1000 classes). "
+                               f"{TF_INCEPTION_WEIGHTS_FILE} goes to {{{TF_INCEPTION_ARGUMENT}}}.")
         self.net = _load_torchvision_layout(state, path, TORCHVISION_INCEPTION_ARGUMENT)
         self.identity = (f"torchvision inception_v3 (avgpool 2048-d, fc 1000) as DM-GAN/DF-GAN's pytorch-fid copy: "
                          f"[-1, 1] -> uint8 -> PIL bilinear 299 -> [0, 1] -> x*std/0.5 + (mean-0.5)/0.5; "
@@ -269,7 +271,7 @@ class BirdsInceptionFeatures(_InceptionFeatures):
     def __init__(self, weights_path: str | os.PathLike[str] | None) -> None:
         super().__init__()
         path = require_weights_file(weights_path, BIRDS_INCEPTION_WEIGHTS_FILE, BIRDS_INCEPTION_ARGUMENT,
-                                    BIRDS_INCEPTION_FLAG, "The papers' CUB Inception Score")
+                                    "The papers' CUB Inception Score")
         state = read_state_dict(path, BIRDS_INCEPTION_ARGUMENT)
         width = _classifier_width(state, path, BIRDS_INCEPTION_ARGUMENT)
         if width not in (50, 51):

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -44,9 +44,30 @@ def plain(value: Any) -> Any:
     return value
 
 
+class MetricRecord(TypedDict):
+    """One metric's result as written to JSONL (:func:`make_record`): what crosses from the
+    evaluation engine to reports, tables, the CLI and a run's ``evaluations.jsonl``."""
+
+    metric: str
+    values: dict[str, Any]  # name -> number (or list of numbers)
+    label: str
+    feature_extractor: Any  # the network and its weights hash, or None
+    model: str
+    model_hash: str
+    generation: dict[str, Any]  # the pipeline's settings: backend, precision, device...
+    dataset: Any  # DataSpec.describe(), or a name
+    seed: int
+    num_samples: int | None
+    protocol: dict[str, Any]
+    extra: dict[str, Any]  # the metric's own entries
+    time: str
+    seconds: float
+    versions: dict[str, str | None]
+
+
 def make_record(name: str, result: Mapping[str, Any], *, model: str, model_hash: str, generation: Mapping[str, Any],
                 dataset: Mapping[str, Any] | str, seed: int, protocol: Mapping[str, Any], seconds: float
-                ) -> dict[str, Any]:
+                ) -> MetricRecord:
     """One JSON-ready result of metric ``name``.
 
     ``result`` holds ``values`` (a mapping of numbers), ``label`` (what the number is),

@@ -9,7 +9,6 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -17,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..files import write_atomic
 from ..viz import sample_grid, save_png
 from .engine import record_notes, table_lines
+from .run import EvalResult
 
 CELL = 34  # pixels per confusion-matrix cell
 
@@ -62,7 +62,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "attribute"
 
 
-def write_report(folder: str | Path, result: Any, header: Sequence[str] = ()) -> list[Path]:
+def write_report(folder: str | Path, result: EvalResult, header: Sequence[str] = ()) -> list[Path]:
     """Write the report of an :class:`~attngan.metrics.run.EvalResult` to ``folder``; returns the files.
 
     ``header``: lines describing the run (model, data, samples), put first in ``report.md``.

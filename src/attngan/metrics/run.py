@@ -18,20 +18,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..data.spec import DataSpec
+from ..errors import SettingError
 from .engine import Capabilities, EvalConfig, EvalContext, Metric, SampleBatch, get_metric, resolve_metrics
 from .eval_data import EvalSamples, build_split
 from .protocol import ORDER_STREAM, PROTOCOL_SAMPLES, sample_count_warning, stream_seed
-from .records import make_record
+from .records import MetricRecord, make_record
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import AttnGANPipeline
+    from .classifier import AttributeClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ class EvalResult:
     each sample), ``preview`` (generated and real images of the first samples), and what the
     metrics add: ``scene_hits`` / ``real_scene_hits``, ``r_hits``, ``confusion`` ...)."""
 
-    records: list[dict[str, Any]]
+    records: list[MetricRecord]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +72,7 @@ def _rank_slice(total: int, rank: int, world: int) -> range:
     return range(total * rank // world, total * (rank + 1) // world)
 
 
-def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progress: Progress | None = None,
+def run_evaluation(pipeline: AttnGANPipeline, cfg: EvalConfig, classifier: AttributeClassifier | None = None, progress: Progress | None = None,
                    rank: int = 0, world_size: int = 1, classifier_info: dict[str, Any] | None = None
                    ) -> EvalResult | None:
     """Evaluate ``pipeline`` on ``cfg.data`` (see the module doc); returns None on ranks other than 0.
@@ -89,7 +95,7 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progr
     metrics = [get_metric(name) for name in chosen]
     needs_two = [m.name for m in metrics if m.min_real >= 2]
     if needs_two and samples.num_real < 2:
-        raise ValueError(f"--num-samples: Fréchet distances ({', '.join(needs_two)}) need at least 2 images")
+        raise SettingError("num_samples", f"Fréchet distances ({', '.join(needs_two)}) need at least 2 images")
     ctx = EvalContext(pipeline, cfg, samples, caps, classifier, classifier_info, rank, world_size,
                       floor_description=floor_source(cfg.data, cfg.split)[2])
     for metric in metrics:
@@ -119,9 +125,10 @@ def run_evaluation(pipeline: Any, cfg: EvalConfig, classifier: Any = None, progr
     protocol = {"num_samples": num_samples, "papers_num_samples": PROTOCOL_SAMPLES.get(cfg.data.kind),
                 "num_real": samples.num_real, "order": "class-stratified shuffle of the split",
                 "order_seed": stream_seed(cfg.seed, ORDER_STREAM), "noise_seeds": "seed + sample index"}
-    identity = {"model": pipeline.name, "model_hash": pipeline.model_hash, "generation": pipeline.settings,
-                "dataset": cfg.data.describe(image_size, cfg.split), "seed": cfg.seed, "protocol": protocol}
-    records = [make_record(name, result, seconds=seconds, **identity) for name, result in results]
+    records = [make_record(name, result, seconds=seconds, model=pipeline.name, model_hash=pipeline.model_hash,
+                           generation=pipeline.settings, dataset=cfg.data.describe(image_size, cfg.split),
+                           seed=cfg.seed, protocol=protocol)
+               for name, result in results]
     summary: dict[str, Any] = {"num_samples": num_samples, "num_real": samples.num_real}
     for record in records:
         summary.update(record["values"])
@@ -215,7 +222,8 @@ def _gather(local: dict[str, dict[str, list[Any]]], world: int) -> dict[str, dic
             for name in local}
 
 
-def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0, classifier: Any = None,
+def evaluate_shapes(pipeline: AttnGANPipeline, num_samples: int = 1000, seed: int = 0,
+                    classifier: AttributeClassifier | str | os.PathLike[str] | None = None,
                     batch_size: int = 50, progress: Progress | None = None, split: str = "test",
                     diversity: bool = False, diversity_captions: int = 50) -> dict[str, Any]:
     """Evaluate a shapes model on the captions of ``split`` (validation, test or unseen); one flat dict.
@@ -228,18 +236,15 @@ def evaluate_shapes(pipeline: Any, num_samples: int = 1000, seed: int = 0, class
     ``r_precision_std``, ``fd_damsm``, ``fd_damsm_real_floor``, with ``diversity`` the
     ``diversity_*`` figures, and ``num_samples``, ``num_real``.
     """
-    from .classifier import AttributeClassifier, load_classifier
-    from .eval_data import data_classifier, describe_classifier
+    from .classifier import AttributeClassifier
+    from .classifier_choice import choose_classifier
+    from .eval_data import describe_classifier
 
     spec = DataSpec("shapes", split=split)
-    if classifier is None:
-        try:
-            classifier, _ = data_classifier(spec, device=pipeline.device)
-        except FileNotFoundError:
-            classifier, _ = data_classifier(spec, train=True, device=pipeline.device)
-    elif not isinstance(classifier, AttributeClassifier):
-        classifier = load_classifier(classifier, pipeline.device)
     metrics = ["scene_accuracy", "fd_classifier"] + (["diversity"] if diversity else [])
+    if not isinstance(classifier, AttributeClassifier):
+        classifier = choose_classifier(spec, metrics, path=classifier, device=pipeline.device).classifier
+        assert classifier is not None  # named metrics need it: loaded or trained, else an error
     metrics += ["r_precision", "fd_damsm"] if pipeline.bundle.image_encoder is not None else []
     cfg = EvalConfig(data=spec, metrics=metrics, num_samples=num_samples, batch_size=batch_size, seed=seed,
                      diversity_captions=diversity_captions)

@@ -44,6 +44,7 @@ from ..data.shapes import (
     Scene,
     ShapesDataset,
 )
+from ..errors import SettingError
 from .classifier import AttributeClassifier
 
 SLOT_FIELDS = ("occupied", "shape", "color", "size")
@@ -69,12 +70,14 @@ def is_scene_classifier(classifier: AttributeClassifier) -> bool:
     return config.attribute_names == SCENE_HEAD_NAMES and config.num_values_per_attribute == SCENE_HEAD_VALUES
 
 
-def require_scene_classifier(classifier: AttributeClassifier, where: str = "the classifier") -> None:
-    """A ValueError naming ``where`` unless ``classifier`` is a scene classifier."""
+def require_scene_classifier(classifier: AttributeClassifier, field: str = "classifier") -> None:
+    """A :class:`~attngan.errors.SettingError` naming the setting ``field`` unless ``classifier``
+    is a scene classifier."""
     if not is_scene_classifier(classifier):
         names = ", ".join(classifier.config.attribute_names[:6])
-        raise ValueError(f"{where} predicts [{names}] and cannot score two-object shapes scenes; the shapes "
-                         "evaluation needs the slot scene classifier (retrain it with --train-classifier)")
+        raise SettingError(field, f"the classifier predicts [{names}] and cannot score two-object shapes scenes; "
+                                  "the shapes evaluation needs the slot scene classifier (retrain it with "
+                                  "{train_classifier})")
 
 
 @dataclass

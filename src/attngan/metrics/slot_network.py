@@ -60,11 +60,13 @@ class SlotNetwork(nn.Module):
     ``num_values``: values of the background head, then per cell (2, shapes, colours, sizes).
     """
 
+    window: torch.Tensor
+
     def __init__(self, cells: Sequence[Box], num_values: Sequence[int], channels: int = 16, feature_dim: int = 64,
                  colour_dim: int = 16, crop_size: int = 28, context: float = 0.15, mask_low: float = 0.2,
                  mask_high: float = 0.5) -> None:
         super().__init__()
-        self.cells = tuple(tuple(float(v) for v in c) for c in cells)
+        self.cells: tuple[Box, ...] = tuple((float(c[0]), float(c[1]), float(c[2]), float(c[3])) for c in cells)
         if not 0 <= mask_low < mask_high:
             raise ValueError(f"silhouette thresholds must satisfy 0 <= mask_low < mask_high, got {mask_low}, {mask_high}")
         self.crop_size, self.context, self.mask_low, self.mask_high = crop_size, context, mask_low, mask_high

@@ -24,6 +24,15 @@ INCEPTION_BLOCKS = (
 class InceptionTrunk(nn.Module):
     """torchvision's Inception-v3 blocks up to Mixed_7c (no auxiliary head, no classifier)."""
 
+    Conv2d_1a_3x3: nn.Module
+    Conv2d_2a_3x3: nn.Module
+    Conv2d_2b_3x3: nn.Module
+    Conv2d_3b_1x1: nn.Module
+    Conv2d_4a_3x3: nn.Module
+    Mixed_7a: nn.Module
+    Mixed_7b: nn.Module
+    Mixed_7c: nn.Module
+
     def __init__(self) -> None:
         super().__init__()
         from torchvision.models import inception_v3

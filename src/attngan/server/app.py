@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -30,12 +30,14 @@ from .batching import Batcher, BatcherStoppedError, Job, QueueFullError
 from .errors import ApiError, GuardMiddleware, error_response, install_error_handlers
 from .inference import ImageResult, Task, TaskResult, run_batch
 from .render import attention_strip, b64
-from .resources import ImageCache, StaticFile, StaticFiles, model_info
+from .resources import PngStore, StaticFile, StaticFiles, model_info
 from .schemas import (
     BirdRequest,
     BirdResponse,
     ErrorResponse,
+    ExplainBody,
     ExplainResponse,
+    GenerateBody,
     GenerateResponse,
     Health,
     ModelInfo,
@@ -101,7 +103,7 @@ class AppState:
     pipeline: AttnGANPipeline
     settings: ServerSettings
     batcher: Batcher
-    cache: ImageCache
+    cache: PngStore
     model: dict[str, Any]
     static: StaticFiles
     started_at: float = field(default_factory=time.time)
@@ -112,7 +114,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
     settings = settings or ServerSettings()
     batcher = Batcher(lambda jobs: run_batch(pipeline, jobs, settings.max_batch), settings.max_batch,
                       settings.max_queue, settings.batch_wait_ms)
-    state = AppState(pipeline, settings, batcher, ImageCache(settings.cache_images, settings.cache_bytes),
+    state = AppState(pipeline, settings, batcher, PngStore(settings.cache_images, settings.cache_bytes),
                      model_info(pipeline, settings.max_images), StaticFiles.load())
 
     @contextlib.asynccontextmanager
@@ -168,7 +170,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
     @app.post("/v1/generate", response_model=GenerateResponse, tags=["generate"], dependencies=auth,
               summary="Generate images for a caption",
               responses={**errors, 200: {"content": {"image/png": {}}, "description": "JSON, or a PNG on Accept: image/png"}})
-    async def generate(body: generate_model, request: Request) -> Any:  # type: ignore[valid-type]
+    async def generate(body: generate_model, request: Request) -> Any:  # type: ignore[valid-type]  # FastAPI reads this run-time model
+        body = cast(GenerateBody, body)  # a model built at run time: GenerateBody says what it holds
         started = time.perf_counter()
         png_only = _prefers_png(request.headers.get("accept"))
         seed = _seed(body.seed)
@@ -195,7 +198,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
 
     @app.post("/v1/explain", response_model=ExplainResponse, tags=["explain"], dependencies=auth,
               summary="One image with the model's intermediate values, step by step", responses=errors)
-    async def explain(body: explain_model, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def explain(body: explain_model, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]  # as generate
+        body = cast(ExplainBody, body)  # a model built at run time: ExplainBody says what it holds
         started = time.perf_counter()
         seed = _seed(body.seed)
         task = Task(body.caption, [seed], body.stages or pipeline.num_stages, include_attention=True, explain=True)
@@ -252,7 +256,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
 
 # ---------------------------------------------------------------------------- helpers
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

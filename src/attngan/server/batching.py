@@ -180,7 +180,8 @@ class Batcher:
 
     def _take_batch(self) -> list[Job]:
         first = self._pending[0]
-        batch, total = [], 0
+        batch: list[Job] = []
+        total = 0
         for job in list(self._pending):
             if job.key != first.key:
                 continue

@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-from ..config import DAMSMLossConfig
+from ..inference.explain import explain_output
 from ..inference.pipeline import AttnGANPipeline, PipelineOutput
-from ..losses.damsm import cosine_similarity_matrix, word_image_similarity
 from ..text import EncodedCaption
 from .batching import Job
 from .render import attention_png, images_to_png, signed_heatmap_png
@@ -119,55 +118,33 @@ def _vector(values: torch.Tensor) -> dict[str, Any]:
 
 
 def _explain(pipeline: AttnGANPipeline, out: PipelineOutput, k: int) -> dict[str, Any]:
-    """The intermediate values of image ``k``: text features, conditioning, DAMSM."""
-    inter = out.intermediates
-    tokens = out.captions[k].tokens
-    words = inter["word_features"][k, :, : len(tokens)].float().cpu()  # [D, T]
-    mu, logvar = inter["mu"][k], inter["logvar"][k]
+    """Image ``k``'s explanation (:func:`attngan.inference.explain.explain_output`) as the response's JSON."""
+    explanation = explain_output(pipeline, out, k)
+    text, conditioning, match = explanation.text, explanation.conditioning, explanation.damsm
+    assert conditioning is not None  # a generated image
+    words = text.word_features
     detail: dict[str, Any] = {
         "text_encoder": {
-            "tokens": tokens,
+            "tokens": text.tokens,
             "word_features_png": signed_heatmap_png(words.t().numpy()),
-            "word_features_shape": [len(tokens), int(words.shape[0])],
-            "word_norms": [round(float(x), 5) for x in words.norm(dim=0)],
-            "sentence": _vector(inter["sentence_features"][k]),
+            "word_features_shape": [len(text.tokens), int(words.shape[0])],
+            "word_norms": [round(float(x), 5) for x in text.word_norms],
+            "sentence": _vector(text.sentence),
         },
         "conditioning": {
-            "mu": _vector(mu),
-            "sigma": _vector(torch.exp(0.5 * logvar.float())),
-            "condition": _vector(inter["condition"][k]),
-            "noise_dim": int(inter["noise"].shape[1]),
+            "mu": _vector(conditioning.mu),
+            "sigma": _vector(conditioning.sigma),
+            "condition": _vector(conditioning.condition),
+            "noise_dim": conditioning.noise_dim,
         },
         "damsm": {"available": False},
     }
-    encoder = pipeline.bundle.image_encoder
-    if encoder is not None:
-        detail["damsm"] = _damsm(encoder, out.images[-1][k:k + 1], words, inter["sentence_features"][k], tokens,
-                                 pipeline.config.damsm)
+    if match is not None:
+        detail["damsm"] = {
+            "available": True,
+            "sentence_image_cosine": round(match.sentence_image_cosine, 5),
+            "word_region_score": round(match.word_region_score, 5),
+            "region_size": match.region_size,
+            "words": [(w, attention_png(match.attention[t])) for t, w in enumerate(text.tokens)],
+        }
     return detail
-
-
-@torch.inference_mode()
-def _damsm(encoder: torch.nn.Module, image: torch.Tensor, words: torch.Tensor, sentence: torch.Tensor,
-           tokens: list[str], loss: DAMSMLossConfig) -> dict[str, Any]:
-    """How well the DAMSM encoders think the last image matches the caption, scored with the
-    smoothing factors they were trained with (``loss``: the model config's ``damsm``).
-
-    Args:
-        image: ``[1, 3, S, S]`` in [-1, 1].
-        words: ``[D, T]`` word features of the caption's ``T`` tokens.
-        sentence: ``[D]`` sentence feature.
-    """
-    device = next(encoder.parameters()).device
-    regions, global_code = encoder(image.to(device).float())
-    word_batch = words[None].to(device)
-    lengths = torch.tensor([len(tokens)], device=device)
-    score, attention = word_image_similarity(regions.float(), word_batch, lengths, loss.gamma1, loss.gamma2)
-    cosine = cosine_similarity_matrix(sentence[None].to(device).float(), global_code.float())
-    return {
-        "available": True,
-        "sentence_image_cosine": round(float(cosine[0, 0]), 5),
-        "word_region_score": round(float(score[0, 0]), 5),
-        "region_size": int(regions.shape[-1]),
-        "words": [(w, attention_png(attention[0, t].cpu())) for t, w in enumerate(tokens)],
-    }

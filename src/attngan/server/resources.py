@@ -17,7 +17,7 @@ _MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=
                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
 
 
-class ImageCache:
+class PngStore:
     """Bounded LRU of PNG bytes by random hex id (by count and by total bytes)."""
 
     def __init__(self, max_items: int = 1024, max_bytes: int = 128 * 2**20) -> None:

@@ -11,7 +11,7 @@ models by :func:`request_models`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -77,6 +77,25 @@ class BirdRequest(_Strict):
     seed: Seed = None
 
 
+class GenerateBody(Protocol):
+    """What a generate request model of :func:`request_models` holds (its class is built at run
+    time, for the server's limits)."""
+
+    caption: str
+    seed: int | None
+    include_attention: bool
+    num_images: int
+    stages: int | None
+
+
+class ExplainBody(Protocol):
+    """What an explain request model of :func:`request_models` holds."""
+
+    caption: str
+    seed: int | None
+    stages: int | None
+
+
 def request_models(max_images: int, num_stages: int) -> tuple[type[GenerateRequestBase], type[ExplainRequestBase]]:
     """The generate and explain request models for this server's limits."""
     stages_field = (
@@ -87,9 +106,10 @@ def request_models(max_images: int, num_stages: int) -> tuple[type[GenerateReque
         "GenerateRequest",
         __base__=GenerateRequestBase,
         num_images=(Annotated[int, WholeNumber], Field(1, ge=1, le=max_images, description=f"Images to generate (1..{max_images}).")),
-        stages=stages_field,
+        stages=stages_field,  # type: ignore[arg-type]  # pydantic's stub types field definitions as TypeForm, which mypy does not see an Annotated[...] as
     )
-    explain = create_model("ExplainRequest", __base__=ExplainRequestBase, stages=stages_field)
+    explain = create_model("ExplainRequest", __base__=ExplainRequestBase,
+                           stages=stages_field)  # type: ignore[arg-type]  # as above
     return generate, explain
 
 

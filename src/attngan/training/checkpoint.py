@@ -19,10 +19,11 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import torch
 
+from ..files import atomic_file
 from ..untrusted import refusal_reason
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class _Writer:
     """Passes writes to ``f`` and keeps the ``OSError`` one raised: ``torch.save`` swallows it
     and reports only a bare ``RuntimeError`` (for a full disk: "unexpected pos ...")."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: IO[bytes]) -> None:
         self.f = f
         self.error: OSError | None = None
 
@@ -55,43 +56,18 @@ class _Writer:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write ``obj`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``obj`` to ``path`` atomically and durably (:func:`attngan.files.atomic_file`)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # a read-only or vanished folder
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:
             writer = _Writer(f)
             try:
-                torch.save(obj, writer)
+                torch.save(obj, writer)  # type: ignore[arg-type]  # torch's stub wants IO[bytes]; write/flush suffice
             except RuntimeError:
                 if writer.error is not None:
                     raise writer.error from None
                 raise
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    except OSError as exc:  # a read-only or vanished folder, a full disk
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
 
 
 def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:

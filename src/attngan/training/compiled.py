@@ -5,7 +5,7 @@
   yields full batches only) and captions are padded to ``max_words``, so each compiled function
   is built once per module and never again during the run.
 * The compiled artefacts (inductor's FX-graph cache and AOT-autograd cache) live in
-  ``inductor/`` under the cache home (:func:`attngan.files.cache_home`), so that a resumed run,
+  ``inductor/`` under the cache root (:func:`attngan.cache.cache_dir`), so that a resumed run,
   a second process of a ``torchrun`` run and the next run of the same configuration load them
   instead of compiling again; ``TORCHINDUCTOR_CACHE_DIR``, when set, wins.
 * Where no compiler works (none installed, a failed build), :func:`compiler_works` logs one
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..files import cache_home
+from ..cache import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,14 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 def compile_cache_dir() -> Path:
     """Where compiled training kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else
-    ``inductor`` in the cache home. (Importing ``torch._dynamo`` sets the variable to inductor's own
-    default, a folder under /tmp; that value counts as unset.)"""
+    ``inductor`` under the cache root (:func:`attngan.cache.cache_dir`). (Importing ``torch._dynamo``
+    sets the variable to inductor's own default, a folder under /tmp; that value counts as unset.)"""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     given = os.environ.get(CACHE_ENV)
     if given and os.path.abspath(given) != os.path.abspath(default_cache_dir()):
         return Path(given)
-    return cache_home() / "inductor"
+    return cache_dir("inductor")
 
 
 def use_compile_cache() -> Path:
@@ -92,6 +92,7 @@ def compile_module(module: nn.Module) -> nn.Module:
 
 def compile_function(fn: F) -> F:
     """``fn`` compiled with fixed shapes (a pure tensor function such as a loss)."""
+    # torch.compile's stub returns a callable of unknown signature; the compiled function keeps fn's
     return torch.compile(fn, backend="inductor", dynamic=False)  # type: ignore[return-value]
 
 

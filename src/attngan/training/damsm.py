@@ -6,19 +6,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import __version__
-from ..config import to_dict
-from ..data import build_from_options, collate
+from ..config import ConfigError, to_dict
+from ..data import Batch, build_from_options, collate
 from ..hub import DAMSMEncoders, save_damsm
 from ..losses.damsm import HardNegatives, damsm_losses
-from ..models.image_encoder import build_image_encoder, load_inception_imagenet_weights
+from ..models.image_encoder import InceptionImageEncoder, build_image_encoder, load_inception_imagenet_weights
 from ..models.text_encoder import TextEncoder
 from ..precision import autocast, full_precision, resolve_precision
+from ..version import __version__
 from . import checkpoint as ckpt
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .loop import BatchStream, Trainer, require_finite, set_threads
@@ -28,9 +28,10 @@ from .optim import adam
 from .options import DAMSMTrainConfig
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=torch.nn.Module)
 
 
-def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: dict[str, Any], cfg: DAMSMTrainConfig,
+def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: Batch, cfg: DAMSMTrainConfig,
                       device: torch.device) -> dict[str, torch.Tensor]:
     """The four DAMSM losses on one (global) batch; features are gathered over processes. With
     counterfactual captions in the batch (``data.counterfactuals``) they are each image's hard
@@ -80,19 +81,21 @@ class DAMSMTrainer(Trainer):
         self.text_encoder = TextEncoder(cfg.text_encoder)
         self.text_encoder.reset_parameters_original()
         self.image_encoder = build_image_encoder(cfg.image_encoder)
-        if hasattr(self.image_encoder, "reset_parameters_original"):
-            self.image_encoder.reset_parameters_original()
+        reset = getattr(self.image_encoder, "reset_parameters_original", None)
+        if reset is not None:
+            reset()
         if cfg.imagenet_weights:
             from ..untrusted import load_state_dict_file
 
-            load_inception_imagenet_weights(self.image_encoder,  # type: ignore[arg-type]
-                                            load_state_dict_file(cfg.imagenet_weights))
+            if not isinstance(self.image_encoder, InceptionImageEncoder):
+                raise ConfigError("ImageNet Inception weights need image_encoder.kind inception", "imagenet_weights")
+            load_inception_imagenet_weights(self.image_encoder, load_state_dict_file(cfg.imagenet_weights))
         if dist.enabled:  # the losses cover the global batch; so do the image encoder's batch statistics
             use_global_batchnorm(self.image_encoder)
         self.text_encoder.to(device).train()
         self.image_encoder.to(device).train()
         if run.speed.channels_last:
-            self.image_encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.image_encoder.to(memory_format=torch.channels_last)
         if run.speed.keep_heap:
             keep_freed_memory()
         params = [p for m in (self.text_encoder, self.image_encoder) for p in m.parameters() if p.requires_grad]
@@ -131,7 +134,7 @@ class DAMSMTrainer(Trainer):
         return {"damsm": to_dict(self.cfg), "version": __version__}
 
     # ----------------------------------------------------------------- one step
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, float]:
         cfg, device = self.cfg, self.dist.device
         _, index = self.stream.position(self.step)
         if index == 0 and self.step > 0:  # the original decays the learning rate once per epoch
@@ -140,9 +143,12 @@ class DAMSMTrainer(Trainer):
         with autocast(cfg.run.precision, device):
             losses = damsm_step_losses(self.te, self.ie, batch, cfg, device)
         require_finite(self.step, losses)
-        total = sum(losses.values())
+        terms = list(losses.values())
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[union-attr]
+        total.backward()
         torch.nn.utils.clip_grad_norm_(self.text_encoder.parameters(), cfg.rnn_grad_clip)
         self.optimizer.step()
         self.step += 1
@@ -172,9 +178,9 @@ def train_damsm(cfg: DAMSMTrainConfig, resume: bool = False) -> Path:
         shutdown()
 
 
-def _plain_copy(module: torch.nn.Module) -> torch.nn.Module:
+def _plain_copy(module: M) -> M:
     """A CPU, eval-mode, contiguous (not channels-last) copy for export."""
     import copy
 
     out = copy.deepcopy(module).cpu().eval()
-    return out.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return out.to(memory_format=torch.contiguous_format)

@@ -133,14 +133,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj: object) -> object:
-    if world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _collective_device() -> torch.device:
     """Where this process's collectives run: its CUDA device under NCCL, the CPU under gloo."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -175,8 +167,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         var = stats[c:2 * c] / n - mean * mean
         with torch.no_grad():
             if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
-                self.num_batches_tracked += 1  # type: ignore[operator]
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                tracked = self.num_batches_tracked
+                assert tracked is not None  # track_running_stats
+                tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_((var * n / (n - 1)).detach(), momentum)
         shape = [1, c] + [1] * (x.dim() - 2)

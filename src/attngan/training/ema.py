@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
+M = TypeVar("M", bound=nn.Module)
+B = TypeVar("B")
 
-class EMA(nn.Module):
+
+class EMA(nn.Module, Generic[M]):
     """Holds ``shadow``, an EMA copy of a model (matched by parameter name, so the model may use
     other but equivalent layers); buffers (BatchNorm statistics) are copied.
 
@@ -18,11 +22,13 @@ class EMA(nn.Module):
     poor weights are forgotten quickly.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: int = 100) -> None:
+    num_updates: torch.Tensor
+
+    def __init__(self, model: M, decay: float = 0.999, warmup: int = 100) -> None:
         super().__init__()
         self.decay = decay
         self.warmup = warmup
-        self.shadow = copy.deepcopy(model).eval()
+        self.shadow: M = copy.deepcopy(model).eval()
         for p in self.shadow.parameters():
             p.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
@@ -48,7 +54,7 @@ class EMA(nn.Module):
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, forward: Callable[[object], object], batches: Iterable[object]) -> int:
+def recalibrate_batchnorm(model: nn.Module, forward: Callable[[B], object], batches: Iterable[B]) -> int:
     """Re-estimate ``model``'s BatchNorm running statistics for its own weights: reset them, run
     ``forward(batch)`` for every batch in training mode with a cumulative average (every batch
     counts equally), and leave the model in eval mode. Returns the number of batches.

@@ -19,7 +19,8 @@ from .options import DAMSMTrainConfig, GANTrainConfig
 
 log = logging.getLogger(__name__)
 
-_KINDS = ((DAMSMTrainer, DAMSMTrainConfig, "damsm"), (GANTrainer, GANTrainConfig, "gan"))
+_KINDS: tuple[tuple[type[DAMSMTrainer] | type[GANTrainer], type[DAMSMTrainConfig] | type[GANTrainConfig], str], ...] = (
+    (DAMSMTrainer, DAMSMTrainConfig, "damsm"), (GANTrainer, GANTrainConfig, "gan"))
 
 
 def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], step: int | None = None) -> Path:
@@ -48,7 +49,8 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], ste
     if chosen not in paths:
         raise FileNotFoundError(f"{folder} has no checkpoint of step {chosen} (it has {', '.join(map(str, sorted(paths)))})")
     cfg = _with_run_dir(cfg, run_dir)
-    trainer = trainer_type(cfg, DistInfo())  # type: ignore[arg-type]
+    trainer: DAMSMTrainer | GANTrainer = (GANTrainer(cfg, DistInfo()) if isinstance(cfg, GANTrainConfig)
+                                          else DAMSMTrainer(cfg, DistInfo()))
     trainer.load_state_dict(ckpt.load_checkpoint(paths[chosen]))
     log.info("exporting %s at step %d to %s", run_dir, chosen, out)
     return trainer.export(Path(out))

@@ -55,7 +55,7 @@ class SubpixelUpConv(nn.Conv2d):
             new.bias = conv.bias
         return new
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         o = self.out_channels
         kernels = subpixel_kernels(self.weight).reshape(4 * o, c, 2, 2)  # [4O, C, 2, 2]
@@ -101,6 +101,7 @@ def fold_frozen_batchnorms(module: nn.Module) -> nn.Module:
             weight, bias = fold_batchnorm(conv.weight, conv.bias, bn)
             folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                                conv.dilation, conv.groups, bias=True)
+            assert folded.bias is not None  # bias=True
             folded.weight.data.copy_(weight)
             folded.bias.data.copy_(bias)
             setattr(parent, conv_name, folded)
@@ -175,9 +176,15 @@ def _mix_in(module: nn.Module, mixin: type[nn.Module]) -> None:
         module.__class__ = _mixed_class(mixin, type(module))
 
 
-@functools.cache
+_MIXED: dict[tuple[type[nn.Module], type[nn.Module]], type[nn.Module]] = {}
+
+
 def _mixed_class(mixin: type[nn.Module], base: type[nn.Module]) -> type[nn.Module]:
-    return type(f"{mixin.__name__.lstrip('_')}{base.__name__}", (mixin, base), {})
+    """One class per (mixin, base) pair, made on first use."""
+    key = (mixin, base)
+    if key not in _MIXED:
+        _MIXED[key] = type(f"{mixin.__name__.lstrip('_')}{base.__name__}", (mixin, base), {})
+    return _MIXED[key]
 
 
 class _WholeMapConv(nn.Conv2d):

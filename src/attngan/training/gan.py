@@ -19,16 +19,15 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
-from .. import __version__
 from ..config import ModelConfig, to_dict
-from ..data import build_from_options, collate, example_captions
+from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives
@@ -37,6 +36,7 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
+from ..version import __version__
 from . import checkpoint as ckpt
 from .compiled import compile_function, compile_module, compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
@@ -58,6 +58,7 @@ from .optim import adam
 from .options import GANTrainConfig
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=nn.Module)
 
 MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
 
@@ -118,7 +119,7 @@ class GANTrainer(Trainer):
         self.generator.to(device).train()
         self.discriminators.to(device).train()
         if speed.channels_last:
-            self.discriminators.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.discriminators.to(memory_format=torch.channels_last)
         if speed.matmul_logits:
             use_matmul_logits(self.discriminators)
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
@@ -137,8 +138,8 @@ class GANTrainer(Trainer):
                 update_in_backward(opt)
         self.noise = torch.Generator().manual_seed(run.seed + 1)
         self.g: Any = DistributedDataParallel(self.generator) if dist.enabled else self.generator
-        steps = [DiscriminatorStep(d) for d in self.discriminators]
-        self.fake_logits = [FakeLogits(d) for d in self.discriminators]
+        steps = [DiscriminatorStep(cast(Discriminator, d)) for d in self.discriminators]
+        self.fake_logits = [FakeLogits(cast(Discriminator, d)) for d in self.discriminators]
         self.losses = LossTerms()
         self.compiled = speed.compile and compiler_works()
         if self.compiled:
@@ -209,7 +210,7 @@ class GANTrainer(Trainer):
         return ModelBundle(config, self.vocab, self.text_encoder, self.exported_generator(), self.reference_image_encoder,
                            meta)
 
-    def exported_generator(self) -> nn.Module:
+    def exported_generator(self) -> Generator:
         """The EMA generator as exported: with ``ema_batchnorm_batches`` > 0, a copy whose BatchNorm
         statistics are re-estimated for its averaged weights on that many training batches (fixed
         items and noise; the training's random state is untouched); else the EMA module itself."""
@@ -227,7 +228,7 @@ class GANTrainer(Trainer):
         noise = torch.Generator().manual_seed(self.cfg.run.seed + 2)
         count = min(batches, len(self.data) // b)
 
-        def forward(items: list[int]) -> None:
+        def forward(items: Sequence[int]) -> None:
             batch = collate([self.data[i] for i in items])
             words, sentence, _ = encode_captions(self.text_encoder, batch, self.max_words, dev, False)
             n, gen_cfg = len(items), self.cfg.generator
@@ -245,13 +246,13 @@ class GANTrainer(Trainer):
         """The EMA generator with the encoders and vocabulary, as an inference folder."""
         bundle = self.inference_bundle()
         plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder),
-                            _cpu_copy(bundle.generator), _cpu_copy(bundle.image_encoder), bundle.metadata)
+                            _cpu_copy(bundle.generator), None if bundle.image_encoder is None else _cpu_copy(bundle.image_encoder), bundle.metadata)
         saved = save_pretrained(plain, path or self.out / self.export_name)
         log.info("exported the EMA generator to %s", saved)
         return saved
 
     # ----------------------------------------------------------------- one step
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, float]:
         cfg, dist, speed = self.cfg, self.dist, self.cfg.run.speed
         dev = dist.device
         tokens = pad_to(batch["tokens"], self.max_words, 1).to(dev)
@@ -373,7 +374,7 @@ class GANTrainer(Trainer):
                                      pairs.hard_rows)
         _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss)
         if penalise:
-            loss = loss + matching_aware_penalty(logits["cond_real"], [real, sentence], cfg.gradient_penalty)
+            loss = loss + matching_aware_penalty(logits.cond_real, [real, sentence], cfg.gradient_penalty)
         return loss
 
     def step_logs(self) -> dict[str, float]:
@@ -470,5 +471,5 @@ def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
     log.warning("%s; they are dropped from the captions", message)
 
 
-def _cpu_copy(module: nn.Module) -> nn.Module:
+def _cpu_copy(module: M) -> M:
     return copy.deepcopy(module).cpu().eval()

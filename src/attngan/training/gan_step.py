@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..losses.damsm import damsm_losses
-from ..losses.gan import discriminators_loss, generator_loss
+from ..losses.gan import DiscriminatorLogits, discriminators_loss, generator_loss
 from ..models.discriminator import Discriminator
 
 
@@ -23,7 +23,7 @@ class DiscriminatorStep(nn.Module):
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
                 wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
-                hard_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+                hard_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
         """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
         sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
         rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
@@ -31,11 +31,10 @@ class DiscriminatorStep(nn.Module):
         cond_real, uncond_real = self.d.logits(real_f, sentence)
         cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
         cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
-        out = {"cond_real": cond_real, "cond_fake": cond_fake, "cond_wrong": cond_wrong,
-               "uncond_real": uncond_real, "uncond_fake": uncond_fake}
+        cond_hard = None
         if hard_sentence is not None and hard_rows is not None:
-            out["cond_hard"] = self.d.conditional_head(real_f[hard_rows], hard_sentence)
-        return out
+            cond_hard = self.d.conditional_head(real_f[hard_rows], hard_sentence)
+        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard)
 
 
 class Mismatched(NamedTuple):

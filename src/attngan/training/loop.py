@@ -11,14 +11,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from ..data.types import Batch, TextImageData
 from ..files import OutputError, write_atomic, writing
 from . import checkpoint as ckpt
 from .distributed import DistInfo, agree, agree_max, gather_objects, mean_of_logs
@@ -41,7 +42,8 @@ class BatchStream:
     ``r`` of ``W`` takes its ``r``-th contiguous slice.
     """
 
-    def __init__(self, dataset: Dataset, collate: Any, global_batch: int, seed: int, dist: DistInfo,
+    def __init__(self, dataset: TextImageData, collate: Callable[[list[dict[str, Any]]], Batch], global_batch: int,
+                 seed: int, dist: DistInfo,
                  num_workers: int = 0) -> None:
         if global_batch % dist.world_size:
             raise ValueError(f"run.batch_size {global_batch} is not divisible by {dist.world_size} processes")
@@ -52,27 +54,28 @@ class BatchStream:
         self.seed = seed
         self.dist = dist
         self.num_workers = num_workers
-        self.batches_per_epoch = len(dataset) // global_batch  # type: ignore[arg-type]
+        self.batches_per_epoch = len(dataset) // global_batch
         if self.batches_per_epoch == 0:
-            raise ValueError(f"the data set has {len(dataset)} items, fewer than one batch of {global_batch}")  # type: ignore[arg-type]
+            raise ValueError(f"the data set has {len(dataset)} items, fewer than one batch of {global_batch}")
 
     def position(self, step: int) -> tuple[int, int]:
         return divmod(step, self.batches_per_epoch)
 
-    def iterate(self, start_step: int) -> Iterator[dict[str, Any]]:
+    def iterate(self, start_step: int) -> Iterator[Batch]:
         epoch, index = self.position(start_step)
         while True:
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(epoch)
             r, b = self.dist.rank, self.local_batch
-            batches = [idx[r * b:(r + 1) * b] for idx in epoch_batches(len(self.dataset), self.global_batch,  # type: ignore[arg-type]
+            batches = [idx[r * b:(r + 1) * b] for idx in epoch_batches(len(self.dataset), self.global_batch,
                                                                        self.seed, epoch)[index:]]
             # its own generator: a loader draws its workers' base seed, which must not advance the
             # global random state (a resumed run would then draw differently from an uninterrupted one)
-            loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate,
-                                num_workers=self.num_workers, persistent_workers=False,
-                                pin_memory=self.dist.device.type == "cuda",
-                                generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            loader: DataLoader[Batch] = DataLoader(
+                self.dataset,  # type: ignore[arg-type]  # torch's stub wants a Dataset; map-style needs only [i], len
+                batch_sampler=batches, collate_fn=self.collate,
+                num_workers=self.num_workers, persistent_workers=False, pin_memory=self.dist.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
             yield from loader
             epoch, index = epoch + 1, 0
 
@@ -130,8 +133,8 @@ class MetricsSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard not installed
-            SummaryWriter = None  # noqa: N806
-        if SummaryWriter is not None:
+            pass
+        else:
             try:
                 self.writer = SummaryWriter(str(self.tensorboard))
             except Exception as exc:  # noqa: BLE001 - a mirror never stops a run
@@ -277,7 +280,7 @@ class Trainer:
     stream: BatchStream
     step: int
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, float]:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -24,28 +24,21 @@ from ..config import (
     from_dict,
 )
 from ..data.spec import DataSpec
-
-DataOptions = DataSpec  # the ``data`` section: kind, root, split, captions_per_image, num_workers, ...
+from ..metrics.engine import EvalSettings
 
 
 @dataclass(frozen=True)
-class EvalOptions:
+class EvalOptions(EvalSettings):
     """The ``eval`` section: what the periodic evaluation of a GAN run (every ``run.eval_every``
-    steps, main process, through :func:`attngan.metrics.run_evaluation`) computes. Its records
-    are appended to ``<run>/evaluations.jsonl``; a failure is logged, never fatal."""
+    steps, main process, through :func:`attngan.metrics.run_evaluation`) computes: the
+    :class:`~attngan.metrics.EvalSettings` of ``attngan evaluate`` on the run's data, read
+    from ``split`` with ``data_extra``. Its records are appended to ``<run>/evaluations.jsonl``;
+    a failure is logged, never fatal."""
 
-    metrics: tuple[str, ...] = ()  # empty: every metric the model, data and given files allow
-    num_samples: int = 1000
+    num_samples: int | None = 1000
     split: str = "test"
-    batch_size: int = 50
-    seed: int = 0
     data_extra: dict[str, Any] = field(default_factory=dict)  # replaces data.extra (e.g. a shapes split's size)
     classifier: str | None = None  # attribute-classifier folder (None: the cached one, if any)
-    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth (fid, is)
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,7 @@ class SpeedOptions:
     checkpoint_encoder: bool = False  # recompute the frozen image encoder in the backward pass (memory)
     keep_heap: bool = True  # the C allocator keeps freed memory for the next step (training/memory.py)
     # torch.compile (inductor) of the generator, the discriminators, the image encoder and the loss terms;
-    # fixed shapes, kernels cached under the cache home; eager with one warning where no compiler works
+    # fixed shapes, kernels cached (inductor/ in the cache, cache.py); eager with one warning where no compiler works
     compile: bool = False
     matmul_logits: bool = True  # the discriminators' 4x4 logit convolutions as matrix products
     encoder_first: bool = True  # the DAMSM terms' backward through the image encoder first, freeing its activations
@@ -118,7 +111,7 @@ class DAMSMTrainConfig:
 
     text_encoder: TextEncoderConfig
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
     loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
     optim: OptimOptions = field(default_factory=lambda: OptimOptions(lr=0.002))
@@ -143,7 +136,7 @@ class GANTrainConfig:
     generator: GeneratorConfig
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # image_size set per stage
     damsm: str = ""  # folder written by train-damsm (encoders + vocab)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
     loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
     optim_g: OptimOptions = field(default_factory=OptimOptions)
@@ -172,7 +165,8 @@ class GANTrainConfig:
             raise ConfigError("gradient_penalty must be >= 0")
 
 
-CONFIG_TYPES: dict[str, type] = {"damsm": DAMSMTrainConfig, "gan": GANTrainConfig}
+CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
+                                                                          "gan": GANTrainConfig}
 
 
 def preset_path(name: str) -> Path:
@@ -219,7 +213,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> Any:
+@overload
+def resolve_config(kind: Literal["gan"], preset: str, overrides: list[str] | None = None) -> GANTrainConfig: ...
+@overload
+def resolve_config(kind: Literal["damsm"], preset: str, overrides: list[str] | None = None) -> DAMSMTrainConfig: ...
+@overload
+def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> GANTrainConfig | DAMSMTrainConfig: ...
+def resolve_config(kind: str, preset: str, overrides: list[str] | None = None) -> GANTrainConfig | DAMSMTrainConfig:
     """Build a ``DAMSMTrainConfig`` (kind ``damsm``) or ``GANTrainConfig`` (``gan``)."""
     data = load_preset(preset)
     if kind not in data:

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ..classifier import confusion_counts, predict_attributes, summarise_attribute_hits
-from ..engine import Capabilities, EvalContext, Metric, SampleBatch, register_metric
+from ..engine import Capabilities, EvalContext, Metric, SampleBatch, needed_classifier, register_metric
+from ..records import MetricRecord
 from ..scenes import (
     SceneHits,
     require_scene_classifier,
@@ -40,28 +41,28 @@ class SceneAccuracy(Metric):
         return caps.scenes
 
     def setup(self, ctx: EvalContext) -> None:
-        require_scene_classifier(ctx.classifier, "--classifier")
+        require_scene_classifier(needed_classifier(ctx), "classifier")
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, SceneHits]:
-        out = {"hits": scene_hits(ctx.classifier, batch["images"], batch["scenes"], batch["names_background"])}
+        out = {"hits": scene_hits(needed_classifier(ctx), batch["images"], batch["scenes"], batch["names_background"])}
         if batch["real_first"].shape[0]:
-            out["real_hits"] = scene_hits(ctx.classifier, batch["real_first"], batch.first("scenes"),
+            out["real_hits"] = scene_hits(needed_classifier(ctx), batch["real_first"], batch.first("scenes"),
                                           batch.first("names_background"))
         return out
 
     def summarise(self, parts: dict[str, list[Any]], ctx: EvalContext) -> dict[str, Any]:
         hits, real = SceneHits.cat(parts["hits"]), SceneHits.cat(parts["real_hits"])
         confusion = {f"{name} (every object)": table for name, table in scene_confusions(hits).items()}
-        return {**scene_accuracy_result(ctx.classifier, hits, real), **_classifier_extra(ctx),
+        return {**scene_accuracy_result(needed_classifier(ctx), hits, real), **_classifier_extra(ctx),
                 "details": {"scene_hits": hits, "real_scene_hits": real, "confusion": confusion}}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         real = values.get("real_accuracy_all")
         return [("all attributes, every caption (table below)", f"{values['accuracy_all']:.4f}",
                  f"{real:.4f} (real ceiling)" if real is not None else "")]
 
-    def notes(self, record: dict[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         split = record["dataset"]["split"]
         return [f"per-object accuracy on the {split} split (gen: generated images; real: the captions' real images, "
                 "the ceiling; background scored where the caption names it)", *scene_table(record["values"])]
@@ -77,16 +78,16 @@ class AttributeAccuracy(Metric):
         return not caps.scenes
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, torch.Tensor]:
-        k = len(ctx.classifier.config.attribute_names)
+        k = len(needed_classifier(ctx).config.attribute_names)
         wanted = batch["attributes"][:, :k]
-        out = {"wanted": wanted, "read": predict_attributes(ctx.classifier, batch["images"])}
+        out = {"wanted": wanted, "read": predict_attributes(needed_classifier(ctx), batch["images"])}
         if batch["real_first"].shape[0]:
             out["real_wanted"] = wanted[batch["first_pass"]]
-            out["real_read"] = predict_attributes(ctx.classifier, batch["real_first"])
+            out["real_read"] = predict_attributes(needed_classifier(ctx), batch["real_first"])
         return out
 
     def summarise(self, parts: dict[str, list[Any]], ctx: EvalContext) -> dict[str, Any]:
-        classifier = ctx.classifier
+        classifier = needed_classifier(ctx)
         names = classifier.config.attribute_names
         wanted, read = torch.cat(parts["wanted"]), torch.cat(parts["read"])
         values = summarise_attribute_hits(read == wanted, names)
@@ -104,7 +105,7 @@ class AttributeAccuracy(Metric):
                 "feature_extractor": f"attribute classifier {list(names)}", "num_samples": int(wanted.shape[0]),
                 **_classifier_extra(ctx), "details": {"confusion": confusion}}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         rows = []
         for key in [k for k in values if k.startswith("accuracy_")]:

@@ -17,9 +17,19 @@ from typing import Any
 
 import torch
 
-from ..engine import Capabilities, EvalContext, Metric, SampleBatch, format_value, register_metric
+from ..engine import (
+    Capabilities,
+    EvalContext,
+    Metric,
+    SampleBatch,
+    format_value,
+    needed_classifier,
+    needed_image_encoder,
+    register_metric,
+)
 from ..fid import FeatureStats, stats_distance
 from ..in_domain import ClassifierFeatures, DAMSMImageFeatures
+from ..records import MetricRecord
 
 
 def _stats(chunks: list[torch.Tensor], meta: dict[str, Any]) -> FeatureStats:
@@ -53,7 +63,7 @@ class _InceptionFrechet(Metric):
                 "feature_extractor": self.net.identity, "num_samples": gen.num_samples,
                 "num_reference": real.num_samples, "method": ctx.cfg.fid_method}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         return [(self.title, format_value(record["values"][self.name]),
                  f"against {record['extra']['num_reference']} real {record['dataset']['split']} images")]
 
@@ -107,7 +117,7 @@ class _InDomain(Metric):
                 "feature_extractor": self.features.identity, "num_samples": gen.num_samples,
                 "num_reference": real.num_samples, "num_floor": num_floor, "floor_split": ctx.floor_description}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         floor = values.get(f"{self.name}_real_floor")
         return [(f"in-domain FD ({self.title})", format_value(values[self.name]),
@@ -123,7 +133,7 @@ class FDDamsm(_InDomain):
     order = 30
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.bundle.image_encoder))
+        return ctx.resource("damsm", lambda: DAMSMImageFeatures(needed_image_encoder(ctx)))
 
 
 @register_metric
@@ -134,4 +144,4 @@ class FDClassifier(_InDomain):
     order = 40
 
     def extractor(self, ctx: EvalContext) -> Any:
-        return ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.classifier))
+        return ctx.resource("classifier_features", lambda: ClassifierFeatures(needed_classifier(ctx)))

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import EvalContext, Metric, SampleBatch, register_metric
+from ..engine import EvalContext, Metric, SampleBatch, needed_image_encoder, register_metric
 from ..in_domain import DAMSMImageFeatures, module_fingerprint
 from ..protocol import DISTRACTOR_STREAM, FOLD_STREAM, shuffled_folds, stream_seed
 from ..r_precision import CaptionPool, eval_mode, r_precision_from_features
+from ..records import MetricRecord
 
 
 @torch.inference_mode()
@@ -49,7 +50,7 @@ class RPrecision(Metric):
     order = 10
 
     def setup(self, ctx: EvalContext) -> None:
-        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(ctx.bundle.image_encoder))
+        self.damsm = ctx.resource("damsm", lambda: DAMSMImageFeatures(needed_image_encoder(ctx)))
         self.pool = ctx.resource("caption_pool", ctx.samples.caption_pool)
 
     def collect(self, batch: SampleBatch, ctx: EvalContext) -> dict[str, torch.Tensor]:
@@ -57,8 +58,9 @@ class RPrecision(Metric):
         with eval_mode(text_encoder):
             hits = retrieval_hits(batch.features(self.damsm), batch["tokens"], batch["lengths"], batch["class_ids"],
                                   batch["indices"], text_encoder, self.pool, cfg.r_distractors, cfg.seed)
-            real = retrieval_hits(batch.features(self.damsm, real=True), *(batch.first(k) for k in (
-                "tokens", "lengths", "class_ids", "indices")), text_encoder, self.pool, cfg.r_distractors, cfg.seed)
+            tokens, lengths, class_ids, indices = (batch.first(k) for k in ("tokens", "lengths", "class_ids", "indices"))
+            real = retrieval_hits(batch.features(self.damsm, real=True), tokens, lengths, class_ids, indices,
+                                  text_encoder, self.pool, cfg.r_distractors, cfg.seed)
         return {"hits": hits, "real_hits": real}
 
     def summarise(self, parts: dict[str, list[Any]], ctx: EvalContext) -> dict[str, Any]:
@@ -81,13 +83,13 @@ class RPrecision(Metric):
             "details": {"r_hits": hits, "real_r_hits": real},
         }
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         return [(f"R-precision ({record['extra']['num_folds']} folds)",
                  f"{values['r_precision']:.4f} ± {values['r_precision_std']:.4f}",
                  f"{values['real_r_precision']:.4f} ± {values['real_r_precision_std']:.4f}")]
 
-    def notes(self, record: dict[str, Any]) -> list[str]:
+    def notes(self, record: MetricRecord) -> list[str]:
         extra = record["extra"]
         return [f"R-precision over {record['num_samples']} images, true caption + {extra['num_distractors']} "
                 f"mismatched captions, mean ± std over {extra['num_folds']} shuffled folds (seed {extra['fold_seed']})",

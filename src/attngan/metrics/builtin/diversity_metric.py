@@ -10,8 +10,9 @@ import torch
 
 from ...text import pad_batch
 from ..diversity import diversity_ratio, shapes_captions_and_real_sets
-from ..engine import EvalContext, Metric, register_metric
+from ..engine import EvalContext, Metric, needed_classifier, register_metric
 from ..in_domain import ClassifierFeatures
+from ..records import MetricRecord
 
 
 @register_metric
@@ -28,7 +29,7 @@ class Diversity(Metric):
         def generate(texts: list[str], seeds: list[int]) -> torch.Tensor:
             return ctx.generate(*pad_batch([e.ids for e in ctx.pipeline.encode_captions(texts)]), seeds)
 
-        features = ctx.resource("classifier_features", lambda: ClassifierFeatures(ctx.classifier))
+        features = ctx.resource("classifier_features", lambda: ClassifierFeatures(needed_classifier(ctx)))
         figures = diversity_ratio(generate, captions, reals, features.features, cfg.diversity_seeds, cfg.seed)
         return {"values": figures, "num_samples": figures["num_captions"] * figures["num_seeds"],
                 "feature_extractor": features.identity,
@@ -36,7 +37,7 @@ class Diversity(Metric):
                          "renderings of its scene (classifier features; diversity_pixels_*: 32x32 pixels)",
                 "split": cfg.split}
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values = record["values"]
         return [(f"diversity, {values['num_seeds']} seeds x {values['num_captions']} captions",
                  f"{values['diversity_generated']:.4f}",

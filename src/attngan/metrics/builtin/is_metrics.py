@@ -12,18 +12,21 @@ generated images (seed ``[seed, 3]``), mean and std over the splits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from ..engine import Capabilities, EvalContext, Metric, SampleBatch, register_metric
 from ..inception_score import inception_score_from_logits
 from ..protocol import IS_SPLIT_STREAM, stream_seed
+from ..records import MetricRecord
 
 NOT_THE_PAPERS = "ImageNet Inception, not the papers'"
 
 
 class _InceptionScore(Metric):
+    title: ClassVar[str] = ""  # the table's row label
+
     def kind_for(self, caps: Capabilities) -> str:
         raise NotImplementedError
 
@@ -52,7 +55,7 @@ class _InceptionScore(Metric):
         """Whether this is the network of the papers' tables for the data set (None: no paper reports it)."""
         return None
 
-    def rows(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def rows(self, record: MetricRecord) -> list[tuple[str, str, str]]:
         values, extra = record["values"], record["extra"]
         title = self.title + (f" ({NOT_THE_PAPERS})" if extra.get("papers_network") is False else "")
         return [(title, f"{values[self.name]:.4f} ± {values[self.name + '_std']:.4f}",
