@@ -64,7 +64,10 @@ def _assert_close(logs: dict[str, float], grads: dict[str, torch.Tensor], expect
         assert (grads[name] - g).abs().max() <= GRAD_RTOL * float(g.abs().max()) + 1e-7, name
 
 
-HARD_NEGATIVES = ["data.counterfactuals=2", "damsm_warmup=3"]
+# counterfactual captions in the discriminators' mismatched term and in the generator's DAMSM term, and a
+# DAMSM weight that grows over the first three steps
+HARD_NEGATIVES = ["data.counterfactuals=2", "hard_negatives.discriminator=true", "hard_negatives.damsm=true",
+                  "damsm_warmup=3"]
 
 
 @pytest.mark.slow
@@ -74,8 +77,10 @@ def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path)
     """Losses and every gradient of one step as the eager trainer's; the discriminators' learning
     rate is 0, so that the generator's gradients go through the same discriminators (Adam's first
     step moves each weight by about lr times the sign of its gradient, a sign that rounding can
-    flip for gradients within rounding of zero). Three more steps build nothing new (with
-    counterfactual captions, whose count varies by batch, and a DAMSM weight that grows each step)."""
+    flip for gradients within rounding of zero). The compared step is the run's second, so that
+    within ``damsm_warmup`` the DAMSM weight is neither 0 nor final. Three more steps build nothing
+    new (with counterfactual captions, whose count varies by batch, and a DAMSM weight that grows
+    each step)."""
     if not compiler_works():
         pytest.skip("torch.compile does not work on this machine")
     from torch._dynamo.utils import counters
@@ -85,7 +90,13 @@ def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path)
     for a, b in zip(eager.generator.state_dict().values(), compiled.generator.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the same seeded start
     batch = collate([eager.data[i] for i in range(4)])
+    hard = extra == HARD_NEGATIVES
+    if hard:
+        assert int(batch["negative_lengths"].gt(0).sum()) > 0  # counterfactual captions in the step
+    eager.step = compiled.step = 1  # a step inside the warm-up: the DAMSM term's gradient counts
     expected_logs, expected_grads = _step(eager, batch)
+    if hard:
+        assert 0 < eager.damsm_weight() < eager.cfg.loss.weight and expected_logs["loss_damsm_w"] > 0
     logs, grads = _step(compiled, batch)
     _assert_close(logs, grads, expected_logs, expected_grads)
     for (name, a), b in zip(eager.generator.state_dict().items(), compiled.generator.state_dict().values(),
@@ -128,7 +139,7 @@ def test_a_new_process_takes_the_compiled_kernels_from_the_cache(tmp_path: Path)
     assert found[1]["aot_misses"] == 0, found
 
 
-def test_the_kernel_cache_lives_in_the_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kernel_cache_lives_in_the_cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under ``$ATTNGAN_CACHE`` (or ``~/.cache/attngan``), also once importing ``torch._dynamo`` has set
     ``TORCHINDUCTOR_CACHE_DIR`` to inductor's default; a folder the user gives there wins."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
