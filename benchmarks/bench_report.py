@@ -197,6 +197,7 @@ def markdown(res: dict[str, Any], out: Path) -> str:
                       "default with one speed option changed.", "",
                       table(["case", "variant", "precision", "batch", "s/step (median)", "best s", "GFLOP/step",
                              "peak GiB", "error"], rows)]
+    parts += interleaved_parts(res) + compile_parts(res) + profile_parts(res)
     if res.get("loader"):
         rows = [[x["data"], str(x["workers"]), f"{x['images_per_s']:.1f}", str(x["dataset_items"])]
                 for x in res["loader"]]
@@ -213,6 +214,86 @@ def markdown(res: dict[str, Any], out: Path) -> str:
         if key in res:
             parts += ["", f"- {key}: `{res[key]}`"]
     return "\n".join(parts) + "\n"
+
+
+def interleaved_parts(res: dict[str, Any]) -> list[str]:
+    """The steps of several variants timed in turn in one process (ratios that hold under load)."""
+    rows = []
+    for run in res.get("interleaved", []):
+        if "variants" not in run:
+            rows.append([run.get("case", "?"), "–", "–", "–", "–", "–", "–", str(run.get("error", ""))])
+            continue
+        for v in run["variants"]:
+            rows.append([run["case"], v["variant"], v["precision"], _fmt(v["s_min"]), _fmt(v["s_median"]),
+                         f"{v['speedup_min']:.2f}x / {v['speedup_median']:.2f}x", _fmt(v["first_step_s"]), ""])
+    if not rows:
+        return []
+    return ["", "## Training steps side by side (one process, variants in turn)", "",
+            "Each case's variants were built in one process and stepped in turn, round after round, so that load "
+            "from elsewhere hits them alike: the ratios hold where absolute times may not. Against the first "
+            "variant of the case (best / median). The first step (compilation included) is timed apart. "
+            "Process-wide settings (`keep_heap`) reach every variant of the process once one asks for them, so "
+            "`reference` here runs with them: its ratios understate the default's gain (see the table above).", "",
+            table(["case", "variant", "precision", "best s", "median s", "speed-up", "first step s", "error"], rows)]
+
+
+def compile_parts(res: dict[str, Any]) -> list[str]:
+    """What ``run.speed.compile`` costs before the first step: an empty kernel cache, then a new process."""
+    rows = []
+    for r in res.get("compile", []):
+        cache = r.get("kernel_cache", {})
+        rows.append([r.get("case", "?"), r.get("cache", "?"), _fmt(r.get("first_step_s")), _fmt(r.get("s_min")),
+                     f"{cache.get('fx_hits', '–')} / {cache.get('fx_misses', '–')}", str(r.get("error", ""))])
+    if not rows:
+        return []
+    return ["", "## Compilation (`run.speed.compile`)", "",
+            "The first step of a compiled preset builds its kernels (inductor, C++) or loads them from the kernel "
+            "cache; a first run starts with an empty cache, a resumed or repeated run with the first run's.", "",
+            table(["case", "kernel cache", "first step s", "later steps, best s", "graphs from cache / built", "error"],
+                  rows)]
+
+
+def profile_parts(res: dict[str, Any], rows: int = 15) -> list[str]:
+    """Per case, the operators that take the most self time before (the faithful trainer) and after."""
+    parts: list[str] = []
+    for case, runs in res.get("profile", {}).items():
+        before = runs.get("before", {})
+        for key in ("after", "toggled"):
+            if key not in runs:
+                continue
+            now = runs[key]
+            if "ops" not in before or "ops" not in now:
+                parts += ["", f"- profile {case} {key}: `{before.get('error') or now.get('error')}`"]
+                continue
+            parts += ["", f"### {case}: `{before['variant']}` ({before['precision']}) -> `{now['variant']}` "
+                      f"({now['precision']}), batch {now['batch']}", "",
+                      f"Step {before['s_per_step']:.3g} s -> {now['s_per_step']:.3g} s unprofiled (separate "
+                      f"processes); first step {now['first_step_s']:.3g} s (compilation included).", "",
+                      table(["operator (self CPU time)", "before ms/step", "share", "after ms/step", "share"],
+                            profile_rows(before, now, rows))]
+    if parts:
+        parts = ["", "## Where a preset GAN step spends its time (torch.profiler, self CPU time per step)", "",
+                 "`compiled kernels (inductor)`: the fused kernels of `run.speed.compile`, which are not operators "
+                 "(their self time is that of the compiled graphs' calls)."] + parts
+    return parts
+
+
+def profile_rows(before: dict[str, Any], after: dict[str, Any], rows: int = 15) -> list[list[str]]:
+    """The operators that take the most self time in either profile: ms per step and share of the
+    profiled time, before and after; the others summed; the totals."""
+    b = {op["name"]: op["self_ms"] for op in before["ops"]}
+    a = {op["name"]: op["self_ms"] for op in after["ops"]}
+    tb, ta = before["total_self_ms"], after["total_self_ms"]
+    names = sorted((set(b) | set(a)) - {"other operators"}, key=lambda n: -max(b.get(n, 0.0), a.get(n, 0.0)))[:rows]
+    out = [[f"`{n}`", *_share(b.get(n), tb), *_share(a.get(n), ta)] for n in names]
+    out.append(["all other operators", *_share(tb - sum(b.get(n, 0.0) for n in names), tb),
+                *_share(ta - sum(a.get(n, 0.0) for n in names), ta)])
+    out.append(["**profiled total**", f"{tb:.1f}", "100%", f"{ta:.1f}", "100%"])
+    return out
+
+
+def _share(ms: float | None, total: float) -> list[str]:
+    return ["–", "–"] if ms is None else [f"{ms:.1f}", f"{ms / total:.0%}" if total else "–"]
 
 
 def plot(res: dict[str, Any], out: Path) -> list[Path]:

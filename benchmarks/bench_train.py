@@ -22,6 +22,7 @@ from attngan.data import DataSpec, build_from_options, collate
 from attngan.hub import DAMSMEncoders, save_damsm
 from attngan.models.image_encoder import build_image_encoder
 from attngan.models.text_encoder import TextEncoder
+from attngan.training.compiled import cache_counters
 from attngan.training.damsm import DAMSMTrainer
 from attngan.training.distributed import DistInfo
 from attngan.training.gan import GANTrainer
@@ -41,19 +42,31 @@ CASES = ("birds", "shapes", "anime_faces")
 BEFORE_PRECISION = {"birds": "fp32", "shapes": "fp32", "anime_faces": "auto"}
 
 
-def speed_variant(name: str) -> SpeedOptions | None:
-    """``reference``; ``default`` (None: the case's own options, a preset's as it ships them, else
-    :class:`SpeedOptions`'s defaults); ``no-<option>`` / ``with-<option>``: the defaults with one
-    option changed."""
+def own_speed(case: str) -> SpeedOptions:
+    """The speed options a case ships with: its preset's (``birds``: the birds preset's)."""
+    return resolve_config("gan", case).run.speed
+
+
+def speed_variant(name: str, own: SpeedOptions) -> SpeedOptions:
+    """The speed options of variant ``name`` for a case whose own options are ``own`` (its preset's
+    as it ships them, :func:`own_speed`): ``reference`` (every
+    option off, the original's computation), ``default`` (``own``), ``no-<option>`` /
+    ``with-<option>`` (``own`` with one option changed), several joined by ``+``
+    (``with-compile+no-subpixel``)."""
     if name == "reference":
         return SpeedOptions.reference()
     if name == "default":
-        return None
-    if name.startswith("no-"):
-        return dataclasses.replace(SpeedOptions(), **{name[3:].replace("-", "_"): False})
-    if name.startswith("with-"):
-        return dataclasses.replace(SpeedOptions(), **{name[5:].replace("-", "_"): True})
-    raise ValueError(f"unknown speed variant {name!r}")
+        return own
+    changes: dict[str, bool] = {}
+    for part in name.split("+"):
+        on = part.startswith("with-")
+        if not on and not part.startswith("no-"):
+            raise ValueError(f"unknown speed variant {name!r}")
+        option = part.split("-", 1)[1].replace("-", "_")
+        if option not in {f.name for f in dataclasses.fields(SpeedOptions)}:
+            raise ValueError(f"unknown speed option {option!r} in variant {name!r}")
+        changes[option] = on
+    return dataclasses.replace(own, **changes)
 
 
 def _tags_folder(folder: Path, count: int = 256) -> Path:
@@ -88,7 +101,7 @@ def _random_damsm(folder: Path, damsm: DAMSMTrainConfig, data: Any) -> Path:
                       folder / "damsm")
 
 
-def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions | None, device: str = "cpu",
+def damsm_config(case: str, folder: Path, precision: str, variant: str = "default", device: str = "cpu",
                  tiny: bool = False) -> DAMSMTrainConfig:
     if case == "birds":
         bird = bird_config()
@@ -101,22 +114,24 @@ def damsm_config(case: str, folder: Path, precision: str, speed: SpeedOptions | 
     else:
         cfg = resolve_config("damsm", case, _overrides(case, folder, tiny))
         run = cfg.run
-    run = dataclasses.replace(run, out_dir=str(folder / "damsm-run"), precision=precision, speed=speed or run.speed,
+    run = dataclasses.replace(run, out_dir=str(folder / "damsm-run"), precision=precision,
+                              speed=speed_variant(variant, run.speed),
                               device=device, log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
     return dataclasses.replace(cfg, run=run)
 
 
-def make_trainer(case: str, folder: Path, precision: str, speed: SpeedOptions | None = None, device: str = "cpu",
+def make_trainer(case: str, folder: Path, precision: str, variant: str = "default", device: str = "cpu",
                  tiny: bool = False) -> GANTrainer:
     """A GAN trainer for ``case`` (``birds``: the published configuration at batch 4; a preset name:
-    the preset as shipped) with random DAMSM encoders, writing under ``folder``."""
-    damsm = damsm_config(case, folder, "fp32", SpeedOptions(), device, tiny)
+    the preset as shipped) with the speed ``variant`` (:func:`speed_variant`) and random DAMSM
+    encoders, writing under ``folder``."""
+    damsm = damsm_config(case, folder, "fp32", "default", device, tiny)
     if case == "birds":
         gen = bird_config().generator
         data = build_from_options(damsm.data, gen.image_sizes[-1:], 18)
         cfg = GANTrainConfig(generator=gen, discriminator=DiscriminatorConfig(channels=64),
                              damsm=str(_random_damsm(folder, damsm, data)), data=damsm.data, name="bench-birds")
-        run = dataclasses.replace(cfg.run, batch_size=BIRD_BATCH)
+        run = dataclasses.replace(cfg.run, batch_size=BIRD_BATCH, speed=own_speed("birds"))
     else:
         data = build_from_options(damsm.data, (damsm.image_encoder.image_size,), damsm.text_encoder.max_words)
         cfg = resolve_config("gan", case, _overrides(case, folder, tiny) + [f"damsm={_random_damsm(folder, damsm, data)}"])
@@ -124,7 +139,8 @@ def make_trainer(case: str, folder: Path, precision: str, speed: SpeedOptions | 
     if tiny:
         cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, channels=4, num_stages=2))
         run = dataclasses.replace(run, batch_size=4)
-    run = dataclasses.replace(run, out_dir=str(folder / "run"), precision=precision, speed=speed or run.speed, device=device,
+    run = dataclasses.replace(run, out_dir=str(folder / "run"), precision=precision,
+                              speed=speed_variant(variant, run.speed), device=device,
                               sample_every=0, log_every=10**6, checkpoint_every=10**6, time_limit_minutes=0.0)
     return GANTrainer(dataclasses.replace(cfg, run=run), DistInfo(device=torch.device(device)))
 
@@ -142,9 +158,9 @@ def child_step(kind: str, case: str, variant: str, precision: str, steps: int, t
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "gan":
-            trainer: Any = make_trainer(case, Path(tmp), precision, speed_variant(variant))
+            trainer: Any = make_trainer(case, Path(tmp), precision, variant)
         else:
-            trainer = DAMSMTrainer(damsm_config(case, Path(tmp), precision, speed_variant(variant)), DistInfo())
+            trainer = DAMSMTrainer(damsm_config(case, Path(tmp), precision, variant), DistInfo())
         batch = fixed_batch(trainer)
         t0 = time.perf_counter()
         trainer.train_step(batch)  # warm-up (allocations, oneDNN primitive creation)
@@ -161,7 +177,8 @@ def child_step(kind: str, case: str, variant: str, precision: str, steps: int, t
             flops = float(counter.get_total_flops())
     return {"kind": kind, "case": case, "variant": variant, "precision": trainer.cfg.run.precision,
             "batch": trainer.cfg.run.batch_size, "s_per_step": statistics.median(times), "s_min": min(times),
-            "steps": steps, "first_step_s": first, "flops": flops, "peak_rss_gib": peak_rss_gib()}
+            "steps": steps, "first_step_s": first, "flops": flops, "peak_rss_gib": peak_rss_gib(),
+            "compiled": trainer.cfg.run.speed.compile, "kernel_cache": cache_counters()}
 
 
 def loader_throughput(kind: str, root: str | None, workers: int, batches: int, threads: int) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 training and DAMSM steps, the data loaders, cold start, the server, and the machine's own
 GEMM limits. Writes ``results.json``, ``results.md`` and PNG plots to ``--out``.
 
-    .venv/bin/python benchmarks/run.py            # full run (about 15-25 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py            # full run (about 1-2 hours on 2 cores, compiles included)
     .venv/bin/python benchmarks/run.py --quick    # under 2 minutes: the headline numbers only
+    .venv/bin/python benchmarks/run.py --only profile,interleaved,train,damsm   # the training comparison
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -30,13 +32,17 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import bench_generate as gen  # noqa: E402
+import bench_profile as prof  # noqa: E402
 import bench_report as report  # noqa: E402
 import bench_train as train  # noqa: E402
 
+from attngan.training.options import SpeedOptions  # noqa: E402
+
 CUB = ROOT.parent / "shared" / "data" / "cub_birds_001-005"
 BUNDLED = ROOT / "src" / "attngan" / "assets" / "shapes-64"
-SECTIONS = ("machine", "flops", "generate", "ablation", "parity", "memory", "train", "damsm", "loader", "cold", "server",
-            "evaluate")
+SECTIONS = ("machine", "flops", "generate", "ablation", "parity", "memory", "compile", "profile", "interleaved", "train",
+            "damsm", "loader", "cold", "server", "evaluate")
+PRESETS = ("shapes", "anime_faces")
 
 
 def log(message: str) -> None:
@@ -80,10 +86,12 @@ def gemm_gflops(dtype: torch.dtype, n: int, reps: int) -> float:
 
 
 # --------------------------------------------------------------------------- children
-def child(name: str, *args: Any, timeout: float = 900) -> dict[str, Any]:
-    """Run ``name(*args)`` of a benchmark module in a fresh process; its JSON result."""
+def child(name: str, *args: Any, timeout: float = 900, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``name(*args)`` of a benchmark module in a fresh process (``env``: added to the environment);
+    its JSON result."""
     command = [sys.executable, str(Path(__file__)), "--child", json.dumps([name, list(args)])]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -92,7 +100,7 @@ def child(name: str, *args: Any, timeout: float = 900) -> dict[str, Any]:
 def run_child(spec: str) -> None:
     name, args = json.loads(spec)
     module, func = name.split(".")
-    result = getattr({"gen": gen, "train": train}[module], func)(*args)
+    result = getattr({"gen": gen, "train": train, "prof": prof}[module], func)(*args)
     print(json.dumps(result))
 
 
@@ -128,11 +136,10 @@ def train_section(res: dict[str, Any], quick: bool, threads: int) -> list[dict[s
     plan = [("birds", "reference", "fp32"), ("birds", "default", "fp32")] + ([("birds", "default", "bf16")]
                                                                           if native else [])
     if not quick:
-        plan += [("birds", f"no-{name}", best) for name in ("subpixel", "fold-encoder", "release-gradients", "keep-heap",
-                                                              "fused-adam", "one-backward")]
-        plan += [("birds", "with-channels-last", best), ("birds", "with-checkpoint-encoder", best)]
-        for case in ("shapes", "anime_faces"):
-            plan += [(case, "reference", train.BEFORE_PRECISION[case]), (case, "default", "auto")]
+        plan += [("birds", toggle("birds", f.name), best) for f in dataclasses.fields(SpeedOptions)]
+        for case in PRESETS:
+            plan += [(case, "reference", train.BEFORE_PRECISION[case]), (case, "default", "auto"),
+                     (case, toggle(case, "compile"), "auto")]
     return _step_runs("gan", plan, 2 if quick else 3, 1 if quick else 2, threads)
 
 
@@ -144,6 +151,60 @@ def damsm_section(res: dict[str, Any], quick: bool, threads: int) -> list[dict[s
         for case in ("shapes", "anime_faces"):
             plan += [(case, "reference", train.BEFORE_PRECISION[case]), (case, "default", "auto")]
     return _step_runs("damsm", plan, 3, 1 if quick else 2, threads)
+
+
+def toggle(case: str, option: str) -> str:
+    """The variant of ``case`` that differs from the case's own speed options in ``option`` only."""
+    on = getattr(train.own_speed(case), option)
+    return f"{'no' if on else 'with'}-{option.replace('_', '-')}"
+
+
+def compile_section(threads: int) -> list[dict[str, Any]]:
+    """What ``run.speed.compile`` costs before the first step of each preset: a process with an empty
+    kernel cache (a first run) and a second process with that cache (a resumed or repeated run)."""
+    out = []
+    for case in PRESETS:
+        variant = "default" if train.own_speed(case).compile else "with-compile"
+        with tempfile.TemporaryDirectory() as cache:
+            for state in ("empty cache", "cache of the first process"):
+                result = child("train.child_step", "gan", case, variant, "auto", 2, threads, timeout=7200,
+                               env={"TORCHINDUCTOR_CACHE_DIR": cache})
+                out.append({"cache": state, **result})
+                log(f"compile {case} ({state}): {json.dumps(result)}")
+    return out
+
+
+def profile_section(threads: int) -> dict[str, dict[str, Any]]:
+    """Per-operator profiles of one GAN step of each preset: the faithful trainer in the preset's
+    earlier precision (``before``), the preset as it ships (``after``) and that with
+    ``run.speed.compile`` toggled (``toggled``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for case in PRESETS:
+        out[case] = {"before": child("prof.child_profile", case, "reference", train.BEFORE_PRECISION[case], 3, threads,
+                                     timeout=3600),
+                     "after": child("prof.child_profile", case, "default", "auto", 3, threads, timeout=3600),
+                     "toggled": child("prof.child_profile", case, toggle(case, "compile"), "auto", 3, threads,
+                                      timeout=3600)}
+        for name, result in out[case].items():
+            log(f"profile {case} {name}: " + ("; ".join(f"{op['name']} {op['self_ms']:.1f} ms" for op in
+                                                      result.get("ops", [])[:8]) or json.dumps(result)))
+    return out
+
+
+def interleaved_section(quick: bool, threads: int) -> list[dict[str, Any]]:
+    """Steps of each preset's variants in one process, in turn (ratios robust to a loaded machine):
+    the faithful trainer, the preset as it ships, that with compile toggled; the bird configuration's
+    faithful and default trainers in fp32."""
+    out = []
+    plan = [(case, [["reference", train.BEFORE_PRECISION[case]], ["default", "auto"], [toggle(case, "compile"), "auto"]])
+            for case in PRESETS]
+    if not quick:
+        plan.append(("birds", [["reference", "fp32"], ["default", "fp32"], [toggle("birds", "compile"), "fp32"]]))
+    for case, variants in plan:
+        result = child("prof.child_interleaved", case, variants, 3 if quick else 8, threads, timeout=7200)
+        out.append(result)
+        log(f"interleaved {case}: {json.dumps(result)}")
+    return out
 
 
 # --------------------------------------------------------------------------- cold start and server
@@ -324,6 +385,15 @@ def run_sections(res: dict[str, Any], sections: set[str], quick: bool, args: arg
                 res["memory"] = [child("gen.child_generate_memory", p, b, model_dir)
                                  for p in ("exact", "fast") for b in (1, 8)]
                 log(f"generation peak memory: {json.dumps(res['memory'])}")
+        if "compile" in sections and not quick:
+            with section(res, "compile"):
+                res["compile"] = compile_section(args.threads)
+        if "profile" in sections and not quick:
+            with section(res, "profile"):
+                res["profile"] = profile_section(args.threads)
+        if "interleaved" in sections:
+            with section(res, "interleaved"):
+                res["interleaved"] = interleaved_section(quick, args.threads)
         if "train" in sections:
             with section(res, "train"):
                 res["train"] = train_section(res, quick, args.threads)

@@ -82,11 +82,37 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: fl
         assert torch.allclose(a[k].float(), b[k].float(), atol=atol, rtol=0), k
 
 
-def test_resume_continues_exactly(tmp_path: Path, damsm_dir: Path) -> None:
-    train_gan(gan_config(tmp_path / "full", damsm_dir, 4))
-    train_gan(gan_config(tmp_path / "split", damsm_dir, 2))
-    train_gan(gan_config(tmp_path / "split", damsm_dir, 4), resume=True)
+COMPILED = ["run.speed.compile=true"]
+
+
+@pytest.mark.parametrize("extra", [[], pytest.param(COMPILED, marks=pytest.mark.slow)], ids=["eager", "compiled"])
+def test_resume_continues_exactly(extra: list[str], tmp_path: Path, damsm_dir: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled, the resumed part (compiled too) builds no kernel: in this process it reuses the
+    compiled code of the first part, as a new process takes it from the on-disk cache
+    (``tests/test_compiled_step.py``)."""
+    from attngan.training.compiled import cache_counters, compiler_works
+    from attngan.training.gan import GANTrainer
+
+    if extra and not compiler_works():
+        pytest.skip("torch.compile does not work on this machine")
+    compiled: list[bool] = []
+    build = GANTrainer._compile
+
+    def counted(trainer: GANTrainer, steps: list) -> None:
+        compiled.append(True)
+        build(trainer, steps)
+
+    monkeypatch.setattr(GANTrainer, "_compile", counted)
+    train_gan(gan_config(tmp_path / "full", damsm_dir, 4, extra))
+    train_gan(gan_config(tmp_path / "split", damsm_dir, 2, extra))
+    before = cache_counters()
+    train_gan(gan_config(tmp_path / "split", damsm_dir, 4, extra), resume=True)
     assert_same(final_generator(tmp_path / "full"), final_generator(tmp_path / "split"))
+    after = cache_counters()
+    assert len(compiled) == (3 if extra else 0)  # each of the three parts compiled its step
+    if extra:
+        assert after["fx_misses"] == before["fx_misses"] and after["aot_misses"] == before["aot_misses"], after
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, damsm_dir: Path) -> None:
@@ -100,8 +126,8 @@ def _cli(args: list[str], **kw) -> subprocess.Popen:  # noqa: ANN003
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _train_args(out: Path, damsm: Path, steps: int) -> list[str]:
-    sets = TINY_GAN + [f"run.max_steps={steps}", f"damsm={damsm}", "run.threads=1"]
+def _train_args(out: Path, damsm: Path, steps: int, extra: list[str] | None = None) -> list[str]:
+    sets = TINY_GAN + [f"run.max_steps={steps}", f"damsm={damsm}", "run.threads=1"] + (extra or [])
     return ["train", "--preset", "shapes", "--out", str(out), *[a for s in sets for a in ("--set", s)]]
 
 
@@ -173,11 +199,14 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_match_one(tmp_path: Path, damsm_dir: Path, one_process: Path) -> None:
+@pytest.mark.parametrize("extra", [[], COMPILED], ids=["eager", "compiled"])
+def test_torchrun_two_processes_match_one(extra: list[str], tmp_path: Path, damsm_dir: Path,
+                                          one_process: Path) -> None:
+    """Also with ``run.speed.compile`` on in the two processes (against the eager one-process run)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, TORCHRUN_STEPS)]
-    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+           "-m", "attngan", *_train_args(tmp_path / "two", damsm_dir, TORCHRUN_STEPS, extra)]
+    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800 if extra else 400)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     assert_same_run(one_process, tmp_path / "two", damsm_dir)
 

@@ -12,16 +12,25 @@ import pytest
 import torch
 from torch import nn
 
-from attngan.config import ImageEncoderConfig, TextEncoderConfig
+from attngan.config import DiscriminatorConfig, ImageEncoderConfig, TextEncoderConfig
 from attngan.data import build_from_options, collate
 from attngan.hub import DAMSMEncoders, load_pretrained, save_damsm
 from attngan.losses.damsm import sentence_loss, words_loss
 from attngan.losses.gan import discriminator_loss, generator_adversarial_loss, kl_loss
+from attngan.models.discriminator import Discriminator
 from attngan.models.image_encoder import build_image_encoder
 from attngan.models.layers import up_block
 from attngan.models.text_encoder import TextEncoder
 from attngan.training.distributed import DistInfo
-from attngan.training.fast_layers import SubpixelUpConv, fold_frozen_batchnorms, use_subpixel_up_blocks
+from attngan.training.fast_layers import (
+    SubpixelUpConv,
+    checkpoint_last_stage,
+    fold_frozen_batchnorms,
+    release_gradients_after_step,
+    update_in_backward,
+    use_matmul_logits,
+    use_subpixel_up_blocks,
+)
 from attngan.training.gan import GANTrainer
 from attngan.training.options import SpeedOptions, resolve_config
 
@@ -43,6 +52,80 @@ def test_subpixel_up_conv_matches_forward_and_gradients() -> None:
     gb = torch.autograd.grad(b, [reference[1].weight, reference[2].weight], grad)
     for p, q in zip(ga, gb, strict=True):
         assert (p - q).abs().max() <= 1e-4 * max(1.0, float(q.abs().max()))
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+def test_matmul_logits_are_the_convolution(spectral: bool) -> None:
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(image_size=16, channels=4, text_dim=6, spectral_norm=spectral))
+    reference = Discriminator(d.config)
+    reference.load_state_dict(d.state_dict())
+    assert use_matmul_logits(d) == 2 and d.state_dict().keys() == reference.state_dict().keys()
+    features, sentence = torch.randn(3, 32, 4, 4, requires_grad=True), torch.randn(3, 6)
+    a, b = d.logits(features, sentence), reference.logits(features, sentence)
+    for p, q in zip(a, b, strict=True):
+        assert p.shape == q.shape == (3,) and (p - q).abs().max() <= 1e-5 * max(1.0, float(q.detach().abs().max()))
+    heads = [d.conditional_head, d.unconditional_head], [reference.conditional_head, reference.unconditional_head]
+    ga = torch.autograd.grad(sum(t.sum() for t in a), [features, *(p for h in heads[0] for p in h.parameters())])
+    gb = torch.autograd.grad(sum(t.sum() for t in b), [features, *(p for h in heads[1] for p in h.parameters())])
+    for p, q in zip(ga, gb, strict=True):
+        assert (p - q).abs().max() <= 1e-5 * max(1.0, float(q.abs().max()))
+    conv = d.conditional_head.logits[0]
+    x = torch.randn(2, 32, 6, 6)  # a larger map: the convolution itself
+    with torch.no_grad():
+        assert torch.equal(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, stride=4))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_updates_in_the_backward_pass_are_the_optimisers_steps(fused: bool) -> None:
+    """Adam applied to each weight as its gradient completes equals Adam's step after the backward
+    pass, bit for bit, also after the optimiser's state was loaded (which replaces its groups);
+    every gradient is released as soon as it is applied."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Conv2d(4, 2, 3))
+    twin = copy.deepcopy(net)
+    opt, twin_opt = (torch.optim.Adam(m.parameters(), lr=0.01, betas=(0.5, 0.999), fused=fused) for m in (net, twin))
+    update_in_backward(opt)
+    release_gradients_after_step(opt)
+    held: list[int] = []
+    for step in range(3):
+        if step == 2:
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+        x = torch.randn(2, 3, 8, 8)
+        net(x).square().mean().backward()  # updates net as it goes
+        held.append(sum(p.grad is not None for p in net.parameters()))
+        twin_opt.zero_grad()
+        twin(x).square().mean().backward()
+        twin_opt.step()
+        for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+            assert torch.equal(a, b), step
+    assert held == [0, 0, 0]
+
+
+def test_a_recomputed_last_stage_counts_the_batch_once() -> None:
+    """The last stage's forward runs twice (once more in the backward pass): same gradients, and its
+    BatchNorm statistics advance once, as without recomputation."""
+    from attngan.config import GeneratorConfig
+    from attngan.models.generator import Generator
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(text_dim=8, condition_dim=4, noise_dim=4, channels=4, num_residual=1, num_stages=3,
+                             first_stage_size=8)
+    recomputed, plain = Generator(config).train(), Generator(config).train()
+    plain.load_state_dict(recomputed.state_dict())
+    assert checkpoint_last_stage(recomputed) and recomputed.state_dict().keys() == plain.state_dict().keys()
+    z, s, w, eps = torch.randn(3, 4), torch.randn(3, 8), torch.randn(3, 8, 5), torch.randn(3, 4)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[0, 3:] = True
+    grads = []
+    for g in (recomputed, plain):
+        out = g(z, s, w, mask, eps=eps)
+        loss = sum((img * torch.linspace(-1, 1, img.numel()).view_as(img)).sum() for img in out.images)
+        grads.append(torch.autograd.grad(loss, list(g.parameters())))
+    for p, q in zip(*grads, strict=True):
+        assert (p - q).abs().max() <= 1e-5 * max(1.0, float(q.abs().max()))
+    for (name, a), b in zip(recomputed.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # running statistics and batch counts: once
 
 
 def _same_function(folded: nn.Module, module: nn.Module, x: torch.Tensor) -> None:
@@ -145,7 +228,7 @@ def _recorder(grads: dict[str, torch.Tensor], modules: dict[str, nn.Module]):  #
     return hook
 
 
-@pytest.mark.parametrize("speed", ["reference", "default", "all"])
+@pytest.mark.parametrize("speed", ["reference", "default", "all"])  # compiled: tests/test_compiled_step.py
 def test_one_step_computes_what_the_original_computes(speed: str, tmp_path: Path) -> None:
     """Same losses and the same gradients as the original's step; with every speed option off, the
     same weights after the Adam updates too (Adam's first step, about lr times the sign of each
@@ -158,11 +241,12 @@ def test_one_step_computes_what_the_original_computes(speed: str, tmp_path: Path
     cfg = resolve_config("gan", "shapes", OVERRIDES + frozen_d + [f"damsm={damsm}", f"run.out_dir={tmp_path / 'run'}"])
     assert cfg.run.speed == SpeedOptions()  # every speed option at its default
     options = {"reference": SpeedOptions.reference(), "default": SpeedOptions(),
-               "all": SpeedOptions(**{f.name: True for f in dataclasses.fields(SpeedOptions)})}[speed]
+               "all": SpeedOptions(**{f.name: f.name != "compile" for f in dataclasses.fields(SpeedOptions)})}[speed]
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, speed=options))
     trainer = GANTrainer(cfg, DistInfo())
     generator = copy.deepcopy(trainer.ema.shadow).train().requires_grad_(True)  # reference layers, same weights
-    discriminators = copy.deepcopy(trainer.discriminators).to(memory_format=torch.contiguous_format)
+    discriminators = nn.ModuleList([Discriminator(d.config) for d in trainer.discriminators])  # reference layers
+    discriminators.load_state_dict(trainer.discriminators.state_dict())
     batch = collate([trainer.data[i] for i in range(4)])
     state = trainer.noise.get_state()
     z, eps = torch.randn(4, 8, generator=trainer.noise), torch.randn(4, 8, generator=trainer.noise)

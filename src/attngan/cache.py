@@ -2,8 +2,8 @@
 
 ``$ATTNGAN_CACHE`` when set, else ``$XDG_CACHE_HOME/attngan`` (``~/.cache/attngan`` by
 default). Each kind of artefact has its own sub-folder (:data:`KINDS`): real-image feature
-statistics, attribute / scene classifiers and ONNX exports. Deleting any of them only costs
-the time to rebuild it.
+statistics, attribute / scene classifiers, ONNX exports and compiled training kernels
+(``run.speed.compile``). Deleting any of them only costs the time to rebuild it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-KINDS = ("fid_stats", "classifiers", "onnx")
+KINDS = ("fid_stats", "classifiers", "onnx", "inductor")
 
 
 def cache_root() -> Path:

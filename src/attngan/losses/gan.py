@@ -99,7 +99,7 @@ def generator_loss(
     damsm: Mapping[str, torch.Tensor],
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    damsm_weight: float,
+    damsm_weight: float | torch.Tensor,
     kl_weight: float = 1.0,
     kind: str = "bce",
 ) -> dict[str, torch.Tensor]:
@@ -111,6 +111,8 @@ def generator_loss(
         adversarial_logits: per discriminator, ``(conditional [B], unconditional [B] or None)``
             logits of the generated images.
         damsm: ``{"w0", "w1", "s0", "s1"}`` (see :func:`attngan.losses.damsm.damsm_losses`).
+        damsm_weight: a float, or a scalar tensor (a compiled step's weight that changes during
+            ``damsm_warmup`` is an input, not a constant built into the graph).
         mu, logvar: ``[B, C]`` of the conditioning augmentation.
     Returns:
         ``{"total", "adversarial", "damsm_words", "damsm_sentence", "kl"}`` (scalars; the last

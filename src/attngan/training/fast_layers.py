@@ -10,6 +10,14 @@
 * Gradients are released right after each optimiser step (every step starts with
   ``zero_grad(set_to_none=True)`` anyway), so the discriminators' gradients are not held
   through the generator step: lower peak memory, same updates.
+* The discriminators can be updated during their backward pass, each weight as soon as its gradient
+  is complete (:func:`update_in_backward`), so that their gradients are never all held at once.
+* The discriminators' logit layers (a 4x4 convolution over the whole 4x4 feature map) run as one
+  matrix product (:func:`use_matmul_logits`): oneDNN's convolution is several times slower for
+  that shape, forward and backward.
+* The generator's last stage (the largest images) can be recomputed in the backward pass instead
+  of holding its activations through the discriminators' update (:func:`checkpoint_last_stage`);
+  BatchNorm running statistics are restored after the recomputation, so they advance once a step.
 
 Parameters, state-dict keys, checkpoints and exported models are unchanged. Bound to the
 modules they replace by ``tests/test_training_step.py``.
@@ -17,13 +25,18 @@ modules they replace by ``tests/test_training_step.py``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from ..models.discriminator import DiscriminatorHead
 from ..models.rewrites import fold_batchnorm, subpixel_kernels
 
 
@@ -109,6 +122,29 @@ class ChannelsLastInput(nn.Module):
         return self.inner(images.contiguous(memory_format=torch.channels_last))
 
 
+def update_in_backward(optimizer: torch.optim.Optimizer) -> None:
+    """Make every backward pass update each of ``optimizer``'s parameters as soon as its gradient is
+    accumulated: ``optimizer.step()`` runs for that parameter alone (its step hooks too, so that
+    :func:`release_gradients_after_step` frees the gradient at once). Call no ``step()`` after such a
+    backward pass. For optimisers that update each parameter on its own (Adam): the same updates."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.register_post_accumulate_grad_hook(functools.partial(_step_one, optimizer))
+
+
+def _step_one(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> None:
+    """``optimizer.step()`` for ``param`` alone (the groups are looked up on every call: loading a
+    state dict replaces them)."""
+    kept = [g["params"] for g in optimizer.param_groups]
+    for g, params in zip(optimizer.param_groups, kept, strict=True):
+        g["params"] = [param] if any(p is param for p in params) else []
+    try:
+        optimizer.step()
+    finally:
+        for g, params in zip(optimizer.param_groups, kept, strict=True):
+            g["params"] = params
+
+
 def release_gradients_after_step(optimizer: torch.optim.Optimizer) -> None:
     """Set every gradient of ``optimizer``'s parameters to None right after each ``step()``."""
 
@@ -116,3 +152,89 @@ def release_gradients_after_step(optimizer: torch.optim.Optimizer) -> None:
         opt.zero_grad(set_to_none=True)
 
     optimizer.register_step_post_hook(hook)
+
+
+@contextlib.contextmanager
+def batchnorm_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """Restore the running statistics of every BatchNorm in ``module`` on leaving the block (a
+    recomputation in the backward pass must not count the batch twice)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    kept = [{name: buffer.clone() for name, buffer in m.named_buffers(recurse=False)} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, kept, strict=True):
+                for name, value in buffers.items():
+                    getattr(m, name).copy_(value)
+
+
+def _mix_in(module: nn.Module, mixin: type[nn.Module]) -> None:
+    """Give ``module`` the methods of ``mixin`` in place (its class becomes a subclass of both; same
+    parameters, buffers, parametrizations and state-dict keys)."""
+    if not isinstance(module, mixin):
+        module.__class__ = _mixed_class(mixin, type(module))
+
+
+_MIXED: dict[tuple[type[nn.Module], type[nn.Module]], type[nn.Module]] = {}
+
+
+def _mixed_class(mixin: type[nn.Module], base: type[nn.Module]) -> type[nn.Module]:
+    """One class per (mixin, base) pair, made on first use."""
+    key = (mixin, base)
+    if key not in _MIXED:
+        _MIXED[key] = type(f"{mixin.__name__.lstrip('_')}{base.__name__}", (mixin, base), {})
+    return _MIXED[key]
+
+
+class _WholeMapConv(nn.Conv2d):
+    """Mixin for a convolution that may cover its whole input (``[B, C, k, k]`` with a ``k x k``
+    kernel, no padding): then one matrix product ``[B, C k k] x [C k k, O]`` -> ``[B, O, 1, 1]``."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,  # noqa: A002 (torch's name)
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if (input.shape[-2:] == weight.shape[-2:] and self.padding == (0, 0) and self.groups == 1
+                and self.dilation == (1, 1) and self.padding_mode == "zeros"):
+            out = F.linear(input.flatten(1), weight.flatten(1), bias)
+            return out.view(*out.shape, 1, 1)
+        return super()._conv_forward(input, weight, bias)
+
+
+def use_matmul_logits(discriminators: nn.Module) -> int:
+    """Run the logit convolution of every discriminator head in ``discriminators`` as a matrix
+    product where it covers the whole feature map (in place); returns how many were changed."""
+    count = 0
+    for head in discriminators.modules():
+        if isinstance(head, DiscriminatorHead):
+            for layer in head.logits:
+                if isinstance(layer, nn.Conv2d):
+                    _mix_in(layer, _WholeMapConv)
+                    count += 1
+    return count
+
+
+class _Recomputed(nn.Module):
+    """Mixin: the forward runs under :func:`torch.utils.checkpoint.checkpoint` when gradients are
+    on (its activations are recomputed in the backward pass instead of being stored)."""
+
+    def forward(self, *args: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return super().forward(*args)
+        if torch.compiler.is_compiling():  # compiled: buffer updates are applied once, in the forward
+            return checkpoint(super().forward, *args, use_reentrant=False)
+
+        def contexts() -> tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]:
+            return contextlib.nullcontext(), batchnorm_statistics_kept(self)
+
+        return checkpoint(super().forward, *args, use_reentrant=False, context_fn=contexts)
+
+
+def checkpoint_last_stage(generator: nn.Module) -> bool:
+    """Recompute the last refinement stage of ``generator`` and its image head in the backward
+    pass (in place: same parameters, same state-dict keys). False when it has no refinement stage."""
+    refine, heads = getattr(generator, "refine", None), getattr(generator, "to_image", None)
+    if not refine or heads is None:
+        return False
+    _mix_in(refine[-1], _Recomputed)
+    _mix_in(heads[-1], _Recomputed)
+    return True

@@ -4,7 +4,10 @@ as the original ``trainer.py`` (losses, learning rates, EMA of the generator wei
 One step computes what the original computes (``tests/test_training_step.py`` holds it
 against the reference modules in fp32); ``run.speed`` (:class:`SpeedOptions`) chooses how:
 sub-pixel up-blocks, a folded frozen image encoder, channels-last discriminators, fused Adam,
-one backward pass for the discriminators, gradients released after each update. With
+one backward pass for the discriminators, gradients released after each update, the DAMSM terms'
+backward first (the image encoder's activations freed before the discriminators' passes), the
+last stage recomputed in the backward pass, and ``torch.compile`` of the modules and loss terms
+(:mod:`.compiled`). With
 ``run.precision`` bf16 (or ``auto`` where bf16 is native) the forward passes run under bf16
 autocast with fp32 master weights; the losses are computed in fp32 and checked to be finite.
 """
@@ -16,7 +19,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -27,22 +30,27 @@ from ..config import ModelConfig, to_dict
 from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
-from ..losses.damsm import HardNegatives, damsm_losses
-from ..losses.gan import DiscriminatorLogits, discriminators_loss, generator_loss, matching_aware_penalty
+from ..losses.damsm import HardNegatives
+from ..losses.gan import matching_aware_penalty
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
 from ..version import __version__
 from . import checkpoint as ckpt
+from .compiled import compile_function, compile_module, compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA, recalibrate_batchnorm
 from .fast_layers import (
     ChannelsLastInput,
+    checkpoint_last_stage,
     fold_frozen_batchnorms,
     release_gradients_after_step,
+    update_in_backward,
+    use_matmul_logits,
     use_subpixel_up_blocks,
 )
+from .gan_step import DiscriminatorStep, FakeLogits, LossTerms, Mismatched
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
 from .memory import keep_freed_memory
 from .negatives import encode_captions
@@ -53,41 +61,6 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)
 
 MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
-
-
-class DiscriminatorStep(nn.Module):
-    """One forward for a discriminator update: logits for real, fake and mismatched pairs."""
-
-    def __init__(self, discriminator: Discriminator) -> None:
-        super().__init__()
-        self.d = discriminator
-
-    def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
-                wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
-                hard_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
-        """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
-        sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
-        rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
-        real_f, fake_f = self.d(real), self.d(fake)
-        cond_real, uncond_real = self.d.logits(real_f, sentence)
-        cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
-        cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
-        cond_hard = None
-        if hard_sentence is not None and hard_rows is not None:
-            cond_hard = self.d.conditional_head(real_f[hard_rows], hard_sentence)
-        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard)
-
-
-class Mismatched(NamedTuple):
-    """The discriminators' mismatched pairs of a step: real rows ``rows [M]`` with another sample's
-    sentence ``sentence [M, D]`` (their term's mean times ``scale``), and real rows ``hard_rows
-    [H]`` with counterfactual sentences ``hard_sentence [H, D]`` (or None)."""
-
-    sentence: torch.Tensor
-    rows: torch.Tensor
-    scale: float
-    hard_sentence: torch.Tensor | None = None
-    hard_rows: torch.Tensor | None = None
 
 
 class GANTrainer(Trainer):
@@ -147,19 +120,53 @@ class GANTrainer(Trainer):
         self.discriminators.to(device).train()
         if speed.channels_last:
             self.discriminators.to(memory_format=torch.channels_last)
+        if speed.matmul_logits:
+            use_matmul_logits(self.discriminators)
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
         if speed.subpixel:  # after the EMA copy: the shadow keeps the reference layers (it is exported)
             use_subpixel_up_blocks(self.generator)
+        if speed.checkpoint_last_stage:
+            checkpoint_last_stage(self.generator)
         self.opt_g = adam(self.generator.parameters(), cfg.optim_g, device, speed.fused_adam)
         self.opt_d = [adam(d.parameters(), cfg.optim_d, device, speed.fused_adam) for d in self.discriminators]
         if speed.release_gradients:
             for opt in (self.opt_g, *self.opt_d):
                 release_gradients_after_step(opt)
+        self.update_in_backward = speed.update_in_backward and not dist.enabled
+        if self.update_in_backward:
+            for opt in self.opt_d:
+                update_in_backward(opt)
         self.noise = torch.Generator().manual_seed(run.seed + 1)
         self.g: Any = DistributedDataParallel(self.generator) if dist.enabled else self.generator
         steps = [DiscriminatorStep(cast(Discriminator, d)) for d in self.discriminators]
+        self.fake_logits = [FakeLogits(cast(Discriminator, d)) for d in self.discriminators]
+        self.losses = LossTerms()
+        self.compiled = speed.compile and compiler_works()
+        if self.compiled:
+            self._compile(steps)
         self.d_steps: list[Any] = [DistributedDataParallel(s) if dist.enabled else s for s in steps]
         self.stream = BatchStream(self.data, collate, run.batch_size, run.seed, dist, cfg.data.num_workers)
+
+    def _compile(self, steps: list[DiscriminatorStep]) -> None:
+        """``run.speed.compile``: the generator, the discriminators' passes, the frozen image encoder
+        and the loss terms compiled in place (:mod:`.compiled`; built on their first call). The
+        discriminators' update stays eager with the gradient penalty (compiled graphs do not
+        differentiate twice) and with counterfactual captions in it (their count varies by batch)."""
+        cfg = self.cfg
+        compile_module(self.generator)
+        for fake in self.fake_logits:
+            compile_module(fake)
+        compile_module(self.image_encoder)
+        eager_update = cfg.gradient_penalty > 0 or cfg.hard_negatives.discriminator
+        if eager_update:
+            log.info("run.speed.compile: the discriminators' update runs eagerly (%s)",
+                     "gradient penalty" if cfg.gradient_penalty > 0 else "counterfactual captions")
+        else:
+            for step in steps:
+                compile_module(step)
+        damsm, generator, discriminators = LossTerms()
+        self.losses = LossTerms(compile_function(damsm), compile_function(generator),
+                                discriminators if eager_update else compile_function(discriminators))
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -282,27 +289,38 @@ class GANTrainer(Trainer):
             pairs = pairs._replace(hard_sentence=hard.sentences[filled], hard_rows=filled.nonzero()[:, 0])
         losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
 
-        # generator: adversarial terms, DAMSM on the last stage, KL
-        self.discriminators.requires_grad_(False)
+        # generator: DAMSM on the last stage, adversarial terms, KL
+        g, weight = cfg.loss, self.damsm_weight()
+        last = fakes[-1].detach().requires_grad_(True) if speed.encoder_first else fakes[-1]
         with autocast(cfg.run.precision, dev):
-            adversarial = [cast(Discriminator, d).logits(d(fake), sentence)
-                           for d, fake in zip(self.discriminators, fakes, strict=True)]
             if speed.checkpoint_encoder:
-                regions, codes = checkpoint(self.image_encoder, fakes[-1], use_reentrant=False)
+                regions, codes = checkpoint(self.image_encoder, last, use_reentrant=False)
             else:
-                regions, codes = self.image_encoder(fakes[-1])
-        g = cfg.loss
+                regions, codes = self.image_encoder(last)
         negatives = None
         if hard is not None and hn.damsm:
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
-        damsm = damsm_losses(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
-                             gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
-        loss = generator_loss(adversarial, damsm, out.mu, out.logvar, self.damsm_weight(), cfg.kl_weight,
-                              cfg.adversarial_loss)
+        damsm = self.losses.damsm(gather(regions.float()), gather(codes.float()), gather(words), all_sentences,
+                                  gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
+        if speed.encoder_first:  # the gradient at the last image now; the encoder's activations go
+            weighted = (damsm["w0"] + damsm["w1"] + damsm["s0"] + damsm["s1"]) * weight
+            require_finite(self.step, {"loss_damsm": weighted})
+            (grad_last,) = torch.autograd.grad(weighted, last)
+            damsm = {k: v.detach() for k, v in damsm.items()}
+        self.discriminators.requires_grad_(False)
+        with autocast(cfg.run.precision, dev):
+            adversarial = [f(fake, sentence) for f, fake in zip(self.fake_logits, fakes, strict=True)]
+        # compiled, a weight that changes during the warm-up is a tensor input (a float would be built in)
+        loss = self.losses.generator(adversarial, damsm, out.mu, out.logvar,
+                                     torch.tensor(weight) if self.compiled else weight, cfg.kl_weight,
+                                     cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
-        loss["total"].backward()
+        if speed.encoder_first:
+            torch.autograd.backward([loss["total"], fakes[-1]], [None, grad_last])
+        else:
+            loss["total"].backward()
         self.opt_g.step()
         self.ema.update(self.generator)
         self.step += 1
@@ -338,7 +356,8 @@ class GANTrainer(Trainer):
                 total = total + loss
             total.backward()
             for i in group:
-                self.opt_d[i].step()
+                if not self.update_in_backward:  # else each weight was updated in the backward pass
+                    self.opt_d[i].step()
             parts += losses
         return parts
 
@@ -353,7 +372,7 @@ class GANTrainer(Trainer):
         with autocast(cfg.run.precision, self.dist.device):
             logits = self.d_steps[i](real, fake, sentence, pairs.sentence, pairs.rows, pairs.hard_sentence,
                                      pairs.hard_rows)
-        _, (loss,) = discriminators_loss([logits], pairs.scale, cfg.adversarial_loss)
+        _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss)
         if penalise:
             loss = loss + matching_aware_penalty(logits.cond_real, [real, sentence], cfg.gradient_penalty)
         return loss

@@ -64,6 +64,15 @@ class SpeedOptions:
     one_backward: bool = True  # one backward pass over the summed discriminator losses
     checkpoint_encoder: bool = False  # recompute the frozen image encoder in the backward pass (memory)
     keep_heap: bool = True  # the C allocator keeps freed memory for the next step (training/memory.py)
+    # torch.compile (inductor) of the generator, the discriminators, the image encoder and the loss terms;
+    # fixed shapes, kernels cached (inductor/ in the cache, cache.py); eager with one warning where no compiler works
+    compile: bool = False
+    matmul_logits: bool = True  # the discriminators' 4x4 logit convolutions as matrix products
+    encoder_first: bool = True  # the DAMSM terms' backward through the image encoder first, freeing its activations
+    checkpoint_last_stage: bool = False  # recompute the generator's last stage in the backward pass (memory)
+    # each discriminator weight updated as soon as its gradient is complete in the backward pass, its
+    # gradient freed at once (memory; one process only: under torchrun the gradients are averaged first)
+    update_in_backward: bool = False
 
     @classmethod
     def reference(cls) -> SpeedOptions:

@@ -1,0 +1,69 @@
+"""The modules and loss functions one GAN training step calls (:class:`~.gan.GANTrainer`): each a
+unit that ``DistributedDataParallel`` wraps or ``run.speed.compile`` compiles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..losses.damsm import damsm_losses
+from ..losses.gan import DiscriminatorLogits, discriminators_loss, generator_loss
+from ..models.discriminator import Discriminator
+
+
+class DiscriminatorStep(nn.Module):
+    """One forward for a discriminator update: logits for real, fake and mismatched pairs."""
+
+    def __init__(self, discriminator: Discriminator) -> None:
+        super().__init__()
+        self.d = discriminator
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
+                wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
+                hard_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
+        """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
+        sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
+        rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
+        real_f, fake_f = self.d(real), self.d(fake)
+        cond_real, uncond_real = self.d.logits(real_f, sentence)
+        cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
+        cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
+        cond_hard = None
+        if hard_sentence is not None and hard_rows is not None:
+            cond_hard = self.d.conditional_head(real_f[hard_rows], hard_sentence)
+        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard)
+
+
+class Mismatched(NamedTuple):
+    """The discriminators' mismatched pairs of a step: real rows ``rows [M]`` with another sample's
+    sentence ``sentence [M, D]`` (their term's mean times ``scale``), and real rows ``hard_rows
+    [H]`` with counterfactual sentences ``hard_sentence [H, D]`` (or None)."""
+
+    sentence: torch.Tensor
+    rows: torch.Tensor
+    scale: float
+    hard_sentence: torch.Tensor | None = None
+    hard_rows: torch.Tensor | None = None
+
+
+class FakeLogits(nn.Module):
+    """The generator's adversarial pass through one discriminator: ``[B, 3, S, S]`` images and
+    ``[B, D]`` sentences -> ``(conditional [B], unconditional [B] or None)`` logits."""
+
+    def __init__(self, discriminator: Discriminator) -> None:
+        super().__init__()
+        self.d = discriminator
+
+    def forward(self, fake: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.d.logits(self.d(fake), sentence)
+
+
+class LossTerms(NamedTuple):
+    """The loss functions a step calls (:mod:`attngan.losses`, or their compiled forms)."""
+
+    damsm: Callable[..., dict[str, torch.Tensor]] = damsm_losses
+    generator: Callable[..., dict[str, torch.Tensor]] = generator_loss
+    discriminators: Callable[..., tuple[torch.Tensor, list[torch.Tensor]]] = discriminators_loss
