@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-compile lint bench clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not compile"
+
+# the compiled-step tests that make test leaves out (one compiled case stays in it)
+test-compile: setup
+	$(PY) -m pytest -q -m compile
 
 # `make bench` (full, 15-25 min) or `make bench BENCH_ARGS=--quick` (under 2 min).
 BENCH_ARGS ?=

@@ -70,8 +70,11 @@ HARD_NEGATIVES = ["data.counterfactuals=2", "hard_negatives.discriminator=true",
                   "damsm_warmup=3"]
 
 
+# the hard-negatives case (the widest) runs in every suite; the others with `make test-compile`
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["run.speed.checkpoint_last_stage=true"], HARD_NEGATIVES],
+@pytest.mark.parametrize("extra", [pytest.param([], marks=pytest.mark.compile),
+                                   pytest.param(["run.speed.checkpoint_last_stage=true"], marks=pytest.mark.compile),
+                                   HARD_NEGATIVES],
                          ids=["default", "recomputed", "hard-negatives"])
 def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path) -> None:
     """Losses and every gradient of one step as the eager trainer's; the discriminators' learning
@@ -110,6 +113,7 @@ def test_a_compiled_step_equals_the_eager_step(extra: list[str], tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.compile
 def test_a_new_process_takes_the_compiled_kernels_from_the_cache(tmp_path: Path) -> None:
     """What a resumed run or a second run does: it finds every graph of the step in the cache."""
     if not compiler_works():

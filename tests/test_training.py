@@ -85,7 +85,8 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: fl
 COMPILED = ["run.speed.compile=true"]
 
 
-@pytest.mark.parametrize("extra", [[], pytest.param(COMPILED, marks=pytest.mark.slow)], ids=["eager", "compiled"])
+@pytest.mark.parametrize("extra", [[], pytest.param(COMPILED, marks=[pytest.mark.slow, pytest.mark.compile])],
+                         ids=["eager", "compiled"])
 def test_resume_continues_exactly(extra: list[str], tmp_path: Path, damsm_dir: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiled, the resumed part (compiled too) builds no kernel: in this process it reuses the
@@ -199,7 +200,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], COMPILED], ids=["eager", "compiled"])
+@pytest.mark.parametrize("extra", [[], pytest.param(COMPILED, marks=pytest.mark.compile)], ids=["eager", "compiled"])
 def test_torchrun_two_processes_match_one(extra: list[str], tmp_path: Path, damsm_dir: Path,
                                           one_process: Path) -> None:
     """Also with ``run.speed.compile`` on in the two processes (against the eager one-process run)."""
