@@ -110,7 +110,7 @@ def test_batchnorm_recalibration_of_the_exported_generator(tmp_path: Path) -> No
     sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
             "data.extra={size: 24}", "run.batch_size=4", "run.sample_every=0", "run.precision=fp32",
             f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
-    plain = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    plain = GANTrainer(resolve_config("gan", "shapes", sets + ["ema_batchnorm_batches=0"]), DistInfo())
     assert plain.exported_generator() is plain.ema.shadow
     trainer = GANTrainer(resolve_config("gan", "shapes", sets + ["ema_batchnorm_batches=3"]), DistInfo())
     shadow = {k: v.clone() for k, v in trainer.ema.shadow.state_dict().items()}

@@ -168,7 +168,8 @@ def _damsm_folder(folder: Path) -> Path:
 
 OVERRIDES = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "generator.num_stages=3",
              "generator.first_stage_size=16", "discriminator.channels=8", "data.extra={size: 16}", "run.batch_size=4",
-             "run.sample_every=0", "run.threads=1", "run.precision=fp32", "loss.weight=2.0"]
+             "run.sample_every=0", "run.threads=1", "run.precision=fp32", "loss.weight=2.0",
+             "data.counterfactuals=0"]  # the original has no counterfactual captions
 
 
 def original_step(trainer: GANTrainer, generator: nn.Module, discriminators: nn.ModuleList,
