@@ -439,3 +439,9 @@ def test_only_restricts_the_scenes_and_names_what_is_at_fault() -> None:
         ShapesDataset("train", size=4, min_objects=2, only={"position": ["left"]})
     with pytest.raises(ValueError, match="held-out"):
         ShapesDataset("unseen", size=4, only={"shape": ["circle"], "color": ["red"]})
+
+
+def test_one_caption_is_the_same_as_in_the_list_of_all() -> None:
+    data = ShapesDataset(size=12)
+    for index in range(12):
+        assert [data.caption_text(index, k) for k in range(len(data.captions(index)))] == data.captions(index)

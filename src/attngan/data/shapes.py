@@ -475,7 +475,11 @@ class ShapesDataset(Dataset):
         return [self.vocab.encode_tokens(tokenize(text))[0] for text in self.captions(index)]
 
     def caption_text(self, index: int, caption_index: int) -> str:
-        return self.captions(index)[caption_index]
+        """Caption ``caption_index`` of image ``index`` (formats that one caption only: it is read
+        once per training item when counterfactual captions are on)."""
+        scene, plan = self._scene_and_plan(index)
+        template, draws = plan[caption_index]
+        return format_caption(scene.objects, scene.background, template, draws)
 
     def caption_with(self, index: int, caption_index: int, other: Scene) -> str:
         """Caption ``caption_index`` of image ``index`` (its template and synonyms) describing
