@@ -149,3 +149,61 @@ def test_damsm_warmup_ramps_the_generators_damsm_weight(tmp_path: Path) -> None:
         trainer.step = step
         weights.append(trainer.damsm_weight())
     assert weights == [0.0, 0.5, 2.0, 2.0] and trainer.step_logs()["damsm_weight"] == 2.0
+
+
+def test_shift_images_moves_each_image_and_replicates_the_edges() -> None:
+    from attngan.training.augment import draw_shifts, shift_images
+
+    images = torch.randn(3, 2, 8, 8, requires_grad=True)
+    shifts = torch.tensor([[2, -1], [0, 0], [-3, 3]])
+    out = shift_images(images, shifts)
+    for b, (dy, dx) in enumerate(shifts.tolist()):
+        for y in range(8):
+            for x in range(8):  # the source pixel, clamped into the image (edge replication)
+                sy, sx = min(max(y - dy, 0), 7), min(max(x - dx, 0), 7)
+                assert torch.equal(out[b, :, y, x], images[b, :, sy, sx])
+    out.sum().backward()  # every output pixel comes from one input pixel
+    assert images.grad is not None and float(images.grad.sum()) == pytest.approx(3 * 2 * 64)
+    assert shift_images(images, torch.zeros(3, 2, dtype=torch.long)) is images
+    with pytest.raises(ValueError, match="shifts must be"):
+        shift_images(images, torch.zeros(2, 2, dtype=torch.long))
+    drawn = draw_shifts(500, 2, torch.Generator().manual_seed(0))
+    assert drawn.shape == (500, 2) and set(drawn.flatten().tolist()) == {-2, -1, 0, 1, 2}
+
+
+def test_damsm_shift_moves_the_images_the_damsm_term_scores(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from attngan.training import gan as gan_module
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 8}", "run.batch_size=4", "damsm_shift=3",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    seen: dict[str, torch.Tensor] = {}
+    real_shift = gan_module.shift_images
+
+    def recording_shift(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        seen["images"], seen["shifts"] = images.detach().clone(), shifts.clone()
+        return real_shift(images, shifts)
+
+    encoder = trainer.image_encoder
+
+    def recording_encoder(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen["scored"] = images.detach().clone()
+        return encoder(images)
+
+    monkeypatch.setattr(gan_module, "shift_images", recording_shift)
+    monkeypatch.setattr(trainer, "image_encoder", recording_encoder)
+    logs = trainer.train_step(next(trainer.stream.iterate(0)))
+    assert math.isfinite(logs["loss_damsm_w"])
+    shifts = seen["shifts"]
+    assert shifts.shape == (4, 2) and int(shifts.abs().max()) <= 3 and bool(shifts.ne(0).any())
+    assert torch.equal(seen["scored"], real_shift(seen["images"], shifts))
+    assert not torch.equal(seen["scored"], seen["images"])
+    with pytest.raises(ConfigError, match="damsm_shift"):
+        resolve_config("gan", "shapes", ["damsm_shift=-1"])

@@ -38,6 +38,7 @@ from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
 from ..version import __version__
 from . import checkpoint as ckpt
+from .augment import draw_shifts, shift_images
 from .compiled import compile_function, compile_module, compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA, recalibrate_batchnorm
@@ -292,11 +293,14 @@ class GANTrainer(Trainer):
         # generator: DAMSM on the last stage, adversarial terms, KL
         g, weight = cfg.loss, self.damsm_weight()
         last = fakes[-1].detach().requires_grad_(True) if speed.encoder_first else fakes[-1]
+        scored = last
+        if cfg.damsm_shift > 0:  # drawn for the global batch, so every process draws the same
+            scored = shift_images(last, draw_shifts(total, cfg.damsm_shift, self.noise)[rows].to(dev))
         with autocast(cfg.run.precision, dev):
             if speed.checkpoint_encoder:
-                regions, codes = checkpoint(self.image_encoder, last, use_reentrant=False)
+                regions, codes = checkpoint(self.image_encoder, scored, use_reentrant=False)
             else:
-                regions, codes = self.image_encoder(last)
+                regions, codes = self.image_encoder(scored)
         negatives = None
         if hard is not None and hn.damsm:
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))

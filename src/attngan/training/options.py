@@ -147,6 +147,10 @@ class GANTrainConfig:
     # the start, as the original): a small image encoder's gradient on a random generator draws
     # textures that please the encoder, before the discriminators have taught any realism
     damsm_warmup: int = 0
+    # the generated images the DAMSM term scores are moved by up to this many pixels, each its own
+    # random shift (edges replicated): a small image encoder is then harder to please with a
+    # pixel-exact texture instead of the object (0: off, as the original)
+    damsm_shift: int = 0
     adversarial_loss: str = "bce"  # "bce" (the original) or "hinge"
     # DF-GAN's matching-aware gradient penalty on real images with their own captions (weight; 0 = off)
     gradient_penalty: float = 0.0
@@ -164,6 +168,8 @@ class GANTrainConfig:
             raise ConfigError(f"adversarial_loss must be 'bce' or 'hinge', not {self.adversarial_loss!r}")
         if self.gradient_penalty < 0:
             raise ConfigError("gradient_penalty must be >= 0")
+        if self.damsm_shift < 0:
+            raise ConfigError("damsm_shift must be >= 0")
 
 
 CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
