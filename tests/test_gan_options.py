@@ -207,3 +207,43 @@ def test_damsm_shift_moves_the_images_the_damsm_term_scores(tmp_path: Path,
     assert not torch.equal(seen["scored"], seen["images"])
     with pytest.raises(ConfigError, match="damsm_shift"):
         resolve_config("gan", "shapes", ["damsm_shift=-1"])
+
+
+def test_counterfactual_ranking_loss() -> None:
+    from attngan.losses.gan import counterfactual_ranking_loss
+
+    own, counterfactual = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([0.0, 0.0, 3.0])
+    expected = (math.log(2.0) + math.log1p(math.exp(-2.0)) + math.log1p(math.exp(4.0))) / 3
+    assert float(counterfactual_ranking_loss(own, counterfactual)) == pytest.approx(expected, rel=1e-6)
+    assert float(counterfactual_ranking_loss(torch.zeros(0), torch.zeros(0))) == 0.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        counterfactual_ranking_loss(own, counterfactual[:2])
+
+
+def test_the_generators_ranking_term_through_the_discriminators(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from attngan.training import gan as gan_module
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 8}", "run.batch_size=4", "data.counterfactuals=2", "hard_negatives.generator=0.5",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_loss = gan_module.counterfactual_ranking_loss
+
+    def recording(own: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
+        pairs.append((own.detach().clone(), counterfactual.detach().clone()))
+        return real_loss(own, counterfactual)
+
+    monkeypatch.setattr(gan_module, "counterfactual_ranking_loss", recording)
+    logs = trainer.train_step(next(trainer.stream.iterate(0)))
+    assert len(pairs) == len(trainer.discriminators) and all(len(own) >= 4 for own, _ in pairs)
+    expected = 0.5 * sum(float(real_loss(own, cf)) for own, cf in pairs)
+    assert logs["loss_g_ranking"] == pytest.approx(expected, rel=1e-5) and logs["loss_g_ranking"] > 0
+    with pytest.raises(ConfigError, match="hard_negatives.generator"):
+        resolve_config("gan", "shapes", ["hard_negatives.generator=-1"])

@@ -89,6 +89,17 @@ def matching_aware_penalty(cond_real: torch.Tensor, inputs: Sequence[torch.Tenso
     return weight * squared.sqrt().pow(power).mean()
 
 
+def counterfactual_ranking_loss(own: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
+    """The logistic loss of ranking an image's own caption above a counterfactual one: ``[H]``
+    conditional logits of images with their own captions and ``[H]`` of the same images with a
+    counterfactual caption each -> scalar ``mean(softplus(counterfactual - own))`` (0 when H = 0)."""
+    if own.shape != counterfactual.shape:
+        raise ValueError(f"own {list(own.shape)} and counterfactual {list(counterfactual.shape)} logits differ in shape")
+    if own.numel() == 0:
+        return own.new_zeros((), dtype=torch.float32)
+    return F.softplus(counterfactual.float() - own.float()).mean()
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) averaged over elements, as the original: ``[B, C]`` -> scalar."""
     return -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())

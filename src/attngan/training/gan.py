@@ -31,7 +31,7 @@ from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError, writing
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives
-from ..losses.gan import matching_aware_penalty
+from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
@@ -155,8 +155,11 @@ class GANTrainer(Trainer):
         differentiate twice) and with counterfactual captions in it (their count varies by batch)."""
         cfg = self.cfg
         compile_module(self.generator)
-        for fake in self.fake_logits:
-            compile_module(fake)
+        if cfg.hard_negatives.generator > 0 and cfg.data.counterfactuals:
+            log.info("run.speed.compile: the generator's discriminator passes run eagerly (counterfactual captions)")
+        else:
+            for fake in self.fake_logits:
+                compile_module(fake)
         compile_module(self.image_encoder)
         eager_update = cfg.gradient_penalty > 0 or cfg.hard_negatives.discriminator
         if eager_update:
@@ -267,7 +270,7 @@ class GANTrainer(Trainer):
         hn = cfg.hard_negatives
         with torch.no_grad():  # the frozen text encoder, once per batch (with the counterfactuals), fp32
             words, sentence, hard = encode_captions(self.text_encoder, batch, self.max_words, dev,
-                                                    hn.discriminator or hn.damsm)
+                                                    hn.discriminator or hn.damsm or hn.generator > 0)
         mask = tokens == 0
         z = torch.randn(total, cfg.generator.noise_dim, generator=self.noise)
         eps = torch.randn(total, cfg.generator.condition_dim, generator=self.noise)
@@ -312,13 +315,24 @@ class GANTrainer(Trainer):
             (grad_last,) = torch.autograd.grad(weighted, last)
             damsm = {k: v.detach() for k, v in damsm.items()}
         self.discriminators.requires_grad_(False)
+        hard_sentence = hard_rows = None
+        if hard is not None and hn.generator > 0:  # (generated image, counterfactual caption) pairs
+            filled = hard.lengths > 0
+            hard_sentence, hard_rows = hard.sentences[filled], filled.nonzero()[:, 0]
         with autocast(cfg.run.precision, dev):
-            adversarial = [f(fake, sentence) for f, fake in zip(self.fake_logits, fakes, strict=True)]
+            generated = [f(fake, sentence, hard_sentence, hard_rows)
+                         for f, fake in zip(self.fake_logits, fakes, strict=True)]
+        adversarial = [(out_d.cond, out_d.uncond) for out_d in generated]
         # compiled, a weight that changes during the warm-up is a tensor input (a float would be built in)
         loss = self.losses.generator(adversarial, damsm, out.mu, out.logvar,
                                      torch.tensor(weight) if self.compiled else weight, cfg.kl_weight,
                                      cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
+        ranking = None
+        if hard_rows is not None:
+            ranking = sum(counterfactual_ranking_loss(out_d.cond[hard_rows], out_d.cond_hard)
+                          for out_d in generated if out_d.cond_hard is not None) * hn.generator
+            loss = {**loss, "total": loss["total"] + ranking}
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
         if speed.encoder_first:
@@ -332,6 +346,8 @@ class GANTrainer(Trainer):
         logs.update(loss_g=float(loss["total"].detach()), loss_g_adv=float(loss["adversarial"].detach()),
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
+        if ranking is not None:
+            logs["loss_g_ranking"] = float(torch.as_tensor(ranking).detach())
         return logs
 
     def damsm_weight(self) -> float:

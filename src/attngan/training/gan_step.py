@@ -49,16 +49,32 @@ class Mismatched(NamedTuple):
     hard_rows: torch.Tensor | None = None
 
 
+class GeneratedLogits(NamedTuple):
+    """One discriminator's logits for generated images: conditional ``[B]``, unconditional ``[B]``
+    (None without that head) and, when asked, conditional ``[H]`` with counterfactual captions."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor | None
+    cond_hard: torch.Tensor | None = None
+
+
 class FakeLogits(nn.Module):
     """The generator's adversarial pass through one discriminator: ``[B, 3, S, S]`` images and
-    ``[B, D]`` sentences -> ``(conditional [B], unconditional [B] or None)`` logits."""
+    ``[B, D]`` sentences (and ``[H, D]`` counterfactual sentences of rows ``hard_rows [H]``) ->
+    :class:`GeneratedLogits`."""
 
     def __init__(self, discriminator: Discriminator) -> None:
         super().__init__()
         self.d = discriminator
 
-    def forward(self, fake: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.d.logits(self.d(fake), sentence)
+    def forward(self, fake: torch.Tensor, sentence: torch.Tensor, hard_sentence: torch.Tensor | None = None,
+                hard_rows: torch.Tensor | None = None) -> GeneratedLogits:
+        features = self.d(fake)
+        cond, uncond = self.d.logits(features, sentence)
+        cond_hard = None
+        if hard_sentence is not None and hard_rows is not None:
+            cond_hard = self.d.conditional_head(features[hard_rows], hard_sentence)
+        return GeneratedLogits(cond, uncond, cond_hard)
 
 
 class LossTerms(NamedTuple):

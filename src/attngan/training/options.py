@@ -128,6 +128,14 @@ class HardNegativeOptions:
 
     discriminator: bool = True  # (real image, counterfactual caption) pairs join the mismatched term
     damsm: bool = True  # the generator's DAMSM term ranks its caption above the counterfactuals too
+    # weight of a generator term asking each discriminator's conditional head to rank a generated
+    # image's own caption above its counterfactuals (0: off): the word-by-word check of the
+    # discriminators, apart from their real-or-fake verdict
+    generator: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.generator < 0:
+            raise ConfigError("hard_negatives.generator must be >= 0")
 
 
 @dataclass(frozen=True)
