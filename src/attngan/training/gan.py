@@ -288,9 +288,12 @@ class GANTrainer(Trainer):
         wrong_sentence = all_sentences[global_rows[wrong_rows] + 1]
         wrong_scale = len(wrong_rows) * dist.world_size / (total - 1)
         pairs = Mismatched(wrong_sentence, wrong_rows, wrong_scale)
-        if hard is not None and hn.discriminator:  # (real image, counterfactual caption) pairs
+        hard_sentence = hard_rows = None  # the filled counterfactual captions [H, D] and their rows [H]
+        if hard is not None and (hn.discriminator or hn.generator > 0):
             filled = hard.lengths > 0
-            pairs = pairs._replace(hard_sentence=hard.sentences[filled], hard_rows=filled.nonzero()[:, 0])
+            hard_sentence, hard_rows = hard.sentences[filled], filled.nonzero()[:, 0]
+        if hn.discriminator and hard_rows is not None:  # (real image, counterfactual caption) pairs
+            pairs = pairs._replace(hard_sentence=hard_sentence, hard_rows=hard_rows)
         losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
 
         # generator: DAMSM on the last stage, adversarial terms, KL
@@ -298,7 +301,7 @@ class GANTrainer(Trainer):
         last = fakes[-1].detach().requires_grad_(True) if speed.encoder_first else fakes[-1]
         scored = last
         if cfg.damsm_shift > 0:  # drawn for the global batch, so every process draws the same
-            scored = shift_images(last, draw_shifts(total, cfg.damsm_shift, self.noise)[rows].to(dev))
+            scored = shift_images(last, draw_shifts(total, cfg.damsm_shift, self.noise)[rows])
         with autocast(cfg.run.precision, dev):
             if speed.checkpoint_encoder:
                 regions, codes = checkpoint(self.image_encoder, scored, use_reentrant=False)
@@ -315,12 +318,9 @@ class GANTrainer(Trainer):
             (grad_last,) = torch.autograd.grad(weighted, last)
             damsm = {k: v.detach() for k, v in damsm.items()}
         self.discriminators.requires_grad_(False)
-        hard_sentence = hard_rows = None
-        if hard is not None and hn.generator > 0:  # (generated image, counterfactual caption) pairs
-            filled = hard.lengths > 0
-            hard_sentence, hard_rows = hard.sentences[filled], filled.nonzero()[:, 0]
+        ranked = hn.generator > 0 and hard_rows is not None  # (generated image, counterfactual caption) pairs
         with autocast(cfg.run.precision, dev):
-            generated = [f(fake, sentence, hard_sentence, hard_rows)
+            generated = [f(fake, sentence, hard_sentence if ranked else None, hard_rows if ranked else None)
                          for f, fake in zip(self.fake_logits, fakes, strict=True)]
         adversarial = [(out_d.cond, out_d.uncond) for out_d in generated]
         # compiled, a weight that changes during the warm-up is a tensor input (a float would be built in)
@@ -329,9 +329,9 @@ class GANTrainer(Trainer):
                                      cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
         ranking = None
-        if hard_rows is not None:
-            ranking = sum(counterfactual_ranking_loss(out_d.cond[hard_rows], out_d.cond_hard)
-                          for out_d in generated if out_d.cond_hard is not None) * hn.generator
+        if ranked:
+            ranking = hn.generator * torch.stack([counterfactual_ranking_loss(out_d.cond[hard_rows], out_d.cond_hard)
+                                                  for out_d in generated]).sum()
             loss = {**loss, "total": loss["total"] + ranking}
         require_finite(self.step, {"loss_g": loss["total"]})
         self.opt_g.zero_grad(set_to_none=True)
@@ -347,7 +347,7 @@ class GANTrainer(Trainer):
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         if ranking is not None:
-            logs["loss_g_ranking"] = float(torch.as_tensor(ranking).detach())
+            logs["loss_g_ranking"] = float(ranking.detach())
         return logs
 
     def damsm_weight(self) -> float:

@@ -106,6 +106,15 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+def progress_bar(total: int, initial: int, desc: str) -> Any:
+    """A run's tqdm bar: ``total`` steps, starting at ``initial`` (shown on a terminal; written to a
+    redirected stderr too, at most once a second)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                disable=None if sys.stderr.isatty() else False, mininterval=1.0)
+
+
 class PhaseProgress:
     """One progress bar for several runs in a row (``attngan train --data-root``: the DAMSM, then
     the GAN): ``total`` steps in all; a run's step ``s`` shows as ``offset + s``, ``offset`` being
@@ -120,10 +129,7 @@ class PhaseProgress:
 
     def start(self, step: int, desc: str) -> None:
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.offset + step, desc=self.label or desc, dynamic_ncols=True,
-                            disable=None if sys.stderr.isatty() else False, mininterval=1.0)
+            self.bar = progress_bar(self.total, self.offset + step, self.label or desc)
             return
         self.bar.n = self.offset + step
         self.bar.set_description(self.label or desc, refresh=False)
@@ -181,10 +187,7 @@ class MetricsSink:
             self.bar = progress
             progress.start(start_step, desc)
             return
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True,
-                        disable=None if sys.stderr.isatty() else False, mininterval=1.0)
+        self.bar = progress_bar(total_steps, start_step, desc)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Append the line of ``step``; raises :class:`OutputError` (the file as it was before) when
