@@ -287,3 +287,42 @@ def test_export_run_writes_a_checkpoint_of_a_damsm_or_gan_run(tmp_path: Path, da
     missing = runner.invoke(main, ["export-run", str(damsm_dir.parent), "--out", str(tmp_path / "x"), "--step", "3"])
     assert missing.exit_code != 0 and "no checkpoint of step 3" in missing.output
     assert not (tmp_path / "x").exists()
+
+
+def test_init_from_starts_a_fresh_run_on_another_runs_weights(tmp_path: Path, damsm_dir: Path) -> None:
+    """A curriculum's second phase (other data) starts from the first phase's models; the step and
+    the optimisers start fresh."""
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+
+    train_gan(gan_config(tmp_path / "first", damsm_dir, 2))
+    source = ckpt.latest_checkpoint(tmp_path / "first" / "checkpoints")
+    assert source is not None
+    models = source[1]["models"]
+    trainer = GANTrainer(gan_config(tmp_path / "second", damsm_dir, 1,
+                                    [f"init_from={tmp_path / 'first'}", "data.extra={size: 64, max_objects: 1}"]),
+                         DistInfo())
+    trainer.initialise()
+    assert trainer.step == 0 and not trainer.opt_g.state
+    assert_same(trainer.generator.state_dict(), models["generator"])
+    assert_same(trainer.ema.state_dict(), models["ema"])
+    for d, saved in zip(trainer.discriminators, models["discriminators"], strict=True):
+        assert_same(d.state_dict(), saved)
+    first_step = tmp_path / "first" / "checkpoints" / "ckpt-00000001.pt"  # a checkpoint file works too
+    cfg = gan_config(tmp_path / "third", damsm_dir, 1, [f"init_from={first_step}"])
+    train_gan(cfg)
+    third = ckpt.latest_checkpoint(tmp_path / "third" / "checkpoints")
+    assert third is not None and third[1]["step"] == 1
+
+
+def test_init_from_errors_name_the_setting(tmp_path: Path, damsm_dir: Path) -> None:
+    with pytest.raises(ckpt.CheckpointError, match="init_from: .*neither a checkpoint file nor a run folder"):
+        train_gan(gan_config(tmp_path / "a", damsm_dir, 1, [f"init_from={tmp_path / 'missing'}"]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ckpt.CheckpointError, match="init_from: no checkpoint"):
+        train_gan(gan_config(tmp_path / "b", damsm_dir, 1, [f"init_from={tmp_path / 'empty'}"]))
+    train_gan(gan_config(tmp_path / "narrow", damsm_dir, 1))
+    with pytest.raises(ckpt.CheckpointError, match="init_from: .*does not fit this run"):
+        train_gan(gan_config(tmp_path / "c", damsm_dir, 1, [f"init_from={tmp_path / 'narrow'}",
+                                                             "generator.channels=16"]))
+    assert not ckpt.list_checkpoints(tmp_path / "c" / "checkpoints")  # nothing written

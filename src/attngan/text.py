@@ -8,6 +8,7 @@ drops non-ASCII characters from each token (dropping tokens that become empty). 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 
 from .files import write_atomic
+
+log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
 PAD_TOKEN = "<end>"
@@ -194,3 +197,22 @@ def pad_batch(batch: Sequence[Sequence[int]], length: int | None = None) -> tupl
     for i, ids in enumerate(batch):
         tokens[i, : len(ids)] = torch.tensor(ids[:width], dtype=torch.int64)
     return tokens, lengths.clamp(max=width)
+
+
+MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
+
+
+def check_vocabulary_coverage(data: object, vocab_file: Path) -> None:
+    """Refuse a data set more than ``MAX_UNKNOWN_WORDS`` of whose words are not in the DAMSM
+    vocabulary (its encoders were trained on another data set): such words would be dropped
+    from every caption. Fewer unknown words are a warning."""
+    unknown: dict[str, int] = getattr(data, "unknown_words", None) or {}
+    total = int(getattr(data, "num_words", 0))
+    if not unknown or not total:
+        return
+    fraction = sum(unknown.values()) / total
+    shown = ", ".join(sorted(unknown, key=lambda w: -unknown[w])[:8])
+    message = f"{fraction:.0%} of the data set's words are not in {vocab_file} (most frequent: {shown})"
+    if fraction > MAX_UNKNOWN_WORDS:
+        raise ValueError(f"vocabulary mismatch: {message}; were the DAMSM encoders trained on another data set?")
+    log.warning("%s; they are dropped from the captions", message)

@@ -156,6 +156,20 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, A
     return None
 
 
+def find_checkpoint(source: str | os.PathLike[str], setting: str) -> tuple[Path, dict[str, Any]]:
+    """A checkpoint file, or a run folder's newest checkpoint that loads (in its ``checkpoints``
+    folder or in itself); :class:`CheckpointError` names ``setting`` and the path when there is none."""
+    path = Path(source)
+    if path.is_file():
+        return path, load_checkpoint(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{setting}: {path} is neither a checkpoint file nor a run folder")
+    found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"{setting}: no checkpoint that loads in {path} or {path / 'checkpoints'}")
+    return found
+
+
 def rng_state() -> dict[str, Any]:
     """Global RNG states (torch CPU and CUDA, Python's ``random``)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}

@@ -36,6 +36,7 @@ from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
 from ..precision import autocast, resolve_precision
+from ..text import check_vocabulary_coverage
 from ..version import __version__
 from . import checkpoint as ckpt
 from .augment import draw_shifts, shift_images
@@ -60,8 +61,6 @@ from .options import GANTrainConfig
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)
-
-MAX_UNKNOWN_WORDS = 0.1  # fraction of a data set's words the DAMSM vocabulary may lack
 
 
 class GANTrainer(Trainer):
@@ -182,6 +181,15 @@ class GANTrainer(Trainer):
                 "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}, "vocab": self.vocab.words}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_models(state)
+        self.opt_g.load_state_dict(state["optimizers"]["generator"])
+        for o, s in zip(self.opt_d, state["optimizers"]["discriminators"], strict=True):
+            o.load_state_dict(s)
+        ckpt.set_rng_state(state["rng"])
+        self.noise.set_state(state["rng"]["noise"])
+        self.step = int(state["step"])
+
+    def _load_models(self, state: dict[str, Any]) -> None:
         words = state.get("vocab")
         if words is not None and list(words) != self.vocab.words:
             raise ValueError(f"it was trained with another vocabulary ({len(words)} words) than "
@@ -190,12 +198,19 @@ class GANTrainer(Trainer):
         self.ema.load_state_dict(state["models"]["ema"])
         for d, s in zip(self.discriminators, state["models"]["discriminators"], strict=True):
             d.load_state_dict(s)
-        self.opt_g.load_state_dict(state["optimizers"]["generator"])
-        for o, s in zip(self.opt_d, state["optimizers"]["discriminators"], strict=True):
-            o.load_state_dict(s)
-        ckpt.set_rng_state(state["rng"])
-        self.noise.set_state(state["rng"]["noise"])
-        self.step = int(state["step"])
+
+    def initialise(self) -> None:
+        """``init_from``: the generator, its EMA and the discriminators start from another run's
+        checkpoint; the step, the optimisers' moments and the random state start fresh."""
+        if not self.cfg.init_from:
+            return
+        path, state = ckpt.find_checkpoint(self.cfg.init_from, "init_from")
+        try:
+            self._load_models(state)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ckpt.CheckpointError(f"init_from: {path} does not fit this run: {reason}") from None
+        log.info("generator and discriminators start from %s (its step %s)", path, state.get("step"))
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt_g, *self.opt_d]
@@ -473,22 +488,6 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False) -> Path:
         return GANTrainer(cfg, dist).fit(resume)
     finally:
         shutdown()
-
-
-def check_vocabulary_coverage(data: Any, vocab_file: Path) -> None:
-    """Refuse a data set more than ``MAX_UNKNOWN_WORDS`` of whose words are not in the DAMSM
-    vocabulary (its encoders were trained on another data set): such words would be dropped
-    from every caption. Fewer unknown words are a warning."""
-    unknown: dict[str, int] = getattr(data, "unknown_words", None) or {}
-    total = int(getattr(data, "num_words", 0))
-    if not unknown or not total:
-        return
-    fraction = sum(unknown.values()) / total
-    shown = ", ".join(sorted(unknown, key=lambda w: -unknown[w])[:8])
-    message = f"{fraction:.0%} of the data set's words are not in {vocab_file} (most frequent: {shown})"
-    if fraction > MAX_UNKNOWN_WORDS:
-        raise ValueError(f"vocabulary mismatch: {message}; were the DAMSM encoders trained on another data set?")
-    log.warning("%s; they are dropped from the captions", message)
 
 
 def _cpu_copy(module: M) -> M:

@@ -340,6 +340,9 @@ class Trainer:
     def optimizers(self) -> list[torch.optim.Optimizer]:
         raise NotImplementedError
 
+    def initialise(self) -> None:
+        """Called on a run that does not resume, before its first step (weights from elsewhere)."""
+
     def resolved_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -411,6 +414,7 @@ class Trainer:
             self.resume()
         else:
             ckpt.check_fresh(self.checkpoint_folder)
+            self.initialise()
         sink = MetricsSink(self.out, False, run.max_steps, self.step, self.progress_name)
 
         def prepare() -> None:

@@ -170,6 +170,10 @@ class GANTrainConfig:
     ema_batchnorm_batches: int = 0
     name: str = "attngan"
     eval: EvalOptions = field(default_factory=EvalOptions)
+    # a run folder (its newest checkpoint) or a checkpoint file: a fresh run's generator, EMA and
+    # discriminators start from its weights (a curriculum, or fine-tuning on other data); the step,
+    # optimisers and random state start fresh, and --resume takes the run's own checkpoint instead
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.adversarial_loss not in ("bce", "hinge"):
