@@ -156,17 +156,18 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, A
     return None
 
 
-def find_checkpoint(source: str | os.PathLike[str], setting: str) -> tuple[Path, dict[str, Any]]:
-    """A checkpoint file, or a run folder's newest checkpoint that loads (in its ``checkpoints``
-    folder or in itself); :class:`CheckpointError` names ``setting`` and the path when there is none."""
+def find_checkpoint(source: str | os.PathLike[str], subfolder: str, setting: str) -> tuple[Path, dict[str, Any]]:
+    """A checkpoint file, or a run folder's newest checkpoint that loads (in its ``subfolder``, the
+    trainer's checkpoint folder, or in itself); :class:`CheckpointError` names ``setting`` and the
+    path when there is none."""
     path = Path(source)
     if path.is_file():
         return path, load_checkpoint(path)
     if not path.is_dir():
         raise CheckpointError(f"{setting}: {path} is neither a checkpoint file nor a run folder")
-    found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+    found = latest_checkpoint(path / subfolder) or latest_checkpoint(path)
     if found is None:
-        raise CheckpointError(f"{setting}: no checkpoint that loads in {path} or {path / 'checkpoints'}")
+        raise CheckpointError(f"{setting}: no checkpoint that loads in {path} or {path / subfolder}")
     return found
 
 

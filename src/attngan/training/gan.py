@@ -204,7 +204,7 @@ class GANTrainer(Trainer):
         checkpoint; the step, the optimisers' moments and the random state start fresh."""
         if not self.cfg.init_from:
             return
-        path, state = ckpt.find_checkpoint(self.cfg.init_from, "init_from")
+        path, state = ckpt.find_checkpoint(self.cfg.init_from, self.checkpoint_dir, "init_from")
         try:
             self._load_models(state)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
