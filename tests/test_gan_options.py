@@ -3,6 +3,7 @@ a projection discriminator, each against a computation written out here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -74,6 +75,27 @@ def test_projection_head() -> None:
         DiscriminatorConfig(conditioning="dot")
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_discriminator_without_batchnorm_judges_each_image_alone(conditioning: str) -> None:
+    torch.manual_seed(0)
+    cfg = DiscriminatorConfig(image_size=64, channels=4, text_dim=8, conditioning=conditioning)
+    with_bn, without = Discriminator(cfg), Discriminator(dataclasses.replace(cfg, batchnorm=False))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
+    # the BatchNorm entries go; every other entry keeps its name and shape (the layer indices stay)
+    bn_names = {name for name, m in with_bn.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    expected = {k: v.shape for k, v in with_bn.state_dict().items() if k.rsplit(".", 1)[0] not in bn_names}
+    assert bn_names and {k: v.shape for k, v in without.state_dict().items()} == expected
+    images, sentence = torch.randn(4, 3, 64, 64), torch.randn(4, 8)
+    others = torch.cat((images[:1], torch.rand(3, 3, 64, 64)))  # the first image among other company
+
+    def first_logit(d: Discriminator, batch: torch.Tensor) -> torch.Tensor:
+        return d.logits(d(batch), sentence)[0][0]
+
+    # training mode: with BatchNorm an image's logit depends on the batch it came in, without it not
+    assert not torch.allclose(first_logit(with_bn.train(), images), first_logit(with_bn, others))
+    torch.testing.assert_close(first_logit(without.train(), images), first_logit(without, others))
+
+
 def test_a_run_with_hinge_projection_and_penalty(tmp_path: Path) -> None:
     from attngan.training.damsm import train_damsm
     from attngan.training.gan import train_gan
@@ -86,7 +108,7 @@ def test_a_run_with_hinge_projection_and_penalty(tmp_path: Path) -> None:
     cfg = resolve_config("gan", "shapes", [
         "generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "generator.num_stages=2",
         "generator.first_stage_size=16", "discriminator.channels=8", "discriminator.conditioning=projection",
-        "discriminator.spectral_norm=true", "adversarial_loss=hinge", "gradient_penalty=2.0",
+        "discriminator.spectral_norm=true", "discriminator.batchnorm=false", "adversarial_loss=hinge", "gradient_penalty=2.0",
         "data.extra={size: 32}", "run.batch_size=8", "run.max_steps=3", "run.log_every=1", "run.sample_every=0",
         f"run.out_dir={tmp_path / 'gan'}", f"damsm={damsm}"])
     train_gan(cfg)

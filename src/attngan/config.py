@@ -205,6 +205,10 @@ class DiscriminatorConfig:
     # concatenated to the 4x4 features, a 3x3 conv, a 4x4 conv) or "projection" (Miyato & Koyama:
     # pooled features, a linear logit plus their inner product with the embedded sentence)
     conditioning: str = "concat"
+    # BatchNorm after its convolutions (the original). Real and generated images pass in separate
+    # batches, each normalised by its own statistics, which hides an error the whole generated
+    # batch shares (a background that is neither of the real ones, say); False: no normalisation
+    batchnorm: bool = True
 
     def __post_init__(self) -> None:
         _check(self.image_size in (16, 32, 64, 128, 256),

@@ -20,33 +20,38 @@ def _conv(cin: int, cout: int, k: int, s: int, p: int, spectral: bool, bias: boo
     return maybe_spectral_norm(nn.Conv2d(cin, cout, k, s, p, bias=bias), spectral)
 
 
-def conv3x3_leaky(cin: int, cout: int, spectral: bool = False) -> nn.Sequential:
+def _norm(channels: int, batchnorm: bool) -> nn.Module:
+    """BatchNorm, or an identity in its place (the layer indices, hence the state-dict keys, stay)."""
+    return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
+
+
+def conv3x3_leaky(cin: int, cout: int, spectral: bool = False, batchnorm: bool = True) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> LeakyReLU(0.2) (the original ``Block3x3_leakRelu``)."""
-    return nn.Sequential(_conv(cin, cout, 3, 1, 1, spectral), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(_conv(cin, cout, 3, 1, 1, spectral), _norm(cout, batchnorm), nn.LeakyReLU(0.2, inplace=True))
 
 
-def down_block(cin: int, cout: int, spectral: bool = False) -> nn.Sequential:
+def down_block(cin: int, cout: int, spectral: bool = False, batchnorm: bool = True) -> nn.Sequential:
     """4x4 stride-2 conv -> BatchNorm -> LeakyReLU(0.2): halves the resolution."""
-    return nn.Sequential(_conv(cin, cout, 4, 2, 1, spectral), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(_conv(cin, cout, 4, 2, 1, spectral), _norm(cout, batchnorm), nn.LeakyReLU(0.2, inplace=True))
 
 
-def encode_to_4x4(image_size: int, channels: int, spectral: bool) -> nn.Sequential:
+def encode_to_4x4(image_size: int, channels: int, spectral: bool, batchnorm: bool = True) -> nn.Sequential:
     """Stride-2 convs from ``[B, 3, S, S]`` down to 4x4 (at most four, as ``encode_image_by_16times``)."""
     steps = min(int(math.log2(image_size // 4)), 4)
     layers: list[nn.Module] = [_conv(3, channels, 4, 2, 1, spectral), nn.LeakyReLU(0.2, inplace=True)]
     for i in range(1, steps):
         cin, cout = channels * 2 ** (i - 1), channels * 2**i
-        layers += [_conv(cin, cout, 4, 2, 1, spectral), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [_conv(cin, cout, 4, 2, 1, spectral), _norm(cout, batchnorm), nn.LeakyReLU(0.2, inplace=True)]
     return nn.Sequential(*layers)
 
 
 class DiscriminatorHead(nn.Module):
     """``[B, 8ndf, 4, 4]`` (+ sentence ``[B, D]``) -> one logit per image ``[B]``."""
 
-    def __init__(self, channels: int, text_dim: int, conditional: bool, spectral: bool) -> None:
+    def __init__(self, channels: int, text_dim: int, conditional: bool, spectral: bool, batchnorm: bool = True) -> None:
         super().__init__()
         self.text_dim = text_dim
-        self.joint = conv3x3_leaky(channels * 8 + text_dim, channels * 8, spectral) if conditional else None
+        self.joint = conv3x3_leaky(channels * 8 + text_dim, channels * 8, spectral, batchnorm) if conditional else None
         self.logits = nn.Sequential(_conv(channels * 8, 1, 4, 4, 0, spectral, bias=True))
 
     def forward(self, features: torch.Tensor, sentence: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,20 +86,21 @@ class Discriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__()
         self.config = config
-        ndf, sn = config.channels, config.spectral_norm
-        self.encode = encode_to_4x4(config.image_size, ndf, sn)
+        ndf, sn, bn = config.channels, config.spectral_norm, config.batchnorm
+        self.encode = encode_to_4x4(config.image_size, ndf, sn, bn)
         steps = min(int(math.log2(config.image_size // 4)), 4)
         extra = int(math.log2(config.image_size // 64)) if config.image_size >= 64 else 0
         # beyond 64x64: more stride-2 blocks widening to 8ndf * 2^k, then 3x3 blocks back to 8ndf
-        self.downsample = nn.Sequential(*[down_block(ndf * 8 * 2**i, ndf * 8 * 2 ** (i + 1), sn) for i in range(extra)])
-        reduce = [conv3x3_leaky(ndf * 8 * 2 ** (i + 1), ndf * 8 * 2**i, sn) for i in reversed(range(extra))]
+        self.downsample = nn.Sequential(*[down_block(ndf * 8 * 2**i, ndf * 8 * 2 ** (i + 1), sn, bn)
+                                          for i in range(extra)])
+        reduce = [conv3x3_leaky(ndf * 8 * 2 ** (i + 1), ndf * 8 * 2**i, sn, bn) for i in reversed(range(extra))]
         if steps < 4:  # small images: widen to 8ndf
-            reduce.append(conv3x3_leaky(ndf * 2 ** (steps - 1), ndf * 8, sn))
+            reduce.append(conv3x3_leaky(ndf * 2 ** (steps - 1), ndf * 8, sn, bn))
         self.reduce = nn.Sequential(*reduce)
         width = ndf * 2 ** min(steps - 1, 1)
         self.self_attention = SelfAttention(width, sn) if config.self_attention else None
         self.unconditional_head = DiscriminatorHead(ndf, config.text_dim, False, sn) if config.unconditional else None
-        self.conditional_head: nn.Module = (DiscriminatorHead(ndf, config.text_dim, True, sn)
+        self.conditional_head: nn.Module = (DiscriminatorHead(ndf, config.text_dim, True, sn, bn)
                                             if config.conditioning == "concat"
                                             else ProjectionHead(ndf, config.text_dim, sn))
 
