@@ -81,16 +81,16 @@ def probe(folder: str, split: str, num_images: int, seed: int = 0,
         done[n] += 1
         item = data[index]
         caption = int(item["caption_index"])
+        own = data.caption_text(index, caption)
         picture = item["images"][-1][None]
         if pipe is not None:
-            out = pipe(data.caption_text(index, caption), seed=index).images[-1]
+            out = pipe(own, seed=index).images[-1]
             if out.shape[-1] != picture.shape[-1]:
                 out = torch.nn.functional.interpolate(out, size=picture.shape[-2:], mode="bilinear",
                                                       align_corners=False, antialias=True)
             picture = out
         regions, code = image(picture)
         for kind in KINDS[n]:
-            own = data.caption_text(index, caption)
             variants = all_counterfactuals(scene, kind, names_background(own))
             if not variants:  # e.g. the background of a caption that does not name it
                 continue
