@@ -269,3 +269,44 @@ def test_the_generators_ranking_term_through_the_discriminators(tmp_path: Path,
     assert logs["loss_g_ranking"] == pytest.approx(expected, rel=1e-5) and logs["loss_g_ranking"] > 0
     with pytest.raises(ConfigError, match="hard_negatives.generator"):
         resolve_config("gan", "shapes", ["hard_negatives.generator=-1"])
+
+
+def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attngan.training import gan as gan_module
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 8}", "run.batch_size=4", "data.counterfactuals=2",
+            "hard_negatives.discriminator_ranking=2.0",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    ranked: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+    adversarial: list[float] = []
+    real_loss, real_terms = gan_module.counterfactual_ranking_loss, trainer.losses.discriminators
+
+    def recording(own: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
+        loss = real_loss(own, counterfactual)
+        ranked.append((own.detach().clone(), counterfactual.detach().clone(), float(loss)))
+        return loss
+
+    def recording_terms(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        total, losses = real_terms(*args, **kwargs)
+        adversarial.extend(float(x.detach()) for x in losses)
+        return total, losses
+
+    monkeypatch.setattr(gan_module, "counterfactual_ranking_loss", recording)
+    trainer.losses = trainer.losses._replace(discriminators=recording_terms)
+    logs = trainer.train_step(next(trainer.stream.iterate(0)))
+    # one ranking per discriminator, over the real images' counterfactual pairs, added with its weight
+    assert len(ranked) == len(adversarial) == len(trainer.discriminators)
+    assert all(len(own) == len(cf) >= 4 for own, cf, _ in ranked)
+    for i, ((_, _, rank), adv) in enumerate(zip(ranked, adversarial, strict=True)):
+        assert rank > 0 and logs[f"loss_d{i}"] == pytest.approx(adv + 2.0 * rank, rel=1e-5)
+    with pytest.raises(ConfigError, match="discriminator_ranking"):
+        resolve_config("gan", "shapes", ["hard_negatives.discriminator_ranking=-1"])
+    with pytest.raises(ConfigError, match="needs hard_negatives.discriminator"):
+        resolve_config("gan", "shapes", ["hard_negatives.discriminator_ranking=1", "hard_negatives.discriminator=false"])

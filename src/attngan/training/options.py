@@ -132,10 +132,20 @@ class HardNegativeOptions:
     # image's own caption above its counterfactuals (0: off): the word-by-word check of the
     # discriminators, apart from their real-or-fake verdict
     generator: float = 0.0
+    # weight of a discriminator term asking each conditional head to rank a real image's own caption
+    # above its counterfactuals (0: off). The mismatched term alone leaves the heads near chance on
+    # the words other attributes make redundant (shapes: shape and colour; see
+    # benchmarks/discriminator_probe.py), so the adversarial term carries no signal for them
+    discriminator_ranking: float = 0.0
 
     def __post_init__(self) -> None:
         if self.generator < 0:
             raise ConfigError("hard_negatives.generator must be >= 0")
+        if self.discriminator_ranking < 0:
+            raise ConfigError("hard_negatives.discriminator_ranking must be >= 0")
+        if self.discriminator_ranking > 0 and not self.discriminator:
+            raise ConfigError("hard_negatives.discriminator_ranking needs hard_negatives.discriminator "
+                              "(the counterfactual pairs it ranks)")
 
 
 @dataclass(frozen=True)
