@@ -64,8 +64,8 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
     generator = None
     if generated:
         generator = Generator(dataclasses.replace(cfg.generator, text_dim=text_dim))
-        generator.load_state_dict(state["models"]["ema"]["shadow"] if "shadow" in state["models"]["ema"]
-                                  else state["models"]["ema"])
+        ema = state["models"]["ema"]  # the EMA's own state: "shadow." + the generator's keys
+        generator.load_state_dict({k[len("shadow."):]: v for k, v in ema.items() if k.startswith("shadow.")})
         generator.eval()
     max_words = text.config.max_words
     extra = dict(cfg.data.extra)

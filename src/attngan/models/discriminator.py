@@ -121,3 +121,22 @@ class Discriminator(nn.Module):
         cond = self.conditional_head(features, sentence)
         uncond = self.unconditional_head(features) if self.unconditional_head is not None else None
         return cond, uncond
+
+
+class FeatureDiscriminator(nn.Module):
+    """A conditional discriminator over a fixed image encoder's region features (a vision-aided
+    discriminator, Kumari et al. 2022: a small trainable head on features that already tell the
+    words apart): regions ``[B, C, h, w]`` -> features ``[B, 8ndf, h, w]``; :attr:`conditional_head`
+    (a projection on the sentence ``[B, D]``) gives the logits ``[B]``."""
+
+    def __init__(self, feature_dim: int, text_dim: int, channels: int = 16, spectral: bool = False) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(_conv(feature_dim, channels * 4, 3, 1, 1, spectral, bias=True),
+                                   nn.LeakyReLU(0.2, inplace=True),
+                                   _conv(channels * 4, channels * 8, 3, 1, 1, spectral, bias=True),
+                                   nn.LeakyReLU(0.2, inplace=True))
+        self.conditional_head = ProjectionHead(channels, text_dim, spectral)
+
+    def forward(self, regions: torch.Tensor) -> torch.Tensor:
+        """``[B, C, h, w]`` -> ``[B, 8ndf, h, w]``."""
+        return self.trunk(regions)

@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig, to_dict
 from ..data import Batch, build_from_options, collate, example_captions
-from ..files import OutputError, writing
+from ..files import OutputError
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives
 from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty
@@ -43,6 +43,7 @@ from .augment import draw_shifts, shift_images
 from .compiled import compile_function, compile_module, compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA, recalibrate_batchnorm
+from .encoder_discriminator import EncoderDiscriminator
 from .fast_layers import (
     ChannelsLastInput,
     checkpoint_last_stage,
@@ -58,6 +59,7 @@ from .memory import keep_freed_memory
 from .negatives import encode_captions
 from .optim import adam
 from .options import GANTrainConfig
+from .samples import save_sample_grid
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)
@@ -122,6 +124,8 @@ class GANTrainer(Trainer):
             self.discriminators.to(memory_format=torch.channels_last)
         if speed.matmul_logits:
             use_matmul_logits(self.discriminators)
+        self.encoder_d = (EncoderDiscriminator(cfg, enc.image_encoder.config.embedding_dim, te_cfg.hidden_dim, dist)
+                          if cfg.encoder_discriminator > 0 else None)
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
         if speed.subpixel:  # after the EMA copy: the shadow keeps the reference layers (it is exported)
             use_subpixel_up_blocks(self.generator)
@@ -175,7 +179,8 @@ class GANTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "version": __version__, "config": to_dict(self.cfg),
                 "models": {"generator": self.generator.state_dict(), "ema": self.ema.state_dict(),
-                           "discriminators": [d.state_dict() for d in self.discriminators]},
+                           "discriminators": [d.state_dict() for d in self.discriminators],
+                           **({"encoder_discriminator": self.encoder_d.state_dict()} if self.encoder_d else {})},
                 "optimizers": {"generator": self.opt_g.state_dict(),
                                "discriminators": [o.state_dict() for o in self.opt_d]},
                 "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}, "vocab": self.vocab.words}
@@ -198,6 +203,8 @@ class GANTrainer(Trainer):
         self.ema.load_state_dict(state["models"]["ema"])
         for d, s in zip(self.discriminators, state["models"]["discriminators"], strict=True):
             d.load_state_dict(s)
+        if self.encoder_d is not None and "encoder_discriminator" in state["models"]:  # else a fresh head
+            self.encoder_d.load_state_dict(state["models"]["encoder_discriminator"])
 
     def initialise(self) -> None:
         """``init_from``: the generator, its EMA and the discriminators start from another run's
@@ -213,7 +220,7 @@ class GANTrainer(Trainer):
         log.info("generator and discriminators start from %s (its step %s)", path, state.get("step"))
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.opt_g, *self.opt_d]
+        return [self.opt_g, *self.opt_d, *([self.encoder_d.opt] if self.encoder_d else [])]
 
     def resolved_config(self) -> dict[str, Any]:
         return {"gan": to_dict(self.cfg), "version": __version__}
@@ -310,6 +317,11 @@ class GANTrainer(Trainer):
         if hn.discriminator and hard_rows is not None:  # (real image, counterfactual caption) pairs
             pairs = pairs._replace(hard_sentence=hard_sentence, hard_rows=hard_rows)
         losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
+        loss_enc_d = None
+        if self.encoder_d is not None:  # images moved as the DAMSM term's (shifts drawn for the global batch)
+            shifts = [draw_shifts(total, cfg.damsm_shift, self.noise)[rows] for _ in "rf"] if cfg.damsm_shift else None
+            loss_enc_d = self.encoder_d.update_on_images(self.image_encoder, reals[-1], fakes[-1].detach(), sentence,
+                                                         pairs, shifts)
 
         # generator: DAMSM on the last stage, adversarial terms, KL
         g, weight = cfg.loss, self.damsm_weight()
@@ -322,6 +334,8 @@ class GANTrainer(Trainer):
                 regions, codes = checkpoint(self.image_encoder, scored, use_reentrant=False)
             else:
                 regions, codes = self.image_encoder(scored)
+        # the generator's term through the encoder discriminator (the head's weights get no gradient)
+        enc_g = self.encoder_d.generator_loss(regions.float(), sentence) if self.encoder_d is not None else None
         negatives = None
         if hard is not None and hn.damsm:
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
@@ -329,6 +343,8 @@ class GANTrainer(Trainer):
                                   gather(lengths.to(dev)), gather(class_ids), g.gamma1, g.gamma2, g.gamma3, negatives)
         if speed.encoder_first:  # the gradient at the last image now; the encoder's activations go
             weighted = (damsm["w0"] + damsm["w1"] + damsm["s0"] + damsm["s1"]) * weight
+            if enc_g is not None:
+                weighted = weighted + enc_g
             require_finite(self.step, {"loss_damsm": weighted})
             (grad_last,) = torch.autograd.grad(weighted, last)
             damsm = {k: v.detach() for k, v in damsm.items()}
@@ -343,6 +359,8 @@ class GANTrainer(Trainer):
                                      torch.tensor(weight) if self.compiled else weight, cfg.kl_weight,
                                      cfg.adversarial_loss)
         self.discriminators.requires_grad_(True)
+        if enc_g is not None:  # in the backward pass through the last image already with encoder_first
+            loss = {**loss, "total": loss["total"] + (enc_g.detach() if speed.encoder_first else enc_g)}
         ranking = None
         if ranked:
             ranking = hn.generator * torch.stack([counterfactual_ranking_loss(out_d.cond[hard_rows], out_d.cond_hard)
@@ -363,6 +381,8 @@ class GANTrainer(Trainer):
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         if ranking is not None:
             logs["loss_g_ranking"] = float(ranking.detach())
+        if enc_g is not None and loss_enc_d is not None:
+            logs.update(loss_d_enc=loss_enc_d, loss_g_enc=float(enc_g.detach()))
         return logs
 
     def damsm_weight(self) -> float:
@@ -458,21 +478,10 @@ class GANTrainer(Trainer):
         return False
 
     def save_samples(self) -> None:
-        """A grid of fixed captions and noise (every stage) and an attention sheet, from the EMA weights,
-        through the pipeline in the run's precision."""
-        from ..inference.pipeline import AttnGANPipeline
-        from ..viz import attention_sheet, sample_grid, save_png
-
-        captions = self.sample_captions()
-        pipe = AttnGANPipeline(self.inference_bundle(), device=self.dist.device, precision=self.cfg.run.precision)
-        out = pipe(captions, seed=list(range(len(captions))))
-        folder = self.out / "samples"
-        images = {folder / f"step-{self.step:08d}.png": sample_grid(out.images, captions)}
-        if out.attention_maps:
-            images[folder / f"step-{self.step:08d}-attention.png"] = attention_sheet(out, 0)
-        for path, image in images.items():  # atomically: never a partial PNG
-            with writing(path):
-                save_png(image, path)
+        """The sample grid of the fixed captions (:func:`.samples.save_sample_grid`) from the EMA weights
+        in the run's precision."""
+        save_sample_grid(self.inference_bundle(), self.sample_captions(), self.dist.device, self.cfg.run.precision,
+                         self.out / "samples", self.step)
 
     def sample_captions(self, n: int = 8) -> list[str]:
         """``n`` fixed captions of the training data, spread over it."""

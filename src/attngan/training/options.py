@@ -173,6 +173,10 @@ class GANTrainConfig:
     # DF-GAN's matching-aware gradient penalty on real images with their own captions (weight; 0 = off)
     gradient_penalty: float = 0.0
     hard_negatives: HardNegativeOptions = field(default_factory=HardNegativeOptions)
+    # weight of the generator's term through an encoder discriminator: a trainable conditional head
+    # over the frozen DAMSM image encoder's region features of the last stage (0: off, as the
+    # original; training/encoder_discriminator.py)
+    encoder_discriminator: float = 0.0
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     # re-estimate the exported EMA generator's BatchNorm statistics on this many training batches
@@ -192,6 +196,8 @@ class GANTrainConfig:
             raise ConfigError("gradient_penalty must be >= 0")
         if self.damsm_shift < 0:
             raise ConfigError("damsm_shift must be >= 0")
+        if self.encoder_discriminator < 0:
+            raise ConfigError("encoder_discriminator must be >= 0")
 
 
 CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
