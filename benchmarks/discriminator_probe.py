@@ -2,7 +2,8 @@
 each caption is re-written with one thing changed (one object's shape, colour, size or position,
 or an attribute exchanged between two objects, as :mod:`benchmarks.damsm_probe`), and each
 discriminator's conditional logit ranks the own caption against every such variant: the share of
-images whose own caption scores highest, per stage and attribute. With ``--generated`` the same
+images whose own caption scores highest, per stage and attribute (and for the encoder
+discriminator's head, ``enc``, when the run has one). With ``--generated`` the same
 is asked of the run's EMA generator's images for the own caption (what the discriminators
 reward the generator for).
 
@@ -29,7 +30,7 @@ from attngan.data.shapes import ShapesDataset
 from attngan.data.shapes_captions import names_background
 from attngan.data.shapes_counterfactuals import COUNTERFACTUAL_KINDS, all_counterfactuals
 from attngan.hub import load_damsm
-from attngan.models.discriminator import Discriminator
+from attngan.models.discriminator import Discriminator, FeatureDiscriminator
 from attngan.models.generator import Generator
 from attngan.text import pad_batch
 from attngan.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -61,6 +62,15 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
                                               batchnorm=batchnorm))
         d.load_state_dict(weights)
         discriminators.append(d.eval())
+    # the encoder discriminator (encoder_discriminator > 0): its head over the image encoder's regions
+    head = None
+    if "encoder_discriminator" in state["models"]:
+        image_encoder = enc.image_encoder.eval()
+        head = FeatureDiscriminator(image_encoder.config.embedding_dim, text_dim, cfg.discriminator.channels,
+                                    cfg.discriminator.spectral_norm)
+        head.load_state_dict(state["models"]["encoder_discriminator"]["head"])
+        head.eval()
+    judges = len(discriminators) + (head is not None)
     generator = None
     if generated:
         generator = Generator(dataclasses.replace(cfg.generator, text_dim=text_dim))
@@ -73,7 +83,7 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
                                                                              for d in discriminators),
                          train=False, max_words=max_words, seed=seed,
                          max_objects=int(extra.get("max_objects", 2)))
-    hits: dict[int, dict[str, list[list[bool]]]] = {n: {k: [[] for _ in discriminators] for k in KINDS[n]}
+    hits: dict[int, dict[str, list[list[bool]]]] = {n: {k: [[] for _ in range(judges)] for k in KINDS[n]}
                                                     for n in (1, 2)}
     done = {1: 0, 2: 0}
     noise = torch.Generator().manual_seed(seed)
@@ -95,6 +105,10 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
             out = generator(z, sentence, words, tokens == 0, eps=eps)
             pictures = list(out.images)[-len(discriminators):]
         features = [d(p) for d, p in zip(discriminators, pictures, strict=True)]
+        heads = [d.conditional_head for d in discriminators]
+        if head is not None:
+            features.append(head(image_encoder(pictures[-1])[0]))
+            heads.append(head.conditional_head)
         for kind in KINDS[n]:
             variants = all_counterfactuals(scene, kind, names_background(own))
             if not variants:
@@ -102,14 +116,15 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
             captions = [own] + [data.caption_with(index, caption, v) for v in variants]
             tokens, lengths = pad_batch([vocab.encode(c, max_words).ids for c in captions])
             _, sentences = text(tokens, lengths)
-            for i, (d, f) in enumerate(zip(discriminators, features, strict=True)):
-                logits = d.conditional_head(f.expand(len(captions), -1, -1, -1), sentences)
+            for i, (h, f) in enumerate(zip(heads, features, strict=True)):
+                logits = h(f.expand(len(captions), -1, -1, -1), sentences)
                 hits[n][kind][i].append(bool((logits[1:] < logits[0]).all()))
         if min(done.values()) >= num_images:
             break
-    stages = {str(d.config.image_size): {name: {k: float(np.mean(h[i])) for k, h in hits[n].items() if h[i]}
-                                          for name, n in (("one", 1), ("two", 2))}
-              for i, d in enumerate(discriminators)}
+    names = [str(d.config.image_size) for d in discriminators] + (["enc"] if head is not None else [])
+    stages = {stage: {name: {k: float(np.mean(h[i])) for k, h in hits[n].items() if h[i]}
+                      for name, n in (("one", 1), ("two", 2))}
+              for i, stage in enumerate(names)}
     return {"checkpoint": str(path), "step": int(state["step"]), "stages": stages}
 
 
