@@ -46,7 +46,7 @@ def _generator_gradients(tmp_path: Path, damsm: Path, extra: list[str], encoder_
         cfg.run, speed=dataclasses.replace(cfg.run.speed, encoder_first=encoder_first, release_gradients=False)))
     trainer = GANTrainer(cfg, DistInfo())
     if trainer.encoder_d is not None:
-        trainer.head_before = copy.deepcopy(trainer.encoder_d.head.state_dict())  # type: ignore[attr-defined]
+        trainer.head_before = copy.deepcopy(trainer.encoder_d.judge.state_dict())  # type: ignore[attr-defined]
     grads: dict[str, torch.Tensor] = {}
 
     def record(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
@@ -59,12 +59,15 @@ def _generator_gradients(tmp_path: Path, damsm: Path, extra: list[str], encoder_
     return grads, logs, trainer
 
 
-def test_the_generators_term_is_weighted_and_reaches_the_generator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainable", [False, True])
+def test_the_generators_term_is_weighted_and_reaches_the_generator(tmp_path: Path, trainable: bool) -> None:
     damsm = random_damsm(tmp_path / "damsm")
+    kind = [f"encoder_discriminator_trainable={str(trainable).lower()}"]
     off, logs_off, _ = _generator_gradients(tmp_path / "off", damsm, [])
-    one, logs_one, trainer = _generator_gradients(tmp_path / "one", damsm, ["encoder_discriminator=1.0"])
-    two, _, _ = _generator_gradients(tmp_path / "two", damsm, ["encoder_discriminator=2.0"])
-    late, _, _ = _generator_gradients(tmp_path / "late", damsm, ["encoder_discriminator=1.0"], encoder_first=False)
+    one, logs_one, trainer = _generator_gradients(tmp_path / "one", damsm, ["encoder_discriminator=1.0", *kind])
+    two, _, _ = _generator_gradients(tmp_path / "two", damsm, ["encoder_discriminator=2.0", *kind])
+    late, _, _ = _generator_gradients(tmp_path / "late", damsm, ["encoder_discriminator=1.0", *kind],
+                                      encoder_first=False)
     assert "loss_d_enc" not in logs_off and logs_one["loss_d_enc"] > 0 and logs_one["loss_g_enc"] > 0
     assert logs_one["loss_g"] == pytest.approx(logs_off["loss_g"] + logs_one["loss_g_enc"], rel=1e-4)
     assert off.keys() == one.keys() == two.keys() == late.keys() and len(off) > 10
@@ -78,8 +81,13 @@ def test_the_generators_term_is_weighted_and_reaches_the_generator(tmp_path: Pat
     assert moved > len(off) // 2  # the term reaches most of the generator
     # the head's weights were updated; the frozen encoder's were not
     assert trainer.encoder_d is not None
-    after = trainer.encoder_d.head.state_dict()
-    assert all(not torch.equal(v, after[k]) for k, v in trainer.head_before.items())  # type: ignore[attr-defined]
+    after = trainer.encoder_d.judge.state_dict()
+    before = trainer.head_before  # type: ignore[attr-defined]
+    assert before.keys() == after.keys() and any(k.startswith("backbone.") for k in after) == trainable
+    changed = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert {k for k in before if k.startswith("head.")} <= changed
+    if trainable:  # the region path of the backbone learns (its global branch is unused here)
+        assert {"backbone.project_regions.weight", "backbone.stem.0.weight"} <= changed
     assert not any(p.requires_grad for p in trainer.reference_image_encoder.parameters())
 
 
@@ -99,3 +107,25 @@ def test_the_head_and_its_optimiser_travel_in_the_checkpoint(tmp_path: Path) -> 
     assert other.encoder_d.opt.state_dict()["state"].keys() == trainer.encoder_d.opt.state_dict()["state"].keys()
     with pytest.raises(ConfigError, match="encoder_discriminator"):
         resolve_config("gan", "shapes", ["encoder_discriminator=-1"])
+
+
+def test_the_trainable_backbone_starts_as_the_frozen_encoder(tmp_path: Path) -> None:
+    damsm = random_damsm(tmp_path / "damsm")
+    cfg = resolve_config("gan", "shapes", SETS + ["encoder_discriminator=1", "encoder_discriminator_trainable=true",
+                                                  f"damsm={damsm}", f"run.out_dir={tmp_path / 'run'}"])
+    trainer = GANTrainer(cfg, DistInfo())
+    assert trainer.encoder_d is not None and trainer.encoder_d.judge.backbone is not None
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = trainer.reference_image_encoder(images)[0]
+        got = trainer.encoder_d.judge.backbone(images)[0]
+    assert torch.allclose(got, expected, atol=1e-4 * float(expected.abs().max()))
+    assert all(p.requires_grad for p in trainer.encoder_d.judge.parameters())
+    assert {id(p) for p in trainer.encoder_d.judge.parameters()} == {
+        id(p) for group in trainer.encoder_d.opt.param_groups for p in group["params"]}
+    state = trainer.state_dict()["models"]["encoder_discriminator"]
+    assert "backbone" in state
+    frozen = GANTrainer(resolve_config("gan", "shapes", SETS + ["encoder_discriminator=1", f"damsm={damsm}",
+                                                                f"run.out_dir={tmp_path / 'other'}"]), DistInfo())
+    with pytest.raises(ValueError, match="no trainable backbone"):
+        trainer.encoder_d.load_state_dict(frozen.state_dict()["models"]["encoder_discriminator"])

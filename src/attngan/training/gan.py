@@ -124,8 +124,8 @@ class GANTrainer(Trainer):
             self.discriminators.to(memory_format=torch.channels_last)
         if speed.matmul_logits:
             use_matmul_logits(self.discriminators)
-        self.encoder_d = (EncoderDiscriminator(cfg, enc.image_encoder.config.embedding_dim, te_cfg.hidden_dim, dist)
-                          if cfg.encoder_discriminator > 0 else None)
+        self.encoder_d = (EncoderDiscriminator(cfg, self.reference_image_encoder, enc.image_encoder.config.embedding_dim,
+                                               te_cfg.hidden_dim, dist) if cfg.encoder_discriminator > 0 else None)
         self.ema = EMA(self.generator, cfg.ema_decay, cfg.ema_warmup)
         if speed.subpixel:  # after the EMA copy: the shadow keeps the reference layers (it is exported)
             use_subpixel_up_blocks(self.generator)
@@ -335,7 +335,7 @@ class GANTrainer(Trainer):
             else:
                 regions, codes = self.image_encoder(scored)
         # the generator's term through the encoder discriminator (the head's weights get no gradient)
-        enc_g = self.encoder_d.generator_loss(regions.float(), sentence) if self.encoder_d is not None else None
+        enc_g = self.encoder_d.generator_loss(regions.float(), sentence, scored) if self.encoder_d is not None else None
         negatives = None
         if hard is not None and hn.damsm:
             negatives = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))

@@ -177,6 +177,10 @@ class GANTrainConfig:
     # over the frozen DAMSM image encoder's region features of the last stage (0: off, as the
     # original; training/encoder_discriminator.py)
     encoder_discriminator: float = 0.0
+    # the encoder discriminator's own copy of the image encoder (BatchNorms folded) is trained with its
+    # head instead of frozen: it starts from the encoder's word knowledge and keeps learning from the
+    # generated images (the generator's DAMSM term still uses the frozen encoder)
+    encoder_discriminator_trainable: bool = False
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     # re-estimate the exported EMA generator's BatchNorm statistics on this many training batches
