@@ -310,3 +310,58 @@ def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path, monkeypa
         resolve_config("gan", "shapes", ["hard_negatives.discriminator_ranking=-1"])
     with pytest.raises(ConfigError, match="needs hard_negatives.discriminator"):
         resolve_config("gan", "shapes", ["hard_negatives.discriminator_ranking=1", "hard_negatives.discriminator=false"])
+
+
+def test_mode_seeking_loss() -> None:
+    from attngan.losses.gan import mode_seeking_loss
+
+    images, twins = torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
+    twins[0] += 0.5  # apart by 0.5 per element; the second pair identical
+    noise, twin_noise = torch.zeros(2, 4), torch.ones(2, 4)  # noise apart by 1
+    expected = (1 / (0.5 + 1e-5) + 1 / 1e-5) / 2
+    assert float(mode_seeking_loss(images, twins, noise, twin_noise)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="do not pair up"):
+        mode_seeking_loss(images, twins[:1], noise, twin_noise)
+
+
+def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from attngan.training import gan as gan_module
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            "data.extra={size: 16}", "run.batch_size=8", "diversity_weight=0.5",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    calls: list[tuple[torch.Tensor, ...]] = []
+    generator = trainer.g
+
+    def recording_generator(*args: torch.Tensor, eps: torch.Tensor) -> object:
+        calls.append((*args, eps))
+        return generator(*args, eps=eps)
+
+    terms: list[float] = []
+    real_term = gan_module.mode_seeking_loss
+
+    def recording_term(*args: torch.Tensor) -> torch.Tensor:
+        assert all(a.shape[0] == 2 for a in args)  # a quarter of the 8 captions
+        loss = real_term(*args)
+        terms.append(float(loss.detach()))
+        return loss
+
+    trainer.g = recording_generator
+    monkeypatch.setattr(gan_module, "mode_seeking_loss", recording_term)
+    logs = trainer.train_step(next(trainer.stream.iterate(0)))
+    (z, sentence, words, mask, eps), = calls
+    assert z.shape[0] == sentence.shape[0] == words.shape[0] == mask.shape[0] == eps.shape[0] == 10
+    # the twins: the first two captions and condition noise again, other image noise
+    for x in (sentence, words, mask, eps):
+        assert torch.equal(x[8:], x[:2])
+    assert not torch.equal(z[8:], z[:2])
+    assert logs["loss_g_diversity"] == pytest.approx(0.5 * terms[0], rel=1e-6) and terms[0] > 0
+    with pytest.raises(ConfigError, match="diversity_weight"):
+        resolve_config("gan", "shapes", ["diversity_weight=-1"])

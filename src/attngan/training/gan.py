@@ -31,7 +31,7 @@ from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError
 from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives
-from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty
+from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty, mode_seeking_loss
 from ..models.discriminator import Discriminator
 from ..models.generator import Generator
 from ..models.layers import init_weights_original
@@ -298,8 +298,18 @@ class GANTrainer(Trainer):
         eps = torch.randn(total, cfg.generator.condition_dim, generator=self.noise)
         rows = slice(dist.rank * b, (dist.rank + 1) * b)
         z, eps = z[rows].to(dev), eps[rows].to(dev)
+        k = max(b // 4, 1) if cfg.diversity_weight > 0 else 0  # captions drawn twice (the mode-seeking term)
+        inputs: tuple[torch.Tensor, ...] = (z, sentence, words, mask, eps)
+        if k:  # their twins' noise, drawn for the global batch; the same condition noise
+            twin_z = torch.randn(k * dist.world_size, z.shape[1], generator=self.noise)[dist.rank * k:(dist.rank + 1) * k]
+            inputs = tuple(torch.cat((x, x[:k])) for x in inputs)
+            inputs = (torch.cat((z, twin_z.to(dev))), *inputs[1:])
         with autocast(cfg.run.precision, dev):
-            out = self.g(z, sentence, words, mask, eps=eps)
+            out = self.g(*inputs[:4], eps=inputs[4])
+        if k:
+            twins = out.images[-1][b:]
+            out = out._replace(images=[x[:b] for x in out.images], mu=out.mu[:b], logvar=out.logvar[:b],
+                               condition=out.condition[:b])
         images = [out.images[i] for i in self.stage_of_d] if cfg.generator.variant == "multi_stage" else out.images
         fakes = [image.contiguous(memory_format=layout) for image in images]
 
@@ -361,6 +371,10 @@ class GANTrainer(Trainer):
         self.discriminators.requires_grad_(True)
         if enc_g is not None:  # in the backward pass through the last image already with encoder_first
             loss = {**loss, "total": loss["total"] + (enc_g.detach() if speed.encoder_first else enc_g)}
+        diversity = None
+        if k:
+            diversity = cfg.diversity_weight * mode_seeking_loss(out.images[-1][:k], twins, z[:k], inputs[0][b:])
+            loss = {**loss, "total": loss["total"] + diversity}
         ranking = None
         if ranked:
             ranking = hn.generator * torch.stack([counterfactual_ranking_loss(out_d.cond[hard_rows], out_d.cond_hard)
@@ -381,6 +395,8 @@ class GANTrainer(Trainer):
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
         if ranking is not None:
             logs["loss_g_ranking"] = float(ranking.detach())
+        if diversity is not None:
+            logs["loss_g_diversity"] = float(diversity.detach())
         if enc_g is not None and loss_enc_d is not None:
             logs.update(loss_d_enc=loss_enc_d, loss_g_enc=float(enc_g.detach()))
         return logs

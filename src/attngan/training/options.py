@@ -181,6 +181,10 @@ class GANTrainConfig:
     # head instead of frozen: it starts from the encoder's word knowledge and keeps learning from the
     # generated images (the generator's DAMSM term still uses the frozen encoder)
     encoder_discriminator_trainable: bool = False
+    # weight of MSGAN's mode-seeking term (Mao et al. 2019; 0: off): a quarter of each batch's captions
+    # is drawn a second time from other noise (in the same generator pass, so its BatchNorm statistics
+    # cover both), and the generator is asked to move their images apart
+    diversity_weight: float = 0.0
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     # re-estimate the exported EMA generator's BatchNorm statistics on this many training batches
@@ -202,6 +206,8 @@ class GANTrainConfig:
             raise ConfigError("damsm_shift must be >= 0")
         if self.encoder_discriminator < 0:
             raise ConfigError("encoder_discriminator must be >= 0")
+        if self.diversity_weight < 0:
+            raise ConfigError("diversity_weight must be >= 0")
 
 
 CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
