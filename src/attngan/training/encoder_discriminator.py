@@ -65,9 +65,9 @@ class EncoderDiscriminator:
 
     def update(self, real_regions: torch.Tensor, fake_regions: torch.Tensor, sentence: torch.Tensor,
                pairs: Mismatched) -> float:
-        """One Adam update on real and generated region features ``[B, C, h, w]`` (or images ``[B, 3, S,
-        S]`` with the trainable backbone; no gradient to either) with their sentences ``[B, D]``, the mismatched pairs and the counterfactual pairs of
-        ``pairs``; returns the loss."""
+        """One Adam update on real and generated region features ``[B, C, h, w]`` (images ``[B, 3, S, S]``
+        with the trainable backbone; no gradient to either) with their sentences ``[B, D]``, the
+        mismatched and the counterfactual pairs of ``pairs``; returns the loss."""
         cfg = self.cfg
         head, cond_hard = self.head.conditional_head, None
         with autocast(cfg.run.precision, real_regions.device):
