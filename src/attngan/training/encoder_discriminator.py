@@ -8,6 +8,9 @@ The encoder knows each word on real images (it was trained for it), but the gene
 please its fixed word scores with a texture; a head that keeps learning from the generated images
 takes that texture apart again, and it starts from features that tell the words apart, where the
 per-stage discriminators learn shape from pixels late or never (``benchmarks/discriminator_probe.py``).
+With ``encoder_discriminator_trainable`` the features learn too: the head's own copy of the encoder
+(BatchNorms folded, so it starts as the same function) is trained with it, while the generator's
+DAMSM term keeps the frozen encoder.
 """
 
 from __future__ import annotations
