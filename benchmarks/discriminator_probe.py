@@ -34,6 +34,7 @@ from attngan.models.discriminator import Discriminator, FeatureDiscriminator
 from attngan.models.generator import Generator
 from attngan.text import pad_batch
 from attngan.training.checkpoint import latest_checkpoint, load_checkpoint
+from attngan.training.fast_layers import fold_frozen_batchnorms
 from attngan.training.options import GANTrainConfig
 
 KINDS = {1: [k for k in COUNTERFACTUAL_KINDS if k != "exchange"], 2: list(COUNTERFACTUAL_KINDS)}
@@ -66,6 +67,9 @@ def probe(run: str, split: str, num_images: int, checkpoint: str | None = None, 
     head = None
     if "encoder_discriminator" in state["models"]:
         image_encoder = enc.image_encoder.eval()
+        if "backbone" in state["models"]["encoder_discriminator"]:  # trained with the head
+            image_encoder = fold_frozen_batchnorms(image_encoder).to(memory_format=torch.contiguous_format)
+            image_encoder.load_state_dict(state["models"]["encoder_discriminator"]["backbone"])
         head = FeatureDiscriminator(image_encoder.config.embedding_dim, text_dim, cfg.discriminator.channels,
                                     cfg.discriminator.spectral_norm)
         head.load_state_dict(state["models"]["encoder_discriminator"]["head"])
