@@ -273,24 +273,16 @@ def test_the_generators_ranking_term_through_the_discriminators(tmp_path: Path,
 
 def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from attngan.training import gan as gan_module
-    from attngan.training.distributed import DistInfo
-    from attngan.training.gan import GANTrainer
     from attngan.training.options import resolve_config
 
-    from .conftest import random_damsm
-
-    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
-            "data.extra={size: 8}", "run.batch_size=4", "data.counterfactuals=2",
-            "hard_negatives.discriminator_ranking=2.0",
-            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
-    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    trainer = _tiny_trainer(tmp_path, "data.counterfactuals=2", "hard_negatives.discriminator_ranking=2.0")
     ranked: list[tuple[torch.Tensor, torch.Tensor, float]] = []
     adversarial: list[float] = []
     real_loss, real_terms = gan_module.counterfactual_ranking_loss, trainer.losses.discriminators
 
     def recording(own: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
         loss = real_loss(own, counterfactual)
-        ranked.append((own.detach().clone(), counterfactual.detach().clone(), float(loss)))
+        ranked.append((own.detach().clone(), counterfactual.detach().clone(), float(loss.detach())))
         return loss
 
     def recording_terms(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -327,16 +319,9 @@ def test_mode_seeking_loss() -> None:
 def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from attngan.training import gan as gan_module
-    from attngan.training.distributed import DistInfo
-    from attngan.training.gan import GANTrainer
     from attngan.training.options import resolve_config
 
-    from .conftest import random_damsm
-
-    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
-            "data.extra={size: 16}", "run.batch_size=8", "diversity_weight=0.5",
-            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
-    trainer = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo())
+    trainer = _tiny_trainer(tmp_path, "diversity_weight=0.5", size=16, batch_size=8)
     calls: list[tuple[torch.Tensor, ...]] = []
     generator = trainer.g
 
@@ -365,3 +350,17 @@ def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: P
     assert logs["loss_g_diversity"] == pytest.approx(0.5 * terms[0], rel=1e-6) and terms[0] > 0
     with pytest.raises(ConfigError, match="diversity_weight"):
         resolve_config("gan", "shapes", ["diversity_weight=-1"])
+
+
+def _tiny_trainer(tmp_path: Path, *sets: str, size: int = 8, batch_size: int = 4):  # type: ignore[no-untyped-def]
+    """A GAN trainer of the shapes preset at width 8 on ``size`` scenes, a random DAMSM, and ``sets``."""
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+    from attngan.training.options import resolve_config
+
+    from .conftest import random_damsm
+
+    base = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
+            f"data.extra={{size: {size}}}", f"run.batch_size={batch_size}",
+            f"damsm={random_damsm(tmp_path / 'damsm')}", f"run.out_dir={tmp_path / 'run'}"]
+    return GANTrainer(resolve_config("gan", "shapes", base + list(sets)), DistInfo())
