@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
@@ -271,33 +272,45 @@ def test_the_generators_ranking_term_through_the_discriminators(tmp_path: Path,
         resolve_config("gan", "shapes", ["hard_negatives.generator=-1"])
 
 
-def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from attngan.training import gan as gan_module
+def test_the_ranking_term_in_the_discriminator_loss() -> None:
+    from attngan.losses.gan import counterfactual_ranking_loss, discriminator_loss
+
+    real, fake, wrong, hard, rows = torch.randn(4), torch.randn(4), torch.randn(3), torch.randn(6), torch.tensor(
+        [0, 0, 1, 2, 3, 3])
+    for kind in ("bce", "hinge"):
+        base = discriminator_loss(real, fake, wrong, kind=kind, cond_hard=hard)
+        ranked = discriminator_loss(real, fake, wrong, kind=kind, cond_hard=hard, hard_rows=rows, ranking=2.0)
+        assert torch.allclose(ranked, base + 2.0 * counterfactual_ranking_loss(real[rows], hard))
+        manual = torch.nn.functional.softplus(hard - real[rows]).mean()
+        assert torch.allclose(ranked - base, 2.0 * manual, atol=1e-6)
+    with pytest.raises(ValueError, match="hard_rows"):
+        discriminator_loss(real, fake, wrong, cond_hard=hard, ranking=1.0)
+
+
+def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path) -> None:
+    from attngan.losses.gan import DiscriminatorLogits, counterfactual_ranking_loss
     from attngan.training.options import resolve_config
 
     trainer = _tiny_trainer(tmp_path, "data.counterfactuals=2", "hard_negatives.discriminator_ranking=2.0")
-    ranked: list[tuple[torch.Tensor, torch.Tensor, float]] = []
-    adversarial: list[float] = []
-    real_loss, real_terms = gan_module.counterfactual_ranking_loss, trainer.losses.discriminators
-
-    def recording(own: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
-        loss = real_loss(own, counterfactual)
-        ranked.append((own.detach().clone(), counterfactual.detach().clone(), float(loss.detach())))
-        return loss
+    calls: list[tuple[float, float, float]] = []  # (loss, its ranking weight, the ranking term itself)
+    real_terms = trainer.losses.discriminators
 
     def recording_terms(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
         total, losses = real_terms(*args, **kwargs)
-        adversarial.extend(float(x.detach()) for x in losses)
+        logits, rows, weight = cast(list[DiscriminatorLogits], args[0]), cast(torch.Tensor, args[3]), float(
+            cast(float, args[4]))
+        for lg, loss in zip(logits, losses, strict=True):
+            assert lg.cond_hard is not None and len(rows) == len(lg.cond_hard) >= 4
+            term = counterfactual_ranking_loss(lg.cond_real.float()[rows], lg.cond_hard.float())
+            calls.append((float(loss.detach()), weight, float(term.detach())))
         return total, losses
 
-    monkeypatch.setattr(gan_module, "counterfactual_ranking_loss", recording)
     trainer.losses = trainer.losses._replace(discriminators=recording_terms)
     logs = trainer.train_step(next(trainer.stream.iterate(0)))
-    # one ranking per discriminator, over the real images' counterfactual pairs, added with its weight
-    assert len(ranked) == len(adversarial) == len(trainer.discriminators)
-    assert all(len(own) == len(cf) >= 4 for own, cf, _ in ranked)
-    for i, ((_, _, rank), adv) in enumerate(zip(ranked, adversarial, strict=True)):
-        assert rank > 0 and logs[f"loss_d{i}"] == pytest.approx(adv + 2.0 * rank, rel=1e-5)
+    # one loss per discriminator, over the real images' counterfactual pairs, with the ranking weight
+    assert len(calls) == len(trainer.discriminators)
+    for i, (loss, weight, term) in enumerate(calls):
+        assert weight == 2.0 and term > 0 and logs[f"loss_d{i}"] == pytest.approx(loss, rel=1e-5)
     with pytest.raises(ConfigError, match="discriminator_ranking"):
         resolve_config("gan", "shapes", ["hard_negatives.discriminator_ranking=-1"])
     with pytest.raises(ConfigError, match="needs hard_negatives.discriminator"):

@@ -43,6 +43,8 @@ def discriminator_loss(
     wrong_scale: float = 1.0,
     kind: str = "bce",
     cond_hard: torch.Tensor | None = None,
+    hard_rows: torch.Tensor | None = None,
+    ranking: float = 0.0,
 ) -> torch.Tensor:
     """One discriminator's loss (``kind``: ``bce``, the original's, or ``hinge``).
 
@@ -55,15 +57,24 @@ def discriminator_loss(
             of a global batch are split unevenly over processes).
         cond_hard: ``[M]`` logits of real images with counterfactual captions (hard negatives),
             or None: the mismatched term is then the mean of the two kinds' terms.
+        hard_rows: ``[M]`` the rows of ``cond_real`` whose images ``cond_hard`` scores.
+        ranking: weight of :func:`counterfactual_ranking_loss` of ``cond_real[hard_rows]`` against
+            ``cond_hard`` added to the loss (0: none; needs ``cond_hard`` and ``hard_rows``).
     """
     real_c, fake_c = _term(cond_real, True, kind), _term(cond_fake, False, kind)
     wrong_c = _term(cond_wrong, False, kind) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
     if cond_hard is not None and cond_hard.numel():
         wrong_c = (wrong_c + _term(cond_hard, False, kind)) / 2.0
     if uncond_real is None or uncond_fake is None:
-        return real_c + (fake_c + wrong_c) / 2.0
-    real_u, fake_u = _term(uncond_real, True, kind), _term(uncond_fake, False, kind)
-    return (real_u + real_c) / 2.0 + (fake_u + fake_c + wrong_c) / 3.0
+        loss = real_c + (fake_c + wrong_c) / 2.0
+    else:
+        real_u, fake_u = _term(uncond_real, True, kind), _term(uncond_fake, False, kind)
+        loss = (real_u + real_c) / 2.0 + (fake_u + fake_c + wrong_c) / 3.0
+    if ranking > 0:
+        if cond_hard is None or hard_rows is None:
+            raise ValueError("the ranking term needs the counterfactual logits cond_hard and their rows hard_rows")
+        loss = loss + ranking * counterfactual_ranking_loss(cond_real[hard_rows], cond_hard)
+    return loss
 
 
 def generator_adversarial_loss(cond_fake: torch.Tensor, uncond_fake: torch.Tensor | None = None,
@@ -168,19 +179,22 @@ class DiscriminatorLogits(NamedTuple):
     cond_hard: torch.Tensor | None = None
 
 
-def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: float = 1.0,
-                        kind: str = "bce") -> tuple[torch.Tensor, list[torch.Tensor]]:
+def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: float = 1.0, kind: str = "bce",
+                        hard_rows: torch.Tensor | None = None,
+                        ranking: float = 0.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The discriminators' objective: the sum of :func:`discriminator_loss` over stages (each
     discriminator's parameters get the gradient of its own term only, as with one update each).
 
     Args:
         logits: per discriminator, ``cond_real``, ``cond_fake``, ``cond_wrong``, ``uncond_real``,
             ``uncond_fake`` (or None) and optionally ``cond_hard`` logits.
+        wrong_scale, kind, hard_rows, ranking: as for :func:`discriminator_loss`.
     Returns:
         ``(sum, per-discriminator losses)``.
     """
     parts = [discriminator_loss(_f32(lg.cond_real), _f32(lg.cond_fake), _f32(lg.cond_wrong),
-                                _f32(lg.uncond_real), _f32(lg.uncond_fake), wrong_scale, kind, _f32(lg.cond_hard))
+                                _f32(lg.uncond_real), _f32(lg.uncond_fake), wrong_scale, kind, _f32(lg.cond_hard),
+                                hard_rows, ranking if lg.cond_hard is not None else 0.0)
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..losses.gan import counterfactual_ranking_loss, discriminator_loss, generator_adversarial_loss
+from ..losses.gan import discriminator_loss, generator_adversarial_loss
 from ..models.discriminator import FeatureDiscriminator
 from ..models.layers import init_weights_original
 from ..precision import autocast
@@ -80,11 +80,10 @@ class EncoderDiscriminator:
             cond_wrong = head(real_f[pairs.rows], pairs.sentence)
             if pairs.hard_sentence is not None and pairs.hard_rows is not None:
                 cond_hard = head(real_f[pairs.hard_rows], pairs.hard_sentence)
+        ranking = cfg.hard_negatives.discriminator_ranking if cond_hard is not None else 0.0
         loss = discriminator_loss(cond_real.float(), cond_fake.float(), cond_wrong.float(), wrong_scale=pairs.scale,
-                                  kind=cfg.adversarial_loss, cond_hard=None if cond_hard is None else cond_hard.float())
-        ranking = cfg.hard_negatives.discriminator_ranking
-        if ranking > 0 and cond_hard is not None and pairs.hard_rows is not None:
-            loss = loss + ranking * counterfactual_ranking_loss(cond_real[pairs.hard_rows], cond_hard)
+                                  kind=cfg.adversarial_loss, cond_hard=None if cond_hard is None else cond_hard.float(),
+                                  hard_rows=pairs.hard_rows, ranking=ranking)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -443,10 +443,8 @@ class GANTrainer(Trainer):
         with autocast(cfg.run.precision, self.dist.device):
             logits = self.d_steps[i](real, fake, sentence, pairs.sentence, pairs.rows, pairs.hard_sentence,
                                      pairs.hard_rows)
-        _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss)
-        ranking = cfg.hard_negatives.discriminator_ranking
-        if ranking > 0 and logits.cond_hard is not None and pairs.hard_rows is not None:
-            loss = loss + ranking * counterfactual_ranking_loss(logits.cond_real[pairs.hard_rows], logits.cond_hard)
+        ranking = cfg.hard_negatives.discriminator_ranking if pairs.hard_rows is not None else 0.0
+        _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss, pairs.hard_rows, ranking)
         if penalise:
             loss = loss + matching_aware_penalty(logits.cond_real, [real, sentence], cfg.gradient_penalty)
         return loss
