@@ -302,6 +302,9 @@ def test_the_discriminators_ranking_term_on_real_images(tmp_path: Path) -> None:
         for lg, loss in zip(logits, losses, strict=True):
             assert lg.cond_hard is not None and len(rows) == len(lg.cond_hard) >= 4
             term = counterfactual_ranking_loss(lg.cond_real.float()[rows], lg.cond_hard.float())
+            _, (unranked,) = real_terms([lg], args[1], args[2], rows, 0.0)
+            assert float(loss.detach()) == pytest.approx(float(unranked.detach()) + weight * float(term.detach()),
+                                                         rel=1e-5)  # the term is in the loss, with its weight
             calls.append((float(loss.detach()), weight, float(term.detach())))
         return total, losses
 

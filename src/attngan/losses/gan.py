@@ -59,7 +59,7 @@ def discriminator_loss(
             or None: the mismatched term is then the mean of the two kinds' terms.
         hard_rows: ``[M]`` the rows of ``cond_real`` whose images ``cond_hard`` scores.
         ranking: weight of :func:`counterfactual_ranking_loss` of ``cond_real[hard_rows]`` against
-            ``cond_hard`` added to the loss (0: none; needs ``cond_hard`` and ``hard_rows``).
+            ``cond_hard`` added to the loss (0 or no ``cond_hard``: none; needs ``hard_rows``).
     """
     real_c, fake_c = _term(cond_real, True, kind), _term(cond_fake, False, kind)
     wrong_c = _term(cond_wrong, False, kind) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
@@ -70,9 +70,9 @@ def discriminator_loss(
     else:
         real_u, fake_u = _term(uncond_real, True, kind), _term(uncond_fake, False, kind)
         loss = (real_u + real_c) / 2.0 + (fake_u + fake_c + wrong_c) / 3.0
-    if ranking > 0:
-        if cond_hard is None or hard_rows is None:
-            raise ValueError("the ranking term needs the counterfactual logits cond_hard and their rows hard_rows")
+    if ranking > 0 and cond_hard is not None:
+        if hard_rows is None:
+            raise ValueError("the ranking term needs the rows hard_rows of the images cond_hard scores")
         loss = loss + ranking * counterfactual_ranking_loss(cond_real[hard_rows], cond_hard)
     return loss
 
@@ -194,7 +194,7 @@ def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: floa
     """
     parts = [discriminator_loss(_f32(lg.cond_real), _f32(lg.cond_fake), _f32(lg.cond_wrong),
                                 _f32(lg.uncond_real), _f32(lg.uncond_fake), wrong_scale, kind, _f32(lg.cond_hard),
-                                hard_rows, ranking if lg.cond_hard is not None else 0.0)
+                                hard_rows, ranking)
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:

@@ -80,10 +80,9 @@ class EncoderDiscriminator:
             cond_wrong = head(real_f[pairs.rows], pairs.sentence)
             if pairs.hard_sentence is not None and pairs.hard_rows is not None:
                 cond_hard = head(real_f[pairs.hard_rows], pairs.hard_sentence)
-        ranking = cfg.hard_negatives.discriminator_ranking if cond_hard is not None else 0.0
         loss = discriminator_loss(cond_real.float(), cond_fake.float(), cond_wrong.float(), wrong_scale=pairs.scale,
                                   kind=cfg.adversarial_loss, cond_hard=None if cond_hard is None else cond_hard.float(),
-                                  hard_rows=pairs.hard_rows, ranking=ranking)
+                                  hard_rows=pairs.hard_rows, ranking=cfg.hard_negatives.discriminator_ranking)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -443,8 +443,8 @@ class GANTrainer(Trainer):
         with autocast(cfg.run.precision, self.dist.device):
             logits = self.d_steps[i](real, fake, sentence, pairs.sentence, pairs.rows, pairs.hard_sentence,
                                      pairs.hard_rows)
-        ranking = cfg.hard_negatives.discriminator_ranking if pairs.hard_rows is not None else 0.0
-        _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss, pairs.hard_rows, ranking)
+        _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss, pairs.hard_rows,
+                                                cfg.hard_negatives.discriminator_ranking)
         if penalise:
             loss = loss + matching_aware_penalty(logits.cond_real, [real, sentence], cfg.gradient_penalty)
         return loss
