@@ -46,7 +46,9 @@ def _trainer(tmp_path: Path, damsm: Path, compiled: bool, extra: list[str] | Non
 
 def _step(trainer: GANTrainer, batch: dict) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     grads: dict[str, torch.Tensor] = {}
-    record = _recorder(grads, {"g": trainer.generator, **{f"d{i}": d for i, d in enumerate(trainer.discriminators)}})
+    modules = {"g": trainer.generator, **{f"d{i}": d for i, d in enumerate(trainer.discriminators)},
+               **({"enc": trainer.encoder_d.judge} if trainer.encoder_d is not None else {})}
+    record = _recorder(grads, modules)
     handles = [opt.register_step_pre_hook(record) for opt in trainer.optimizers()]
     logs = trainer.train_step(batch)
     for handle in handles:
@@ -67,7 +69,9 @@ def _assert_close(logs: dict[str, float], grads: dict[str, torch.Tensor], expect
 # counterfactual captions in the discriminators' mismatched term and in the generator's DAMSM term, and a
 # DAMSM weight that grows over the first three steps
 HARD_NEGATIVES = ["data.counterfactuals=2", "hard_negatives.discriminator=true", "hard_negatives.damsm=true",
-                  "damsm_warmup=3"]
+                  "damsm_warmup=3",
+                  # and the shapes preset's own terms: the encoder discriminator and the mode-seeking pairs
+                  "discriminator.batchnorm=false", "encoder_discriminator=1.0", "diversity_weight=1.0"]
 
 
 # the hard-negatives case (the widest) runs in every suite; the others with `make test-compile`

@@ -23,7 +23,8 @@ from .conftest import random_damsm
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SETS = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "discriminator.channels=8",
-        "data.extra={size: 8}", "run.batch_size=4", "data.counterfactuals=2"]
+        "data.extra={size: 8}", "run.batch_size=4", "data.counterfactuals=2",
+        "run.precision=fp32", "damsm_shift=0", "diversity_weight=0.0"]  # the encoder discriminator alone, exactly
 
 
 def test_feature_discriminator_shapes() -> None:
@@ -63,7 +64,7 @@ def _generator_gradients(tmp_path: Path, damsm: Path, extra: list[str], encoder_
 def test_the_generators_term_is_weighted_and_reaches_the_generator(tmp_path: Path, trainable: bool) -> None:
     damsm = random_damsm(tmp_path / "damsm")
     kind = [f"encoder_discriminator_trainable={str(trainable).lower()}"]
-    off, logs_off, _ = _generator_gradients(tmp_path / "off", damsm, [])
+    off, logs_off, _ = _generator_gradients(tmp_path / "off", damsm, ["encoder_discriminator=0.0"])
     one, logs_one, trainer = _generator_gradients(tmp_path / "one", damsm, ["encoder_discriminator=1.0", *kind])
     two, _, _ = _generator_gradients(tmp_path / "two", damsm, ["encoder_discriminator=2.0", *kind])
     late, _, _ = _generator_gradients(tmp_path / "late", damsm, ["encoder_discriminator=1.0", *kind],

@@ -332,6 +332,24 @@ def test_mode_seeking_loss() -> None:
         mode_seeking_loss(images, twins[:1], noise, twin_noise)
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3, 5, 8])
+def test_the_mode_seeking_pairs_do_not_depend_on_the_split(batch: int) -> None:
+    from attngan.training.gan_step import mode_seeking_rows
+
+    for world_size in (1, 2, 3, 4):
+        parts = [mode_seeking_rows(batch, rank, world_size) for rank in range(world_size)]
+        global_rows = [rank * batch + int(r) for rank, part in enumerate(parts) for r in part.rows]
+        assert global_rows == list(range(0, batch * world_size, 4))  # every fourth row of the global batch
+        assert all(part.pairs == len(global_rows) for part in parts)
+        # each process's twins are its slice of the global twin noise, in order
+        assert [part.first + i for part in parts for i in range(len(part.rows))] == list(range(len(global_rows)))
+        # the processes' mean of weighted per-pair means is the global mean
+        losses = torch.arange(len(global_rows), dtype=torch.float64) + 1.0
+        means = [part.scale * float(losses[part.first:part.first + len(part.rows)].mean()) if len(part.rows) else 0.0
+                 for part in parts]
+        assert sum(means) / world_size == pytest.approx(float(losses.mean()))
+
+
 def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from attngan.training import gan as gan_module
@@ -359,10 +377,10 @@ def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: P
     logs = trainer.train_step(next(trainer.stream.iterate(0)))
     (z, sentence, words, mask, eps), = calls
     assert z.shape[0] == sentence.shape[0] == words.shape[0] == mask.shape[0] == eps.shape[0] == 10
-    # the twins: the first two captions and condition noise again, other image noise
+    # the twins: captions 0 and 4 and their condition noise again, other image noise
     for x in (sentence, words, mask, eps):
-        assert torch.equal(x[8:], x[:2])
-    assert not torch.equal(z[8:], z[:2])
+        assert torch.equal(x[8:], x[[0, 4]])
+    assert not torch.equal(z[8:], z[[0, 4]])
     assert logs["loss_g_diversity"] == pytest.approx(0.5 * terms[0], rel=1e-6) and terms[0] > 0
     with pytest.raises(ConfigError, match="diversity_weight"):
         resolve_config("gan", "shapes", ["diversity_weight=-1"])

@@ -169,7 +169,9 @@ def _damsm_folder(folder: Path) -> Path:
 OVERRIDES = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "generator.num_stages=3",
              "generator.first_stage_size=16", "discriminator.channels=8", "data.extra={size: 16}", "run.batch_size=4",
              "run.sample_every=0", "run.threads=1", "run.precision=fp32", "loss.weight=2.0",
-             "data.counterfactuals=0"]  # the original has no counterfactual captions
+             "data.counterfactuals=0",  # the original has no counterfactual captions
+             # nor the shapes preset's additions to the original's step
+             "damsm_shift=0", "discriminator.batchnorm=true", "encoder_discriminator=0.0", "diversity_weight=0.0"]
 
 
 def original_step(trainer: GANTrainer, generator: nn.Module, discriminators: nn.ModuleList,

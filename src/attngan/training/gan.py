@@ -53,7 +53,7 @@ from .fast_layers import (
     use_matmul_logits,
     use_subpixel_up_blocks,
 )
-from .gan_step import DiscriminatorStep, FakeLogits, LossTerms, Mismatched
+from .gan_step import DiscriminatorStep, FakeLogits, LossTerms, Mismatched, mode_seeking_rows
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
 from .memory import keep_freed_memory
 from .negatives import encode_captions
@@ -298,11 +298,15 @@ class GANTrainer(Trainer):
         eps = torch.randn(total, cfg.generator.condition_dim, generator=self.noise)
         rows = slice(dist.rank * b, (dist.rank + 1) * b)
         z, eps = z[rows].to(dev), eps[rows].to(dev)
-        k = max(b // 4, 1) if cfg.diversity_weight > 0 else 0  # captions drawn twice (the mode-seeking term)
+        # captions drawn twice (the mode-seeking term): every fourth row of the global batch, so that a
+        # run split over processes draws the same pairs as one process
+        twins_of = mode_seeking_rows(b, dist.rank, dist.world_size) if cfg.diversity_weight > 0 else None
+        k = 0 if twins_of is None else len(twins_of.rows)
         inputs: tuple[torch.Tensor, ...] = (z, sentence, words, mask, eps)
-        if k:  # their twins' noise, drawn for the global batch; the same condition noise
-            twin_z = torch.randn(k * dist.world_size, z.shape[1], generator=self.noise)[dist.rank * k:(dist.rank + 1) * k]
-            inputs = tuple(torch.cat((x, x[:k])) for x in inputs)
+        if twins_of is not None:  # their twins' noise, drawn for the global batch; the same condition noise
+            twin_z = torch.randn(twins_of.pairs, z.shape[1], generator=self.noise)[twins_of.first:twins_of.first + k]
+            picked = twins_of.rows.to(dev)
+            inputs = tuple(torch.cat((x, x[picked])) for x in inputs)
             inputs = (torch.cat((z, twin_z.to(dev))), *inputs[1:])
         with autocast(cfg.run.precision, dev):
             out = self.g(*inputs[:4], eps=inputs[4])
@@ -372,8 +376,10 @@ class GANTrainer(Trainer):
         if enc_g is not None:  # in the backward pass through the last image already with encoder_first
             loss = {**loss, "total": loss["total"] + (enc_g.detach() if speed.encoder_first else enc_g)}
         diversity = None
-        if k:
-            diversity = cfg.diversity_weight * mode_seeking_loss(out.images[-1][:k], twins, z[:k], inputs[0][b:])
+        if twins_of is not None:  # weighted so that the processes' mean is the global batch's mean
+            picked = twins_of.rows.to(dev)
+            diversity = cfg.diversity_weight * twins_of.scale * mode_seeking_loss(
+                out.images[-1][picked], twins, z[picked], inputs[0][b:]) if k else torch.zeros((), device=dev)
             loss = {**loss, "total": loss["total"] + diversity}
         ranking = None
         if ranked:

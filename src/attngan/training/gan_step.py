@@ -83,3 +83,26 @@ class LossTerms(NamedTuple):
     damsm: Callable[..., dict[str, torch.Tensor]] = damsm_losses
     generator: Callable[..., dict[str, torch.Tensor]] = generator_loss
     discriminators: Callable[..., tuple[torch.Tensor, list[torch.Tensor]]] = discriminators_loss
+
+
+
+MODE_SEEKING_STRIDE = 4  # a quarter of the captions are drawn twice for the mode-seeking term
+
+
+class TwinRows(NamedTuple):
+    """Which captions of a process's batch the mode-seeking term draws a second time."""
+
+    rows: torch.Tensor  # [K] local rows (K may be 0)
+    first: int  # the global index of this process's first twin (its row in the global twin noise)
+    pairs: int  # twins in the global batch
+    scale: float  # K * world_size / pairs: the processes' mean of per-pair means is the global mean
+
+
+def mode_seeking_rows(batch: int, rank: int = 0, world_size: int = 1) -> TwinRows:
+    """Every fourth row of the global batch (``world_size * batch`` rows, this process's from
+    ``rank * batch``), so that the pairs do not depend on how the batch is split over processes."""
+    start, stride = rank * batch, MODE_SEEKING_STRIDE
+    first = (start + stride - 1) // stride
+    rows = torch.tensor(range(first * stride - start, batch, stride), dtype=torch.long)
+    pairs = (batch * world_size + stride - 1) // stride
+    return TwinRows(rows, first, pairs, len(rows) * world_size / pairs)
