@@ -3,6 +3,7 @@ and write failures: ``tests/test_reliability_*.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attngan.hub import load_damsm, load_pretrained, state_dict_of
+from attngan.config import ConfigError
+from attngan.hub import load_damsm, load_pretrained, save_pretrained, state_dict_of
 from attngan.training import checkpoint as ckpt
 from attngan.training.damsm import train_damsm
 from attngan.training.gan import train_gan
@@ -68,6 +70,25 @@ def test_gan_run_samples_checkpoints_and_exports(tmp_path: Path, damsm_dir: Path
     assert len(ckpt.list_checkpoints(tmp_path / "checkpoints")) == 1  # only the newest kept
     assert list((tmp_path / "samples").glob("*.png"))
     assert (tmp_path / "train_config.yaml").exists()
+
+
+def test_a_gan_trains_against_a_model_folders_encoders(tmp_path: Path, damsm_dir: Path) -> None:
+    """``damsm`` may name a model folder: its text and image encoders, bit for bit, are the teachers."""
+    model = train_gan(gan_config(tmp_path / "first", damsm_dir, 1))
+    second = train_gan(gan_config(tmp_path / "second", model, 1))
+    teachers, own = load_damsm(model), load_pretrained(model)
+    assert own.image_encoder is not None
+    for a, b in ((teachers.text_encoder, own.text_encoder), (teachers.image_encoder, own.image_encoder)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    again = load_pretrained(second)
+    assert again.image_encoder is not None and again.vocab == own.vocab
+    assert all(torch.equal(x, y) for x, y in zip(again.image_encoder.state_dict().values(),
+                                                 own.image_encoder.state_dict().values(), strict=True))
+    bare = tmp_path / "bare"
+    save_pretrained(dataclasses.replace(own, image_encoder=None,
+                                        config=dataclasses.replace(own.config, image_encoder=None)), bare)
+    with pytest.raises(ConfigError, match=f"{bare} is a model folder without an image encoder"):
+        load_damsm(bare)
 
 
 def final_generator(out: Path) -> dict[str, torch.Tensor]:

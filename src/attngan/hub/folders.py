@@ -272,11 +272,32 @@ def save_damsm(encoders: DAMSMEncoders, path: str | os.PathLike[str]) -> Path:
     return _write_folder(path, config, state, encoders.vocab)
 
 
+def _model_folder_format(path: Path) -> bool:
+    """Whether ``path/config.json`` reads as a model folder's (``format: attngan``); False when it
+    is anything else or unreadable (the caller's own reader then names the fault)."""
+    try:
+        data = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "attngan"
+
+
 def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
-    """Load a DAMSM folder written by ``train-damsm`` (CPU, eval mode)."""
+    """Load a DAMSM folder written by ``train-damsm``, or the text and image encoders of a model
+    folder saved with its image encoder (the bundled model's, say: a new generator trained against
+    the encoders it shipped with). CPU, eval mode."""
     from ..config import ImageEncoderConfig, TextEncoderConfig, from_dict
 
     path = Path(path)
+    if _model_folder_format(path):
+        bundle = load_pretrained(path)
+        if bundle.image_encoder is None:
+            raise ConfigError(f"{path} is a model folder without an image encoder: the DAMSM term needs one "
+                              "(give the DAMSM folder written by train-damsm)")
+        if not isinstance(bundle.image_encoder, ImageEncoder):
+            raise ConfigError(f"{path}: its image encoder is not a DAMSM image encoder")
+        return DAMSMEncoders(bundle.text_encoder, bundle.image_encoder, bundle.vocab,
+                             {"encoders_of_model": str(path), "model_sha256": bundle.metadata.get("sha256")})
     file = path / CONFIG_NAME
     data = _read_json(path, "attngan-damsm", "a DAMSM folder written by train-damsm")
     try:

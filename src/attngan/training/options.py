@@ -154,7 +154,7 @@ class GANTrainConfig:
 
     generator: GeneratorConfig
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # image_size set per stage
-    damsm: str = ""  # folder written by train-damsm (encoders + vocab)
+    damsm: str = ""  # folder written by train-damsm (encoders + vocab), or a model folder saved with its image encoder
     data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
     loss: DAMSMLossConfig = field(default_factory=DAMSMLossConfig)
