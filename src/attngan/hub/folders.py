@@ -290,7 +290,11 @@ def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
 
     path = Path(path)
     if _model_folder_format(path):
-        bundle = load_pretrained(path)
+        try:
+            bundle = load_pretrained(path)
+        except ValueError as exc:  # ConfigError too
+            raise ConfigError(f"{path} is not a DAMSM folder (written by train-damsm) and does not load as a "
+                              f"model folder: {exc}") from None
         if bundle.image_encoder is None:
             raise ConfigError(f"{path} is a model folder without an image encoder: the DAMSM term needs one "
                               "(give the DAMSM folder written by train-damsm)")
