@@ -27,7 +27,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError
@@ -298,9 +298,8 @@ def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
         if bundle.image_encoder is None:
             raise ConfigError(f"{path} is a model folder without an image encoder: the DAMSM term needs one "
                               "(give the DAMSM folder written by train-damsm)")
-        if not isinstance(bundle.image_encoder, ImageEncoder):
-            raise ConfigError(f"{path}: its image encoder is not a DAMSM image encoder")
-        return DAMSMEncoders(bundle.text_encoder, bundle.image_encoder, bundle.vocab,
+        # build_bundle builds it with build_image_encoder, as load_damsm below does
+        return DAMSMEncoders(bundle.text_encoder, cast(ImageEncoder, bundle.image_encoder), bundle.vocab,
                              {"encoders_of_model": str(path), "model_sha256": bundle.metadata.get("sha256")})
     file = path / CONFIG_NAME
     data = _read_json(path, "attngan-damsm", "a DAMSM folder written by train-damsm")

@@ -303,9 +303,9 @@ class GANTrainer(Trainer):
         twins_of = mode_seeking_rows(b, dist.rank, dist.world_size) if cfg.diversity_weight > 0 else None
         k = 0 if twins_of is None else len(twins_of.rows)
         inputs: tuple[torch.Tensor, ...] = (z, sentence, words, mask, eps)
-        if twins_of is not None:  # their twins' noise, drawn for the global batch; the same condition noise
+        picked = None if twins_of is None else twins_of.rows.to(dev)  # one copy to the device a step
+        if twins_of is not None and picked is not None:  # their twins' noise, drawn for the global batch
             twin_z = torch.randn(twins_of.pairs, z.shape[1], generator=self.noise)[twins_of.first:twins_of.first + k]
-            picked = twins_of.rows.to(dev)
             inputs = tuple(torch.cat((x, x[picked])) for x in inputs)
             inputs = (torch.cat((z, twin_z.to(dev))), *inputs[1:])
         with autocast(cfg.run.precision, dev):
@@ -376,8 +376,7 @@ class GANTrainer(Trainer):
         if enc_g is not None:  # in the backward pass through the last image already with encoder_first
             loss = {**loss, "total": loss["total"] + (enc_g.detach() if speed.encoder_first else enc_g)}
         diversity = None
-        if twins_of is not None:  # weighted so that the processes' mean is the global batch's mean
-            picked = twins_of.rows.to(dev)
+        if twins_of is not None and picked is not None:  # the processes' mean is the global batch's mean
             diversity = cfg.diversity_weight * twins_of.scale * mode_seeking_loss(
                 out.images[-1][picked], twins, z[picked], inputs[0][b:]) if k else torch.zeros((), device=dev)
             loss = {**loss, "total": loss["total"] + diversity}

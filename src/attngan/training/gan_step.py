@@ -85,7 +85,6 @@ class LossTerms(NamedTuple):
     discriminators: Callable[..., tuple[torch.Tensor, list[torch.Tensor]]] = discriminators_loss
 
 
-
 MODE_SEEKING_STRIDE = 4  # a quarter of the captions are drawn twice for the mode-seeking term
 
 
