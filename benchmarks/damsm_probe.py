@@ -39,7 +39,7 @@ from attngan.hub import load_damsm, load_pretrained
 from attngan.losses.damsm import cosine_similarity_matrix, word_image_similarity
 from attngan.text import pad_batch
 
-KINDS = {1: [k for k in COUNTERFACTUAL_KINDS if k != "exchange"], 2: list(COUNTERFACTUAL_KINDS)}
+KINDS = {1: [k for k in COUNTERFACTUAL_KINDS if k not in ("exchange", "swap")], 2: list(COUNTERFACTUAL_KINDS)}
 
 
 def load_encoders(folder: str) -> tuple[torch.nn.Module, torch.nn.Module, object]:

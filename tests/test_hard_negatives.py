@@ -3,15 +3,17 @@ names no held-out pair; word swaps for other data; the DAMSM and discriminator l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from attngan.config import ConfigError
 from attngan.data import DataSpec, build_from_options, collate
 from attngan.data.counterfactual import Counterfactuals, WordSwap
-from attngan.data.shapes import ShapesDataset, random_scene
+from attngan.data.shapes import Scene, ShapesDataset, random_scene
 from attngan.data.shapes_counterfactuals import (
     COUNTERFACTUAL_KINDS,
     all_counterfactuals,
@@ -55,6 +57,9 @@ def test_every_shapes_counterfactual_changes_one_thing_and_is_a_true_negative() 
                 assert changes, "a counterfactual must differ from the scene"
                 if kind == "exchange":  # one attribute, exchanged between the two objects
                     assert [k for k, _ in changes] == [0, 1] and changes[0][1] == changes[1][1]
+                elif kind == "swap":  # the two objects at each other's places, nothing else changed
+                    assert changes == [(0, "position"), (1, "position")]
+                    assert [o.position for o in objects] == [o.position for o in scene.objects][::-1]
                 else:
                     assert changes == [(changes[0][0], kind)]
                 assert len({o.position for o in objects}) == len(objects)  # never on the other one's cell
@@ -80,6 +85,51 @@ def test_sampled_counterfactuals_are_distinct_and_follow_the_weights() -> None:
     moved = sum(other.background != scene.background
                 for scene in scenes for other in sample_counterfactuals(scene, 3, rng, names_background=True))
     assert 0 < moved < 150  # a caption that names the background: its change is one kind among six
+
+
+def test_swapped_places_are_off_by_default_and_drawn_when_weighted() -> None:
+    rng = np.random.default_rng(2)
+    only_swap = {k: 0.0 for k in COUNTERFACTUAL_KINDS} | {"swap": 1.0}
+    for _ in range(100):
+        scene = random_scene(rng, pairs="seen", min_objects=2)
+        for other in sample_counterfactuals(scene, 3, rng):  # the default mix never swaps
+            assert _changes(scene.objects, other.objects) != [(0, "position"), (1, "position")]
+        swapped = sample_counterfactuals(scene, 3, rng, only_swap)
+        a, b = scene.objects
+        if (a.shape, a.color, a.size) == (b.shape, b.color, b.size):
+            assert swapped == []  # the same description: no negative
+        else:
+            assert len(swapped) == 1 and [o.position for o in swapped[0].objects] == [b.position, a.position]
+    assert sample_counterfactuals(random_scene(rng, max_objects=1), 3, rng, only_swap) == []
+    # as a data option: the given weights replace those kinds' defaults
+    spec = DataSpec(kind="shapes", extra={"size": 60}, counterfactuals=1, counterfactual_kinds=only_swap)
+    data = build_from_options(spec, (32,), 18, seed=0)
+    swaps = 0
+    for index in range(60):
+        item, scene = data[index], data.dataset.scene(index)
+        if int(item["negative_lengths"][0]) == 0:
+            continue
+        caption = data.dataset.caption_text(index, item["caption_index"])
+        negative = " ".join(data.vocab.words[t] for t in item["negatives"][0, : int(item["negative_lengths"][0])].tolist())
+        other = Scene((dataclasses.replace(scene.objects[0], position=scene.objects[1].position),
+                       dataclasses.replace(scene.objects[1], position=scene.objects[0].position)), scene.background)
+        assert negative == " ".join(tokenize(data.dataset.caption_with(index, item["caption_index"], other)))
+        assert negative != " ".join(tokenize(caption))
+        swaps += 1
+    assert swaps > 10
+
+
+@pytest.mark.parametrize(("kinds", "kind", "message"), [
+    ({"swop": 1}, "shapes", "unknown kind 'swop'"),
+    ({"swap": -1}, "shapes", "must be a number >= 0"),
+    ({"swap": True}, "shapes", "must be a number >= 0"),
+    ({k: 0 for k in COUNTERFACTUAL_KINDS}, "shapes", "every kind has weight 0"),
+    ({"swap": 1}, "cub", "only the shapes data set"),
+])
+def test_counterfactual_kinds_are_checked(kinds: dict, kind: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        DataSpec(kind=kind, root=None if kind == "shapes" else "somewhere", counterfactual_kinds=kinds)
+    assert "data.counterfactual_kinds" in str(info.value)
 
 
 def test_counterfactual_items_keep_the_caption_template_and_are_reproducible() -> None:

@@ -9,7 +9,10 @@ Kinds of change (``COUNTERFACTUAL_KINDS``):
 - ``exchange``: two objects of a two-object scene exchange their shapes, colours or sizes
   (only those that differ, so the description really changes);
 - ``background``: another background, only for a caption that names the background (about half
-  of them; for the others a changed background describes the same image).
+  of them; for the others a changed background describes the same image);
+- ``swap``: the two objects of a two-object scene exchange their places, each keeping its shape,
+  colour and size (the caption names the first object at the second one's place): the error of a
+  generator that draws the right objects at each other's places. Not in the default mix (weight 0).
 
 A counterfactual never names one of the held-out shape x colour pairs (``UNSEEN_PAIRS``), so
 training on counterfactuals leaves the unseen split unseen.
@@ -25,12 +28,12 @@ import numpy as np
 
 from .shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, is_unseen_pair
 
-COUNTERFACTUAL_KINDS = ("shape", "color", "size", "position", "exchange", "background")
+COUNTERFACTUAL_KINDS = ("shape", "color", "size", "position", "exchange", "background", "swap")
 # shape is the hardest word to see: half of the counterfactuals change it (a DAMSM probe on the
 # validation split: the right shape word ranked first 0.51 -> 0.73 at 3,000 steps with this mix)
 # background joined after a 6,000-step GAN probe drew the named background 0.21 of the time
 DEFAULT_KIND_WEIGHTS: Mapping[str, float] = {"shape": 4.0, "color": 1.0, "size": 1.0, "position": 1.0,
-                                             "exchange": 1.0, "background": 1.0}
+                                             "exchange": 1.0, "background": 1.0, "swap": 0.0}
 _VALUES = {"shape": SHAPES, "color": COLORS, "size": SIZES, "position": POSITIONS}
 
 
@@ -46,7 +49,12 @@ def all_counterfactuals(scene: Scene, kind: str, names_background: bool = False)
     out: list[tuple[ShapeObject, ...]] = []
     if kind == "background":
         return [Scene(objects, b) for b in BACKGROUNDS if names_background and b != scene.background]
-    if kind == "exchange":
+    if kind == "swap":
+        if len(objects) == 2:
+            a, b = objects
+            if (a.shape, a.color, a.size) != (b.shape, b.color, b.size):  # else the same description
+                out.append((dataclasses.replace(a, position=b.position), dataclasses.replace(b, position=a.position)))
+    elif kind == "exchange":
         if len(objects) == 2:
             a, b = objects
             for attribute in ("shape", "color", "size"):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from .shapes_counterfactuals import COUNTERFACTUAL_KINDS, DEFAULT_KIND_WEIGHTS
 
 DATA_KINDS = ("shapes", "cub", "coco", "coco-json", "folder", "tags")
 PROCEDURAL = ("shapes",)  # no root folder
@@ -35,6 +36,9 @@ class DataSpec:
         counterfactual_words: word classes whose words replace each other in counterfactuals of
             data sets other than shapes (colour words are built in), e.g.
             ``{"part": ["wings", "crown", "belly"]}``.
+        counterfactual_kinds: shapes only: weights of the kinds of change a counterfactual makes
+            (:data:`~attngan.data.shapes_counterfactuals.COUNTERFACTUAL_KINDS`), each replacing
+            that kind's default weight, e.g. ``{"swap": 2}`` adds exchanged places to the default mix.
     """
 
     kind: str = "shapes"
@@ -48,6 +52,7 @@ class DataSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     counterfactuals: int = 0
     counterfactual_words: dict[str, list[str]] = field(default_factory=dict)
+    counterfactual_kinds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -67,8 +72,29 @@ class DataSpec:
         if not isinstance(self.counterfactual_words, dict) or not all(
                 isinstance(v, list) and all(isinstance(w, str) for w in v) for v in self.counterfactual_words.values()):
             raise ConfigError("expected a mapping of class name -> list of words", "data.counterfactual_words")
+        self._check_counterfactual_kinds()
         if not isinstance(self.extra, dict):
             raise ConfigError(f"expected a mapping, got {type(self.extra).__name__}", "data.extra")
+
+    def _check_counterfactual_kinds(self) -> None:
+        kinds = self.counterfactual_kinds
+        if not kinds:
+            return
+        if not isinstance(kinds, dict):
+            raise ConfigError(f"expected a mapping of kind -> weight, got {type(kinds).__name__}",
+                              "data.counterfactual_kinds")
+        if self.kind != "shapes":
+            raise ConfigError(f"only the shapes data set has kinds of counterfactual; {self.kind} swaps words "
+                              "(data.counterfactual_words)", "data.counterfactual_kinds")
+        for name, weight in kinds.items():
+            if name not in COUNTERFACTUAL_KINDS:
+                raise ConfigError(f"unknown kind {name!r}; choose among {', '.join(COUNTERFACTUAL_KINDS)}",
+                                  "data.counterfactual_kinds")
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+                raise ConfigError(f"the weight of {name!r} must be a number >= 0, got {weight!r}",
+                                  "data.counterfactual_kinds")
+        if not any(w > 0 for w in {**DEFAULT_KIND_WEIGHTS, **kinds}.values()):
+            raise ConfigError("every kind has weight 0: no counterfactual could be drawn", "data.counterfactual_kinds")
 
     def split_or(self, default: str) -> str:
         """The split to read: :attr:`split`, or ``default`` when it is None."""
