@@ -5,8 +5,10 @@
 Reads ``RUN/evaluations.jsonl`` (written every ``run.eval_every`` steps with the ``scene_accuracy``
 and ``diversity`` metrics) and prints one row per run and step: one-object shape, colour, size,
 background and all-right accuracies, two-object shape and colour (the first and second object's
-accuracies averaged), count and "both" (both objects right in every attribute), and the pixel
-diversity ratio (generated / real). A missing figure prints as ``-``.
+accuracies averaged), count and "both" (both objects right in every attribute), the pixel
+diversity ratio (generated / real), and the share of two-object captions with two colours whose
+objects were drawn at each other's places (``two_color_exchanged``; runs evaluated before it was
+reported print ``-``). A missing figure prints as ``-``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("one: shape", "colour", "size", "background", "all", "two: shape", "two: colour", "two: count",
-           "two: both", "pixel diversity")
+           "two: both", "pixel diversity", "two: colour exchanged")
 
 
 def _mean(values: dict[str, Any], *keys: str) -> float | None:
@@ -30,7 +32,8 @@ def row_figures(scene: dict[str, Any], diversity: dict[str, Any]) -> list[float 
     return [_mean(scene, "one_shape"), _mean(scene, "one_color"), _mean(scene, "one_size"),
             _mean(scene, "one_background"), _mean(scene, "one_all"),
             _mean(scene, "two_first_shape", "two_second_shape"), _mean(scene, "two_first_color", "two_second_color"),
-            _mean(scene, "two_count"), _mean(scene, "two_objects"), _mean(diversity, "diversity_pixels_ratio")]
+            _mean(scene, "two_count"), _mean(scene, "two_objects"), _mean(diversity, "diversity_pixels_ratio"),
+            _mean(scene, "two_color_exchanged")]
 
 
 def run_rows(run: Path) -> list[tuple[int, list[float | None]]]:
@@ -65,7 +68,7 @@ def main() -> None:
         print("|---" * (len(COLUMNS) + 2) + "|")
     for run in args.runs:
         for step, figures in run_rows(run):
-            cells = [_cell(v, 3) for v in figures[:-1]] + [_cell(figures[-1], 2)]
+            cells = [_cell(v, 2 if name == "pixel diversity" else 3) for name, v in zip(COLUMNS, figures, strict=True)]
             print(f"| {run.name} | {step:,} | " + " | ".join(cells) + " |")
 
 

@@ -25,7 +25,7 @@ from attngan.inference.pipeline import AttnGANPipeline
 from attngan.metrics import EvalConfig, run_evaluation
 from attngan.metrics.classifier import confusion_counts
 from attngan.metrics.eval_data import data_classifier, describe_classifier
-from attngan.metrics.scenes import SceneHits, scene_table
+from attngan.metrics.scenes import PAIRINGS, SceneHits, place_pairing, scene_table
 from attngan.text import tokenize
 
 
@@ -45,30 +45,6 @@ def phrase_rows(hits: SceneHits, texts: list[str], scenes: list) -> dict[str, di
             used = [w for w in BACKGROUND_WORDS[scene.background] if w in words]
             rows["background"][max(used, key=len)].append(bool(hits.background[b]))
     return rows
-
-
-def binding_rows(hits: SceneHits) -> dict[str, dict[str, float]]:
-    """Two-object captions whose objects differ in an attribute: how the two cells' readings pair up
-    with the caption's two values. ``own``: each cell shows its own object's value; ``exchanged``:
-    each shows the other's; ``first`` / ``second``: both show the first (second) object's value;
-    ``other``: anything else (a value the caption does not name, or nothing read)."""
-    out: dict[str, dict[str, float]] = {}
-    two = hits.present[:, 1]
-    for a, name in enumerate(("shape", "colour", "size")):
-        wanted, read = hits.wanted[two, :, a], hits.read[two, :, a]
-        differ = wanted[:, 0] != wanted[:, 1]
-        w, r = wanted[differ], read[differ]
-        cases = {"own": (r[:, 0] == w[:, 0]) & (r[:, 1] == w[:, 1]),
-                 "exchanged": (r[:, 0] == w[:, 1]) & (r[:, 1] == w[:, 0]),
-                 "first": (r[:, 0] == w[:, 0]) & (r[:, 1] == w[:, 0]),
-                 "second": (r[:, 0] == w[:, 1]) & (r[:, 1] == w[:, 1])}
-        n = int(differ.sum())
-        named = torch.zeros_like(differ[differ])
-        for hit in cases.values():
-            named |= hit
-        out[name] = {"n": n, **{k: float(v.float().mean()) if n else 0.0 for k, v in cases.items()},
-                     "other": float((~named).float().mean()) if n else 0.0}
-    return out
 
 
 def main() -> None:
@@ -122,11 +98,11 @@ def main() -> None:
     print("one-object shape confusion (rows: caption, columns: classifier):", " ".join(x[:5] for x in SHAPES))
     for name, row in zip(SHAPES, confusion[:, :-1].tolist(), strict=True):
         print(f"  {name:8s}", " ".join(f"{v:5d}" for v in row))
-    binding = binding_rows(hits)
+    binding = place_pairing(hits)
     print("two objects that differ in an attribute, what their cells show (own / exchanged / both the first's /"
           " both the second's / other):")
     for name, row in binding.items():
-        print(f"  {name:6s} {row['n']:5d}: " + " / ".join(f"{row[k]:.3f}" for k in ("own", "exchanged", "first", "second", "other")))
+        print(f"  {name:6s} {row['n']:5d}: " + " / ".join(f"{row[k]:.3f}" for k in PAIRINGS))
     phrases = phrase_rows(hits, texts, scenes)
     for kind, table in phrases.items():
         print(f"{kind} accuracy by the phrase used:",

@@ -17,6 +17,7 @@ from attngan.metrics.scenes import (
     SCENE_HEAD_VALUES,
     SceneHits,
     is_scene_classifier,
+    place_pairing,
     scene_hits,
     scene_table,
     scene_targets,
@@ -137,6 +138,29 @@ def test_scoring_rules_position_found_slot_count_and_background() -> None:
     assert s["two_objects"] == 0.0 and s["two_all"] == 0.0 and s["two_background"] == 1.0
     assert s["accuracy_all"] == pytest.approx(1 / 5) and "heldout_objects" not in s
     assert len(SceneHits.cat([hits, hits.subset(torch.tensor([True] * 2 + [False] * 3))])) == 7
+
+
+def test_place_pairing_tells_exchanged_objects_from_own_ones() -> None:
+    def two(c0: str, c1: str, s0: str = "small", s1: str = "large") -> Scene:
+        return Scene((obj("circle", c0, s0, "left"), obj("square", c1, s1, "right")), "black")
+
+    captions = [two("red", "blue"), two("red", "blue"), two("red", "blue"), two("red", "red"), two("red", "blue")]
+    drawn = [two("red", "blue"),  # own
+             Scene((obj("square", "blue", "large", "left"), obj("circle", "red", "small", "right")), "black"),  # swapped
+             two("blue", "blue"),  # both the second's colour
+             two("red", "red"),  # same colours: not counted for colour
+             two("green", "blue")]  # a colour the caption does not name
+    images = torch.zeros(5, 3, 8, 8)
+    images[:, 0, 0, 0] = torch.arange(5).float()
+    hits = scene_hits(Oracle(drawn), images, captions, [False] * 5)
+    pairing = place_pairing(hits)
+    assert pairing["color"] == {"n": 4, "own": 0.25, "exchanged": 0.25, "first": 0.0, "second": 0.25, "other": 0.25}
+    assert pairing["shape"]["n"] == 5 and pairing["shape"]["exchanged"] == 0.2 and pairing["shape"]["own"] == 0.8
+    assert pairing["size"]["exchanged"] == 0.2
+    s = summarise_scene_hits(hits)
+    assert s["two_color_own"] == 0.25 and s["two_color_exchanged"] == 0.25 and s["two_shape_exchanged"] == 0.2
+    one = Scene((obj("circle", "red", "small", "left"),), "black")
+    assert place_pairing(scene_hits(Oracle([one]), images[:1], [one], [False])) == {}
 
 
 def test_held_out_objects_are_reported() -> None:

@@ -21,6 +21,9 @@ keys:
 - two-object captions: ``two_first_*`` / ``two_second_*`` per object (first = named first),
   ``two_objects`` (every attribute of both objects), ``two_background``, ``two_count``,
   ``two_all``;
+- two-object captions whose objects differ in shape (colour, size), what the two named cells
+  show (:func:`place_pairing`): ``two_{shape,color,size}_own`` (each its own object's value) and
+  ``_exchanged`` (each the other's: the objects drawn at each other's places);
 - objects with a held-out shape x colour pair (the unseen split): ``heldout_*``;
 - ``accuracy_all``: ``*_all`` over every caption; ``num_*``: how many captions / objects.
 """
@@ -188,6 +191,32 @@ def _mean(values: torch.Tensor) -> float:
     return float(values.double().mean())
 
 
+PAIRINGS = ("own", "exchanged", "first", "second", "other")
+
+
+def place_pairing(hits: SceneHits) -> dict[str, dict[str, float | int]]:
+    """Two-object captions whose objects differ in an attribute (shape, color, size): the share
+    whose two cells show ``own`` (each its own object's value), ``exchanged`` (each the other's),
+    ``first`` / ``second`` (both the first / second object's value) or ``other`` (a value the
+    caption does not name, or nothing read); ``n``: how many captions. Attributes no such caption
+    has are left out."""
+    out: dict[str, dict[str, float | int]] = {}
+    two = hits.present[:, 1]
+    for a, attribute in enumerate(OBJECT_ATTRIBUTES[:3]):
+        wanted, read = hits.wanted[two, :, a], hits.read[two, :, a]
+        differ = wanted[:, 0] != wanted[:, 1]
+        if not differ.any():
+            continue
+        w, r = wanted[differ], read[differ]
+        cases = {"own": (r[:, 0] == w[:, 0]) & (r[:, 1] == w[:, 1]),
+                 "exchanged": (r[:, 0] == w[:, 1]) & (r[:, 1] == w[:, 0]),
+                 "first": (r[:, 0] == w[:, 0]) & (r[:, 1] == w[:, 0]),
+                 "second": (r[:, 0] == w[:, 1]) & (r[:, 1] == w[:, 1])}
+        named = cases["own"] | cases["exchanged"] | cases["first"] | cases["second"]
+        out[attribute] = {"n": int(differ.sum()), **{k: _mean(v) for k, v in cases.items()}, "other": _mean(~named)}
+    return out
+
+
 def summarise_scene_hits(hits: SceneHits) -> dict[str, float | int]:
     """The figures of the module doc from :class:`SceneHits` (rows without captions are left out)."""
     if len(hits) == 0:
@@ -213,6 +242,9 @@ def summarise_scene_hits(hits: SceneHits) -> dict[str, float | int]:
         out[f"{prefix}_all"] = _mean(scene_all[mask])
         out[f"num_{prefix}"] = int(mask.sum())
         out[f"num_{prefix}_background"] = int(named.sum())
+    for attribute, row in place_pairing(hits).items():
+        out[f"two_{attribute}_own"] = row["own"]
+        out[f"two_{attribute}_exchanged"] = row["exchanged"]
     held = hits.heldout
     if held.any():
         chosen = hits.objects[held]  # [M, 4]
