@@ -13,7 +13,6 @@ from .counterfactual import Counterfactuals
 from .cub import CubDataset
 from .folder import FolderDataset
 from .shapes import ShapesDataset
-from .shapes_counterfactuals import DEFAULT_KIND_WEIGHTS
 from .spec import DATA_KINDS, PROCEDURAL, DataSpec
 from .tags import TagsDataset
 from .types import TextImageData
@@ -69,7 +68,7 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
                          max_words=max_words, train=train, skip_bad=spec.skip_bad, **kwargs)
     if spec.counterfactuals and train:
         return Counterfactuals(data, spec.counterfactuals, spec.counterfactual_words, seed=seed,
-                               shapes_weights={**DEFAULT_KIND_WEIGHTS, **spec.counterfactual_kinds})
+                               shapes_weights=spec.shapes_counterfactual_weights)
     return data
 
 

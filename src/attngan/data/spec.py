@@ -93,8 +93,13 @@ class DataSpec:
             if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
                 raise ConfigError(f"the weight of {name!r} must be a number >= 0, got {weight!r}",
                                   "data.counterfactual_kinds")
-        if not any(w > 0 for w in {**DEFAULT_KIND_WEIGHTS, **kinds}.values()):
+        if not any(w > 0 for w in self.shapes_counterfactual_weights.values()):
             raise ConfigError("every kind has weight 0: no counterfactual could be drawn", "data.counterfactual_kinds")
+
+    @property
+    def shapes_counterfactual_weights(self) -> dict[str, float]:
+        """The shapes counterfactuals' weight per kind: the defaults, with ``counterfactual_kinds``'s in place."""
+        return {**DEFAULT_KIND_WEIGHTS, **self.counterfactual_kinds}
 
     def split_or(self, default: str) -> str:
         """The split to read: :attr:`split`, or ``default`` when it is None."""
