@@ -332,6 +332,31 @@ def test_mode_seeking_loss() -> None:
         mode_seeking_loss(images, twins[:1], noise, twin_noise)
 
 
+def test_mode_seeking_loss_shift_invariant() -> None:
+    """A twin that differs by one colour everywhere (a recoloured background) is no distance at all
+    when shift-invariant; a twin whose object moved (a few pixels against a shared background) is as
+    far as in plain pixels, and a recoloured background under a moved object counts only the object."""
+    from attngan.losses.gan import mode_seeking_loss
+
+    noise, twin_noise = torch.zeros(1, 4), torch.ones(1, 4)
+    images = torch.zeros(1, 3, 4, 4)
+    recoloured = images + 0.5
+    moved = images.clone()
+    moved[:, :, 0, :2] = 1.0  # 2 of 16 pixels
+    both = moved + 0.5
+    both[:, :, 0, :2] = 1.0
+    plain = float(mode_seeking_loss(images, recoloured, noise, twin_noise))
+    assert plain == pytest.approx(1 / (0.5 + 1e-5), rel=1e-6)
+    assert float(mode_seeking_loss(images, recoloured, noise, twin_noise, shift_invariant=True)) == \
+        pytest.approx(1 / 1e-5, rel=1e-6)
+    object_only = 1 / (2 / 16 + 1e-5)
+    assert float(mode_seeking_loss(images, moved, noise, twin_noise, shift_invariant=True)) == \
+        pytest.approx(object_only, rel=1e-6)
+    assert float(mode_seeking_loss(images, moved, noise, twin_noise)) == pytest.approx(object_only, rel=1e-6)
+    assert float(mode_seeking_loss(images, both, noise, twin_noise, shift_invariant=True)) == \
+        pytest.approx(1 / (2 * 0.5 / 16 + 1e-5), rel=1e-6)
+
+
 @pytest.mark.parametrize("batch", [1, 2, 3, 5, 8])
 def test_the_mode_seeking_pairs_do_not_depend_on_the_split(batch: int) -> None:
     from attngan.training.gan_step import mode_seeking_rows
@@ -366,9 +391,10 @@ def test_the_mode_seeking_term_draws_a_quarter_of_the_captions_twice(tmp_path: P
     terms: list[float] = []
     real_term = gan_module.mode_seeking_loss
 
-    def recording_term(*args: torch.Tensor) -> torch.Tensor:
+    def recording_term(*args: torch.Tensor, shift_invariant: bool) -> torch.Tensor:
         assert all(a.shape[0] == 2 for a in args)  # a quarter of the 8 captions
-        loss = real_term(*args)
+        assert shift_invariant is False  # the option's default
+        loss = real_term(*args, shift_invariant=shift_invariant)
         terms.append(float(loss.detach()))
         return loss
 

@@ -112,15 +112,22 @@ def counterfactual_ranking_loss(own: torch.Tensor, counterfactual: torch.Tensor)
 
 
 def mode_seeking_loss(images: torch.Tensor, twins: torch.Tensor, noise: torch.Tensor, twin_noise: torch.Tensor,
-                      eps: float = 1e-5) -> torch.Tensor:
+                      eps: float = 1e-5, shift_invariant: bool = False) -> torch.Tensor:
     """The mode-seeking term of MSGAN (Mao et al., 2019): ``[K, 3, S, S]`` images of K captions and
     ``[K, 3, S, S]`` twins of the same captions from other noise (``[K, Z]`` and ``[K, Z]``) -> scalar
     mean over pairs of ``1 / (mean|I - I'| / mean|z - z'| + eps)``: it falls as a caption's images
-    move apart per unit of noise distance (a generator that ignores its noise scores 1 / eps)."""
+    move apart per unit of noise distance (a generator that ignores its noise scores 1 / eps).
+
+    ``shift_invariant``: each pair's difference ``I - I'`` is measured from its per-channel median
+    over the pixels, so changing the colour of most of the image (a background) earns nothing and
+    the distance comes from what moves against it (objects, their places, sizes and tints)."""
     if images.shape != twins.shape or noise.shape != twin_noise.shape or images.shape[0] != noise.shape[0]:
         raise ValueError(f"images {list(images.shape)}, twins {list(twins.shape)}, noise {list(noise.shape)} and "
                          f"twin noise {list(twin_noise.shape)} do not pair up")
-    apart = (images.float() - twins.float()).abs().flatten(1).mean(1)
+    difference = (images.float() - twins.float()).flatten(2)  # [K, 3, S*S]
+    if shift_invariant:
+        difference = difference - difference.median(dim=2, keepdim=True).values
+    apart = difference.abs().flatten(1).mean(1)
     noise_apart = (noise.float() - twin_noise.float()).abs().mean(1)
     return (1.0 / (apart / noise_apart + eps)).mean()
 

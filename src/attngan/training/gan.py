@@ -378,7 +378,8 @@ class GANTrainer(Trainer):
         diversity = None
         if twins_of is not None and picked is not None:  # the processes' mean is the global batch's mean
             diversity = cfg.diversity_weight * twins_of.scale * mode_seeking_loss(
-                out.images[-1][picked], twins, z[picked], inputs[0][b:]) if k else torch.zeros((), device=dev)
+                out.images[-1][picked], twins, z[picked], inputs[0][b:],
+                shift_invariant=cfg.diversity_shift_invariant) if k else torch.zeros((), device=dev)
             loss = {**loss, "total": loss["total"] + diversity}
         ranking = None
         if ranked:

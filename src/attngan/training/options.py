@@ -185,6 +185,11 @@ class GANTrainConfig:
     # is drawn a second time from other noise (in the same generator pass, so its BatchNorm statistics
     # cover both), and the generator is asked to move their images apart
     diversity_weight: float = 0.0
+    # the mode-seeking distance ignores a change of the whole image by one colour (each pair's
+    # difference is measured from its per-channel median): in pixels, recolouring the background is
+    # the cheapest way to look diverse, and a generator that buys its diversity so draws the
+    # background from the noise instead of the caption (shapes: a named background right 0.47)
+    diversity_shift_invariant: bool = False
     ema_decay: float = 0.999
     ema_warmup: int = 100  # effective decay min(ema_decay, (1 + step) / (ema_warmup + step))
     # re-estimate the exported EMA generator's BatchNorm statistics on this many training batches
