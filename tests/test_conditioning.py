@@ -57,3 +57,43 @@ def test_generator_and_fast_path_use_the_scale() -> None:
         assert not torch.allclose(b.condition, b.mu)
         fast = FastGenerator(quiet)(z, sentence, words, eps=eps)
     torch.testing.assert_close(fast.images[-1], a.images[-1], atol=1e-4, rtol=0)
+
+
+def test_condition_modulation_starts_as_the_original_stage_and_learns() -> None:
+    """``generator.condition_modulation``: a fresh (original-initialised) modulated generator is
+    the plain one's function; its scale and shift get gradients; the training rewrite of the
+    up-blocks (sub-pixel convolutions) leaves it the same function; old configs read as off."""
+    from attngan.models.layers import init_weights_original
+    from attngan.training.fast_layers import use_subpixel_up_blocks
+
+    cfg = GeneratorConfig(text_dim=16, condition_dim=8, noise_dim=8, channels=8, num_residual=1,
+                          num_stages=2, first_stage_size=16)
+    old = to_dict(cfg)
+    del old["condition_modulation"]
+    assert from_dict(GeneratorConfig, old).condition_modulation is False
+    torch.manual_seed(0)
+    plain = Generator(cfg)
+    plain.apply(init_weights_original)
+    modulated = Generator(dataclasses.replace(cfg, condition_modulation=True))
+    modulated.apply(init_weights_original)
+    missing, unexpected = modulated.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("initial.modulation.") for k in missing)
+    z, sentence, words = torch.randn(4, 8), torch.randn(4, 16), torch.randn(4, 16, 5)
+    eps = torch.randn(4, 8)
+    plain.eval(), modulated.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(modulated(z, sentence, words, eps=eps).images[-1],
+                                   plain(z, sentence, words, eps=eps).images[-1])
+    modulated.train()
+    modulated(z, sentence, words, eps=eps).images[-1].square().mean().backward()
+    assert modulated.initial.modulation is not None
+    assert all(m.fc.weight.grad is not None and m.fc.weight.grad.abs().sum() > 0 for m in modulated.initial.modulation)
+    with torch.no_grad():
+        for m in modulated.initial.modulation:
+            m.fc.weight.normal_(std=0.3)
+    modulated.eval()
+    with torch.no_grad():
+        before = modulated(z, sentence, words, eps=eps).images[-1]
+        assert not torch.allclose(before, plain(z, sentence, words, eps=eps).images[-1], atol=1e-3)
+        assert use_subpixel_up_blocks(modulated) == 3  # two in the first stage, one in the refinement stage
+        torch.testing.assert_close(modulated(z, sentence, words, eps=eps).images[-1], before, atol=1e-5, rtol=0)

@@ -170,16 +170,23 @@ def test_every_twin_names_its_reference_and_an_existing_parity_test() -> None:
 
 
 # --------------------------------------------------------------------------- the generator
-@pytest.mark.parametrize("variant", ["multi_stage", "dcgan", "self_attention"])
+@pytest.mark.parametrize("variant", ["multi_stage", "dcgan", "self_attention", "condition_modulation"])
 def test_fast_generator_matches_tiny_model(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = make_tiny_bundle()
     cfg = bundle.config.generator
     if variant != "multi_stage":
         cfg = dataclasses.replace(cfg, variant=variant if variant == "dcgan" else "multi_stage",
-                                  self_attention=variant == "self_attention", legacy_mask_tiling=True)
+                                  self_attention=variant == "self_attention", legacy_mask_tiling=True,
+                                  condition_modulation=variant == "condition_modulation")
     torch.manual_seed(0)
     gen = Generator(cfg)
     gen.apply(init_weights_original)
+    if variant == "condition_modulation":
+        assert gen.initial.modulation is not None
+        for modulation in gen.initial.modulation:  # the identity after the original's init; make them count
+            assert not modulation.fc.weight.any() and not modulation.fc.bias.any()
+            nn.init.normal_(modulation.fc.weight, std=0.3)
+            nn.init.normal_(modulation.fc.bias, std=0.3)
     randomise_batchnorm(gen)
     gen.eval()
     if variant == "self_attention":

@@ -195,7 +195,7 @@ def test_spectral_norm_self_attention_gru_model(tmp_path: Path) -> None:
                                        rnn_type="gru", num_layers=2),
         generator=GeneratorConfig(text_dim=16, condition_dim=8, noise_dim=8, channels=8, num_residual=1,
                                   num_stages=2, first_stage_size=16, self_attention=True, spectral_norm=True,
-                                  legacy_mask_tiling=True),
+                                  legacy_mask_tiling=True, condition_modulation=True),
         name="tiny-variant")
     bundle = build_bundle(config, vocab)
     with torch.no_grad():

@@ -168,6 +168,12 @@ class GeneratorConfig:
     # original is 1.0. Small text encoders give small sentence features, whose mu is then drowned
     # by unit noise and the first stage ignores the caption; a smaller scale keeps it audible.
     condition_noise: float = 1.0
+    # Not in the original: the first stage's up-blocks are each followed by a per-channel scale and
+    # shift computed from the condition c (FiLM, Perez et al. 2018; as DF-GAN fuses the sentence into
+    # every block), zero-initialised so a fresh stage starts as the original's. The original feeds
+    # c only into the first linear layer next to the noise, so what the caption sets (a named
+    # background) can only shift what the noise draws.
+    condition_modulation: bool = False
     # The original tiles the word mask with ``repeat(queryL, 1)``, which pairs rows with the
     # wrong sample when captions in a batch have different lengths. True reproduces it exactly
     # (converted checkpoints); False masks each sample's own padding.

@@ -259,13 +259,27 @@ class FastInitialStage(nn.Module):
         self.fc.bias.data.copy_(bias)
         self.start_channels = stage.start_channels
         self.upsample = nn.Sequential(*[FastUpBlock(block, dtype, subpixel) for block in stage.upsample])
+        self.modulation = None  # the condition's scale and shift after each up-block: one matrix product
+        if stage.modulation is not None:
+            fcs = [_as(nn.Linear, m.fc) for m in stage.modulation]
+            self.split = [fc.out_features // 2 for fc in fcs]
+            self.modulation = nn.Linear(fcs[0].in_features, sum(fc.out_features for fc in fcs)).to(dtype)
+            self.modulation.weight.data.copy_(torch.cat([fc.weight.detach() for fc in fcs]))
+            self.modulation.bias.data.copy_(torch.cat([fc.bias.detach() for fc in fcs]))
         self.self_attention = FastSelfAttention(stage.self_attention, dtype) if stage.self_attention else None
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """``[B, Z]``, ``[B, C]`` -> ``[B, channels, size, size]`` (channels-last)."""
         x = _glu(self.fc(torch.cat((condition, noise), dim=1)))
         x = x.view(x.shape[0], self.start_channels, 4, 4).contiguous(memory_format=torch.channels_last)
-        x = self.upsample(x)
+        if self.modulation is None:
+            x = self.upsample(x)
+        else:
+            films = self.modulation(condition).split([2 * k for k in self.split], dim=1)
+            for block, film in zip(self.upsample, films):
+                scale, shift = film[:, :, None, None].chunk(2, dim=1)
+                x = block(x)
+                x = torch.addcmul(x + shift, x, scale)
         if self.self_attention is not None:
             x = self.self_attention(x)
         return x

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import GeneratorConfig
 from .attention import WordAttention
-from .layers import GLU, ResidualBlock, SelfAttention, conv3x3, glu, up_block
+from .layers import GLU, ConditionModulation, ResidualBlock, SelfAttention, conv3x3, glu, up_block
 
 
 class ConditioningAugmentation(nn.Module):
@@ -44,9 +44,11 @@ class ConditioningAugmentation(nn.Module):
 
 
 class InitialStage(nn.Module):
-    """``[B, Z + C]`` -> features ``[B, channels, size, size]`` via a 4x4 map and x2 upsamplings."""
+    """``[B, Z + C]`` -> features ``[B, channels, size, size]`` via a 4x4 map and x2 upsamplings
+    (each followed by a :class:`ConditionModulation` when ``condition_dim`` is given)."""
 
-    def __init__(self, in_dim: int, channels: int, size: int, self_attention: bool, spectral: bool) -> None:
+    def __init__(self, in_dim: int, channels: int, size: int, self_attention: bool, spectral: bool,
+                 condition_dim: int | None = None) -> None:
         super().__init__()
         num_up = int(math.log2(size // 4))
         self.start_channels = channels * 2**num_up
@@ -58,11 +60,18 @@ class InitialStage(nn.Module):
         self.upsample = nn.Sequential(
             *[up_block(self.start_channels >> i, self.start_channels >> (i + 1), spectral) for i in range(num_up)]
         )
+        self.modulation = None if condition_dim is None else nn.ModuleList(
+            [ConditionModulation(condition_dim, self.start_channels >> (i + 1)) for i in range(num_up)])
         self.self_attention = SelfAttention(channels, spectral) if self_attention else None
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         x = self.fc(torch.cat((condition, noise), dim=1))
-        x = self.upsample(x.view(x.shape[0], self.start_channels, 4, 4))
+        x = x.view(x.shape[0], self.start_channels, 4, 4)
+        if self.modulation is None:
+            x = self.upsample(x)
+        else:
+            for block, modulation in zip(self.upsample, self.modulation):
+                x = modulation(block(x), condition)
         if self.self_attention is not None:
             x = self.self_attention(x)
         return x
@@ -122,7 +131,8 @@ class Generator(nn.Module):
         c = config.channels
         self.conditioning = ConditioningAugmentation(config.text_dim, config.condition_dim, config.condition_noise)
         self.initial = InitialStage(config.noise_dim + config.condition_dim, c, config.first_stage_size,
-                                    config.self_attention, config.spectral_norm)
+                                    config.self_attention, config.spectral_norm,
+                                    config.condition_dim if config.condition_modulation else None)
         self.refine = nn.ModuleList(
             [RefineStage(c, config.text_dim, config.num_residual, config.spectral_norm)
              for _ in range(config.num_stages - 1)]

@@ -94,8 +94,28 @@ class SelfAttention(nn.Module):
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 
 
+class ConditionModulation(nn.Module):
+    """Per-channel scale and shift from the condition (FiLM): ``x [B, K, H, W]``, ``c [B, C]`` ->
+    ``x * (1 + scale(c)) + shift(c)``. Starts as the identity (zero weights, also after
+    :func:`init_weights_original`)."""
+
+    def __init__(self, condition_dim: int, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(condition_dim, channels * 2)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.fc(condition).to(x.dtype)[:, :, None, None].chunk(2, dim=1)
+        return torch.addcmul(x + shift, x, scale)
+
+
 def init_weights_original(module: nn.Module) -> None:
-    """The original's ``weights_init``: orthogonal conv/linear weights, BN ~ N(1, 0.02).
+    """The original's ``weights_init``: orthogonal conv/linear weights, BN ~ N(1, 0.02); a
+    :class:`ConditionModulation` (not in the original) stays the identity.
 
     Apply with ``model.apply(init_weights_original)``; draws from torch's global RNG, so
     seed it (``torch.manual_seed``) first for reproducible runs.
@@ -109,3 +129,5 @@ def init_weights_original(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
         module.weight.data.normal_(1.0, 0.02)
         module.bias.data.zero_()
+    elif isinstance(module, ConditionModulation):  # after its linear layer (apply visits children first)
+        module.reset_parameters()
