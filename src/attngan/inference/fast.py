@@ -42,7 +42,7 @@ from torch import nn
 
 from ..models.attention import tile_mask_like_original
 from ..models.generator import Generator, GeneratorOutput, ImageHead, InitialStage, RefineStage
-from ..models.layers import ResidualBlock, SelfAttention
+from ..models.layers import ConditionModulation, ResidualBlock, SelfAttention
 from ..models.rewrites import fold_batchnorm, subpixel_kernels
 from ..models.text_encoder import TextEncoder
 from ..precision import hardware_bf16
@@ -261,7 +261,7 @@ class FastInitialStage(nn.Module):
         self.upsample = nn.Sequential(*[FastUpBlock(block, dtype, subpixel) for block in stage.upsample])
         self.modulation = None  # the condition's scale and shift after each up-block: one matrix product
         if stage.modulation is not None:
-            fcs = [_as(nn.Linear, m.fc) for m in stage.modulation]
+            fcs = [_as(ConditionModulation, m).fc for m in stage.modulation]
             self.split = [fc.out_features // 2 for fc in fcs]
             self.modulation = nn.Linear(fcs[0].in_features, sum(fc.out_features for fc in fcs)).to(dtype)
             self.modulation.weight.data.copy_(torch.cat([fc.weight.detach() for fc in fcs]))
