@@ -97,7 +97,7 @@ def test_folder_loader_image_faults(tmp_path: Path, fault: str) -> None:
 def _tiny_damsm_args(out: Path, root: Path, skip_bad: bool) -> list[str]:
     return ["text_encoder.word_embedding_dim=8", "text_encoder.hidden_dim=8", "image_encoder.image_size=32",
             "image_encoder.light_channels=4", "image_encoder.embedding_dim=8", "data.kind=cub", f"data.root={root}",
-            "data.extra={use_bbox: false}", f"data.skip_bad={str(skip_bad).lower()}", "run.batch_size=2",
+            "data.extra={use_bbox: false}", "data.counterfactual_kinds={}", f"data.skip_bad={str(skip_bad).lower()}", "run.batch_size=2",
             "run.max_steps=2", "run.log_every=1", "run.checkpoint_every=1", "run.threads=1", f"run.out_dir={out}"]
 
 
@@ -131,7 +131,7 @@ def _trainer(tmp_path: Path, damsm: Path, data: list[str]) -> GANTrainer:
 
 def test_damsm_trained_on_other_data_is_refused(tmp_path: Path) -> None:
     root = make_cub(tmp_path / "cub", SPECS)
-    cub = ["data.kind=cub", f"data.root={root}", "data.extra={use_bbox: false}"]
+    cub = ["data.kind=cub", f"data.root={root}", "data.extra={use_bbox: false}", "data.counterfactual_kinds={}"]
     shapes_damsm = _damsm_folder(tmp_path / "shapes-damsm", shapes_vocabulary())
     with pytest.raises(ValueError, match=r"vocabulary mismatch: \d+% of the data set's words are not in "
                                          rf"{shapes_damsm / 'vocab.json'} \(most frequent: .*bird"):
@@ -149,7 +149,8 @@ def test_a_few_unknown_words_are_a_warning(tmp_path: Path, caplog: pytest.LogCap
     words = [w for w in CubDataset(root, image_sizes=SIZES).vocab.words if w != "a_2"]
     damsm = _damsm_folder(tmp_path / "damsm", Vocabulary(words))
     with caplog.at_level(logging.WARNING):
-        trainer = _trainer(tmp_path, damsm, ["data.kind=cub", f"data.root={root}", "data.extra={use_bbox: false}"])
+        trainer = _trainer(tmp_path, damsm, ["data.kind=cub", f"data.root={root}", "data.extra={use_bbox: false}",
+                                             "data.counterfactual_kinds={}"])
     assert trainer.data.unknown_words == {"a_2": 10}
     assert "3% of the data set's words are not in" in caplog.text and "a_2" in caplog.text
 

@@ -85,7 +85,8 @@ class DataSpec:
                               "data.counterfactual_kinds")
         if self.kind != "shapes":
             raise ConfigError(f"only the shapes data set has kinds of counterfactual; {self.kind} swaps words "
-                              "(data.counterfactual_words)", "data.counterfactual_kinds")
+                              "(data.counterfactual_words). Moving the shapes preset to other data? add "
+                              "--set 'data.counterfactual_kinds={}'", "data.counterfactual_kinds")
         for name, weight in kinds.items():
             if name not in COUNTERFACTUAL_KINDS:
                 raise ConfigError(f"unknown kind {name!r}; choose among {', '.join(COUNTERFACTUAL_KINDS)}",
