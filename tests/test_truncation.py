@@ -190,3 +190,59 @@ def test_truncation_lowers_diversity_of_the_bundled_model() -> None:
     assert half["diversity_generated"] < 0.8 * full["diversity_generated"]
     assert half["diversity_pixels_generated"] < 0.8 * full["diversity_pixels_generated"]
     assert half["diversity_real"] == full["diversity_real"]  # the same real renderings
+
+
+def _with_model_truncation(tiny_model_dir: Path, folder: Path, value: object) -> Path:
+    """A copy of the tiny model folder whose config.json's metadata.truncation is ``value``."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"]["truncation"] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_model_folder_sets_its_own_default_truncation(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """metadata.truncation is the default of the pipeline, generate and the server; an explicit
+    value, 1.0 included, overrides it; a folder without it stays off."""
+    folder = _with_model_truncation(tiny_model_dir, tmp_path / "model", 0.5)
+    pipe = AttnGANPipeline.from_pretrained(folder)
+    assert pipe.truncation == 0.5 and AttnGANPipeline.from_pretrained(tiny_model_dir).truncation == 1.0
+    explicit = AttnGANPipeline.from_pretrained(tiny_model_dir, truncation=0.5)
+    own = pipe(CAPTION, num_images=2, seed=4)
+    assert own.settings["truncation"] == 0.5
+    assert torch.equal(own.images[-1], explicit(CAPTION, num_images=2, seed=4).images[-1])
+    off = AttnGANPipeline.from_pretrained(folder, truncation=1.0)
+    assert off.truncation == 1.0
+    assert torch.equal(off(CAPTION, num_images=2, seed=4).images[-1],
+                       AttnGANPipeline.from_pretrained(tiny_model_dir)(CAPTION, num_images=2, seed=4).images[-1])
+
+    export = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(main, ["generate", CAPTION, "--model", str(folder), "--seed", "1",
+                                       "--out", str(tmp_path / "png"), "--export", str(export)])
+    assert result.exit_code == 0, result.output
+    assert "truncation 0.5" in result.output
+    assert json.loads(export.read_text().splitlines()[0])["settings"]["truncation"] == 0.5
+
+    pytest.importorskip("fastapi")
+    from attngan.server import ServerSettings, create_app
+
+    from .test_server_support import make_test_client
+
+    with make_test_client(create_app(AttnGANPipeline.from_pretrained(folder, precision="fp32"),
+                                     ServerSettings(batch_wait_ms=2))) as client:
+        assert client.get("/v1/model").json()["truncation"] == 0.5
+        assert client.post("/v1/generate", json={"caption": CAPTION, "seed": 3}).json()["settings"]["truncation"] == 0.5
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "0.5", True])
+def test_a_bad_model_truncation_names_the_file(tiny_model_dir: Path, tmp_path: Path, value: object) -> None:
+    from attngan.config import ConfigError
+
+    folder = _with_model_truncation(tiny_model_dir, tmp_path / "model", value)
+    with pytest.raises(ConfigError, match=r"config\.json: metadata\.truncation must be a number in \(0, 1\]"):
+        AttnGANPipeline.from_pretrained(folder)
+    assert AttnGANPipeline.from_pretrained(folder, truncation=0.5).truncation == 0.5  # an explicit value needs none
+    result = CliRunner().invoke(main, ["generate", CAPTION, "--model", str(folder), "--out", str(tmp_path / "png")])
+    assert result.exit_code != 0 and "metadata.truncation" in result.output and not (tmp_path / "png").exists()

@@ -117,7 +117,7 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                  classifier_dir: str | None, train_classifier: bool,
                  diversity_captions: int, diversity_seeds: int, save_images: str | None, report_dir: str | None,
                  out: str, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None,
-                 truncation: float) -> None:
+                 truncation: float | None) -> None:
     """Score a model on held-out captions as the papers do: R-precision, FID / IS, CLIP score and CLIP
     R-precision, and (shapes, tags) attribute accuracy, in-domain FD and diversity. Generates through
     the same pipeline, precision, backend and truncation as ``attngan generate``."""

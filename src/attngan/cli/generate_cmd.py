@@ -104,7 +104,7 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir: str, model: str | None,
                  revision: str | None, stages: int | None, device: str, precision: str, exact: bool, backend: str,
-                 onnx_dir: str | None, truncation: float, captions_file: str | None,
+                 onnx_dir: str | None, truncation: float | None, captions_file: str | None,
                  export_path: str | None, append: bool, export_images: str, batch_size: int) -> None:
     """Generate images for CAPTION (or every line of --captions FILE).
 

@@ -43,12 +43,13 @@ def model_options(dest: str = "model") -> Callable[[F], F]:
 
 
 TRUNCATION_HELP = ("Draw the noise from a normal truncated to [-2, 2] and scaled by this value, as DF-GAN samples "
-                   "(it uses 0.88): less varied, more typical images. 1.0: off.")
+                   "(it uses 0.88): less varied, more typical images. 1.0: off. [the model's own: its config.json's "
+                   "metadata.truncation, else 1.0]")
 
 
 def truncation_option(f: F) -> F:
     """``--truncation T`` in (0, 1] (``generate``, ``evaluate``, ``serve``)."""
-    return click.option("--truncation", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+    return click.option("--truncation", default=None, type=click.FloatRange(0, 1, min_open=True),
                         help=TRUNCATION_HELP)(f)
 
 
@@ -67,7 +68,8 @@ def pipeline_options(f: F) -> F:
 
 
 def load_pipeline(model: str | None, device: Any, precision: str, backend: str, onnx_dir: str | None,
-                  exact: bool = False, revision: str | None = None, truncation: float = 1.0) -> AttnGANPipeline:
+                  exact: bool = False, revision: str | None = None, truncation: float | None = None
+                  ) -> AttnGANPipeline:
     """The pipeline of ``model`` (None: the bundled one) as :func:`pipeline_options` choose; errors
     name the flag at fault."""
     import torch

@@ -48,7 +48,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds before a request is answered 504.")
 def serve(model_path: str | None, revision: str | None, host: str, port: int, device: str, precision: str,
-          exact: bool, truncation: float, max_batch: int, max_queue: int,
+          exact: bool, truncation: float | None, max_batch: int, max_queue: int,
           batch_wait_ms: float, api_key: str | None, cors_origins: tuple[str, ...], max_images: int,
           request_timeout: float) -> None:
     """Serve the HTTP API (/v1/generate, /docs) and the web pages (/, /explain).

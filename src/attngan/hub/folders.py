@@ -11,7 +11,10 @@ truncated, bit-flipped or swapped weights file is refused, naming it.
 or by hand), which the web page offers as its placeholder and example buttons and ``GET
 /v1/model`` returns. It is checked on load and save (a list of at most ``MAX_EXAMPLES``
 non-empty strings) and is absent in older folders (:attr:`ModelBundle.example_captions` is
-then empty). Editing ``config.json`` leaves ``weights_sha256`` valid: the hash covers the
+then empty). ``metadata.truncation``, where present, is the model's own default truncation of
+the sampling noise (a number in (0, 1]; absent: 1.0, off), chosen on validation captions by
+whoever trained it: the pipeline, and so ``generate``, ``evaluate``, ``serve`` and the web page,
+use it unless told otherwise (checked where the pipeline reads it). Editing ``config.json`` leaves ``weights_sha256`` valid: the hash covers the
 weights file only.
 
 Where a folder is asked for by a Hugging Face Hub repo id (``org/name``) that is not an
@@ -49,6 +52,7 @@ WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
 EXAMPLES_KEY = "example_captions"  # metadata field: captions to offer as examples
+TRUNCATION_KEY = "truncation"  # metadata field: the model's default sampling truncation
 MAX_EXAMPLES = 32
 MAX_EXAMPLE_CHARS = 1000
 CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},

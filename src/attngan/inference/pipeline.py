@@ -13,7 +13,8 @@ fp32), their fused twins (fp32 or bf16) or ONNX Runtime. Randomness is per image
 of a caption uses seed ``seed + j`` for its noise ``z`` and its conditioning-augmentation
 noise, so the same seed gives the same image on every call, in any batch, on any device.
 ``truncation`` below 1.0 draws both from a truncated normal as DF-GAN samples
-(:mod:`attngan.inference.noise`); 1.0, the default, is off.
+(:mod:`attngan.inference.noise`); 1.0 is off. A pipeline's default is the model folder's own
+(``metadata.truncation`` of its ``config.json``), else 1.0.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from ..errors import SettingError
-from ..hub import ModelBundle, load_pretrained, save_pretrained
+from ..hub import CONFIG_NAME, TRUNCATION_KEY, ModelBundle, load_pretrained, save_pretrained
 from ..precision import check_precision
 from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
@@ -54,6 +55,20 @@ def _backend_choice(backend: Backend | str | None, exact: bool) -> Backend | str
         name = backend if isinstance(backend, str) else backend.name
         raise SettingError("exact", f"runs the reference modules; it cannot be combined with {{backend}} {name}")
     return "reference"
+
+
+def model_truncation(bundle: ModelBundle) -> float:
+    """The model's own default truncation: its folder's ``metadata.truncation``, else 1.0 (off);
+    a value outside (0, 1] is a :class:`~attngan.config.ConfigError` naming the folder's file."""
+    value = bundle.metadata.get(TRUNCATION_KEY)
+    if value is None:
+        return 1.0
+    try:
+        return check_truncation(value)
+    except (SettingError, TypeError):
+        where = Path(bundle.metadata["path"]) / CONFIG_NAME if "path" in bundle.metadata else CONFIG_NAME
+        raise ConfigError(f"{where}: metadata.{TRUNCATION_KEY} must be a number in (0, 1] (1.0: off), "
+                          f"got {value!r}") from None
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -101,9 +116,10 @@ class AttnGANPipeline:
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "auto",
-                 exact: bool = False, backend: Backend | str | None = None, truncation: float = 1.0) -> None:
+                 exact: bool = False, backend: Backend | str | None = None, truncation: float | None = None) -> None:
         self.bundle = bundle
-        self.truncation = check_truncation(truncation)  # the default of every call (1.0: off)
+        # the default of every call (1.0: off); None: the model's own (model_truncation)
+        self.truncation = model_truncation(bundle) if truncation is None else check_truncation(truncation)
         self.device = torch.device(device)
         self._requested_precision = check_precision(precision)
         choice = _backend_choice(backend, exact)
@@ -119,15 +135,17 @@ class AttnGANPipeline:
                         precision: str = "auto", backend: Backend | str = "fast",
                         onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False, *,
                         revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                        local_files_only: bool = False, truncation: float = 1.0) -> AttnGANPipeline:
+                        local_files_only: bool = False, truncation: float | None = None) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``), or a
         Hugging Face Hub repo id ``org/name`` that is not a local path (``revision``,
         ``cache_dir``, ``local_files_only``: see :func:`attngan.hub.resolve_model_folder`);
         ``None`` loads the model bundled with the package. ``backend``: a
         :class:`~attngan.inference.backends.Backend` or its name (``exact=True``: ``reference``;
         ``onnx`` reads ``onnx_dir``, see :meth:`use_backend`); ``precision``: see :meth:`set_precision`;
-        ``truncation``: the default of every call, whatever the backend (see :meth:`__call__`)."""
-        truncation = check_truncation(truncation)  # before anything is loaded or exported
+        ``truncation``: the default of every call, whatever the backend (see :meth:`__call__`); None:
+        the model's own (:func:`model_truncation`: its ``metadata.truncation``, else 1.0)."""
+        if truncation is not None:
+            truncation = check_truncation(truncation)  # before anything is loaded or exported
         folder = bundled_model_path() if path is None else path
         bundle = load_pretrained(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         choice = _backend_choice(backend, exact)
@@ -285,7 +303,7 @@ class AttnGANPipeline:
             batch_size: images per forward pass (results do not depend on it).
             truncation: in (0, 1]; below 1 the noise comes from a truncated normal, as DF-GAN
                 samples (:mod:`attngan.inference.noise`); None: the pipeline's
-                :attr:`truncation` (1.0, off, unless set). Recorded in ``settings``.
+                :attr:`truncation` (the model's own unless set). Recorded in ``settings``.
         """
         # 1. check the inputs
         items = [captions] if isinstance(captions, str) else list(captions)

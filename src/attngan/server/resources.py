@@ -107,5 +107,5 @@ def model_info(pipeline: AttnGANPipeline, max_images: int) -> dict[str, Any]:
             "attention_sizes": attention, "vocabulary_size": len(pipeline.vocab),
             "max_words": pipeline.config.text_encoder.max_words, "max_images": max_images,
             "device": str(pipeline.device), "precision": str(pipeline.precision),
-            "example_captions": pipeline.example_captions,
+            "example_captions": pipeline.example_captions, "truncation": pipeline.truncation,
             "architecture": architecture(pipeline.config, pipeline.bundle.image_encoder is not None)}

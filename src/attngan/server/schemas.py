@@ -226,6 +226,8 @@ class ModelInfo(BaseModel):
     precision: str
     example_captions: list[str] = Field(
         description="Captions the model was trained to draw (from its folder's config.json); may be empty.")
+    truncation: float = Field(description="The truncation of requests that send none: attngan serve --truncation, "
+                                          "else the model's own (its config.json's metadata.truncation), else 1 (off).")
     architecture: ModelArchitecture
 
 
