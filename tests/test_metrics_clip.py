@@ -226,7 +226,7 @@ def test_metrics_match_a_direct_computation(evaluated: Any, clip_files: dict[str
     assert rp["values"]["clip_r_precision"] == pytest.approx(sum(fold_means) / 10, abs=1e-9)
     for record in (score, rp):
         assert record["extra"]["clip_model"] == TINY and record["extra"]["clip_weights_sha256"] == clip.weights_sha256
-        assert record["feature_extractor"] == clip.identity and record["generation"]["truncation"] == 1.0
+        assert record["feature_extractor"] == clip.identity and record["generation"]["truncation"] == pipe.truncation
 
 
 def test_cli_prints_both_rows_with_the_real_figures(clip_files: dict[str, Path], tmp_path: Path) -> None:
