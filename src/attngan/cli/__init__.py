@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from . import convert_cmd, evaluate_cmd, explain_cmd, generate_cmd, serve_cmd, train_cmd  # noqa: F401  (each registers itself)
+from . import (  # noqa: F401  (each registers itself)
+    convert_cmd,
+    evaluate_cmd,
+    explain_cmd,
+    generate_cmd,
+    serve_cmd,
+    train_cmd,
+    tune_truncation_cmd,
+)
 from .group import main, model_options
 from .process import run_command
 

@@ -39,8 +39,8 @@ def _data_extra(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _classifier(spec: Any, metrics: Any, caps: Any, path: str | None, retrain: bool, device: Any, rank: int,
-                world_size: int) -> Any:
+def evaluation_classifier(spec: Any, metrics: Any, caps: Any, path: str | None, retrain: bool, device: Any,
+                          rank: int, world_size: int) -> Any:
     """The attribute classifier of the metrics that need it (:func:`attngan.metrics.choose_classifier`):
     trained once into the cache, with a progress line, when none is there."""
     from ..metrics.classifier_choice import choose_classifier
@@ -160,8 +160,8 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
         if warning is not None and dist.rank == 0:
             click.echo(f"warning: {warning}", err=True)
         try:
-            choice = _classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier, dist.device, dist.rank,
-                                 dist.world_size)
+            choice = evaluation_classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier, dist.device,
+                                           dist.rank, dist.world_size)
         except FileNotFoundError as exc:
             raise click.ClickException(message(exc)) from None
         except ValueError as exc:

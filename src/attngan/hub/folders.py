@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..config import ConfigError, ModelConfig, to_dict
-from ..files import read_format_json, staged_dir, write_safetensors
+from ..files import read_format_json, staged_dir, write_atomic, write_safetensors
 from ..models.generator import Generator
 from ..models.image_encoder import ImageEncoder, build_image_encoder
 from ..models.text_encoder import TextEncoder
@@ -197,6 +197,18 @@ def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str], weights_d
     config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
               "metadata": metadata}
     return _write_folder(path, config, state, bundle.vocab)
+
+
+def update_metadata(path: str | os.PathLike[str], updates: dict[str, Any]) -> Path:
+    """Set ``updates`` in the ``metadata`` of the model folder ``path``'s ``config.json``, written
+    atomically (the weights, and the hash that covers them, stay as they are); returns the file."""
+    path = Path(path)
+    data = _read_json(path, "attngan", "an attngan model folder")
+    metadata = {**(data.get("metadata") or {}), **updates}
+    if EXAMPLES_KEY in metadata:
+        metadata[EXAMPLES_KEY] = check_example_captions(metadata[EXAMPLES_KEY], str(path / CONFIG_NAME))
+    data["metadata"] = metadata
+    return write_atomic(path / CONFIG_NAME, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
