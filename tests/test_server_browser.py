@@ -69,6 +69,7 @@ def test_generate_page_shows_stages_and_attention(server, page, tmp_path):
     images = page.locator(".stage-image")
     assert images.count() == 2 * 3
     assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count()))
+    assert page.inner_text("#meta").endswith(" · seed 7")  # untruncated noise: no truncation to state
     chips = page.locator(".word-chip[data-index]")
     assert chips.all_inner_texts() == ["a", "small", "red", "circle", "on", "the", "left"]
     dropped = page.locator(".word-chip.dropped")
@@ -169,13 +170,15 @@ EXAMPLES = ["a big blue square on the left", "a tiny red circle on the top", "ze
 
 @pytest.fixture(scope="module")
 def examples_server(tmp_path_factory):
-    """The tiny model with example captions in its folder (the last has no known word)."""
+    """The tiny model with example captions in its folder (the last has no known word) and its own
+    default truncation 0.5."""
     from attngan.hub import save_pretrained
 
     from .conftest import make_tiny_bundle
 
     bundle = make_tiny_bundle()
     bundle.metadata["example_captions"] = EXAMPLES
+    bundle.metadata["truncation"] = 0.5
     folder = save_pretrained(bundle, tmp_path_factory.mktemp("examples") / "model")
     app = create_app(load_tiny_pipeline(folder), ServerSettings(max_images=4, batch_wait_ms=1))
     with LiveServer(app) as live:
@@ -212,6 +215,7 @@ def test_a_fresh_page_draws_the_example_it_shows(examples_server, page):
     assert images.count() == 2 * 3
     assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count()))
     assert page.input_value("#seed") == ""  # an empty seed stays empty: the next press draws new images
+    assert page.inner_text("#meta").endswith(" · truncation 0.5")  # the model's own, as drawn
 
     page.fill("#caption", EXAMPLES[1])
     page.press("#caption", "Enter")  # Enter draws too

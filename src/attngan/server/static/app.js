@@ -59,7 +59,9 @@
     const list = document.getElementById("results");
     list.replaceChildren(...reply.images.map((image, i) => imageCard(image, i)));
     document.getElementById("meta").textContent =
-      [reply.model.name, reply.model.hash, "seed " + reply.seed].filter(Boolean).join(" · ");
+      [reply.model.name, reply.model.hash, "seed " + reply.seed,
+       reply.settings && reply.settings.truncation < 1 ? "truncation " + reply.settings.truncation : ""]
+        .filter(Boolean).join(" · ");
     document.getElementById("explain-link").href = "/explain?" +
       new URLSearchParams({caption: reply.caption, seed: String(reply.images[0].seed)}).toString();
     results.hidden = false;
