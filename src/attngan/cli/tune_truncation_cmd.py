@@ -105,10 +105,12 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
 
 def _writable_folder(model: str | None) -> Path:
     """The local model folder --write may change: never the bundled model or a Hub snapshot."""
+    from ..hub import CONFIG_NAME
+
     if model is None:
         raise click.UsageError("--write changes a model folder: name it with --model PATH (the bundled model is "
                                "read-only)")
     folder = Path(model)
-    if not (folder / "config.json").is_file():
-        raise click.UsageError(f"--write needs --model to be a local model folder; {model} has no config.json")
+    if not (folder / CONFIG_NAME).is_file():
+        raise click.UsageError(f"--write needs --model to be a local model folder; {model} has no {CONFIG_NAME}")
     return folder
