@@ -122,3 +122,20 @@ def test_values_are_tried_largest_first_without_repeats() -> None:
 
     assert _values("0.4, 1.0,0.4,0.7") == [1.0, 0.7, 0.4]
     assert _values("1") == [1.0]
+
+
+def test_cli_tunes_at_a_number_of_candidates_and_writes_both(tiny_model_dir: Path, classifier_dir: Path,
+                                                              tmp_path: Path) -> None:
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(main, ["tune-truncation", "--model", str(folder), "--classifier", str(classifier_dir),
+                                       "--num-samples", "6", "--batch-size", "6", "--values", "0.5,1", "--precision",
+                                       "fp32", "--candidates", "2", "--min-diversity", "0", "--out", str(out),
+                                       "--write"])
+    assert result.exit_code == 0, result.output
+    assert "best of 2 candidates" in result.output and "wrote metadata.truncation" in result.output
+    metadata = json.loads((folder / "config.json").read_text())["metadata"]
+    assert metadata["candidates"] == 2
+    pipe = AttnGANPipeline.from_pretrained(folder)
+    assert pipe.candidates == 2 and pipe.truncation == metadata["truncation"]
+    assert {json.loads(line)["generation"]["candidates"] for line in out.read_text().splitlines()} == {2}

@@ -117,7 +117,7 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                  classifier_dir: str | None, train_classifier: bool,
                  diversity_captions: int, diversity_seeds: int, save_images: str | None, report_dir: str | None,
                  out: str, device: str, precision: str, exact: bool, backend: str, onnx_dir: str | None,
-                 truncation: float | None) -> None:
+                 truncation: float | None, candidates: int | None) -> None:
     """Score a model on held-out captions as the papers do: R-precision, FID / IS, CLIP score and CLIP
     R-precision, and (shapes, tags) attribute accuracy, in-domain FD and diversity. Generates through
     the same pipeline, precision, backend and truncation as ``attngan generate``."""
@@ -148,7 +148,8 @@ def evaluate_cmd(model: str | None, revision: str | None, data_kind: str, data_r
                              diversity_captions=diversity_captions, diversity_seeds=diversity_seeds)
         except ValueError as exc:
             raise click.ClickException(message(exc)) from None
-        pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision, truncation)
+        pipeline = load_pipeline(model, dist.device, precision, backend, onnx_dir, exact, revision, truncation,
+                         candidates)
         caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
         try:
             resolve_metrics(cfg.metrics, caps)
@@ -209,7 +210,9 @@ def _header(result: Any, pipeline: Any, spec: Any, cfg: Any, world: int) -> list
             + (f", {world} processes" if world > 1 else ""),
             f"generated as attngan generate does: backend {settings['backend']} ({path}), {settings['precision']}, "
             f"device {settings['device']}" + (f", truncation {settings['truncation']:g}"
-                                              if settings.get("truncation", 1.0) < 1.0 else "")]
+                                              if settings.get("truncation", 1.0) < 1.0 else "")
+            + (f", best of {settings['candidates']} candidates by the model's DAMSM (R-precision on its encoders "
+               "is then not an independent measure)" if settings.get("candidates", 1) > 1 else "")]
 
 
 def _print(result: Any, header: list[str]) -> None:

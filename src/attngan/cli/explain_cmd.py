@@ -92,19 +92,22 @@ def _draw(explanation: Explanation, out_dir: Path) -> list[Path]:
 @pipeline_options
 def explain_cmd(caption: str, image_path: str | None, seed: int, out_dir: str, model: str | None,
                 revision: str | None, device: str, precision: str, exact: bool, backend: str,
-                onnx_dir: str | None, truncation: float | None) -> None:
+                onnx_dir: str | None, truncation: float | None,
+                candidates: int | None) -> None:
     """Explain CAPTION: its words and features, the conditioning of a generated image, and how well
     the DAMSM encoders think the image (--image, or the one generated) matches it."""
     from ..inference.explain import explain
     from ..text import UnknownWordsError
 
-    pipe = load_pipeline(model, device, precision, backend, onnx_dir, exact, revision, truncation)
+    pipe = load_pipeline(model, device, precision, backend, onnx_dir, exact, revision, truncation,
+                         candidates)
     image = _read_image(image_path, pipe.config.generator.image_sizes[-1]) if image_path is not None else None
     try:
         explanation = explain(pipe, caption, image, seed=seed)
     except UnknownWordsError as exc:
         raise CaptionError(f"the caption argument: {exc}") from None
-    generated = f"generated, seed {seed}" + (f", truncation {pipe.truncation:g}" if pipe.truncation < 1.0 else "")
+    generated = (f"generated, seed {seed}" + (f", truncation {pipe.truncation:g}" if pipe.truncation < 1.0 else "")
+                 + (f", best of {pipe.candidates} candidates" if pipe.candidates > 1 else ""))
     for line in _lines(explanation, image_path if image_path is not None else generated):
         click.echo(line)
     written = _draw(explanation, Path(out_dir))

@@ -77,6 +77,8 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
     line = f"{encoded.text!r}: {count} image(s), {seed_text}, {sizes}px, {len(encoded.tokens)} word(s) used"
     if output.settings.get("truncation", 1.0) < 1.0:
         line += f", truncation {output.settings['truncation']:g}"
+    if output.settings.get("candidates", 1) > 1:
+        line += f", best of {output.settings['candidates']} candidates"
     if encoded.dropped:
         line += f"; dropped (unknown): {', '.join(encoded.dropped)}"
     if encoded.truncated:
@@ -104,7 +106,8 @@ def _summary(output: PipelineOutput, first: int, count: int) -> str:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir: str, model: str | None,
                  revision: str | None, stages: int | None, device: str, precision: str, exact: bool, backend: str,
-                 onnx_dir: str | None, truncation: float | None, captions_file: str | None,
+                 onnx_dir: str | None, truncation: float | None, candidates: int | None,
+                 captions_file: str | None,
                  export_path: str | None, append: bool, export_images: str, batch_size: int) -> None:
     """Generate images for CAPTION (or every line of --captions FILE).
 
@@ -121,7 +124,8 @@ def generate_cmd(caption: str | None, num_images: int, seed: int | None, out_dir
             export_format(export_path)
         except ExportError as exc:
             raise click.BadParameter(str(exc), param_hint="--export") from None
-    pipe = load_pipeline(model, device, precision, backend, onnx_dir, exact, revision, truncation)
+    pipe = load_pipeline(model, device, precision, backend, onnx_dir, exact, revision, truncation,
+                         candidates)
     if stages is not None and stages > pipe.num_stages:
         raise click.BadParameter(f"{pipe.name} has {pipe.num_stages} stage(s), got {stages}", param_hint="--stages")
     for text, where in items:  # fail before generating anything

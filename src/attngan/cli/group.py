@@ -53,9 +53,20 @@ def truncation_option(f: F) -> F:
                         help=TRUNCATION_HELP)(f)
 
 
+CANDIDATES_HELP = ("Draw each image this many times and keep the one the model's own DAMSM encoders match best with "
+                   "its caption (image code against sentence, the score R-precision ranks by). 1: off. [the model's "
+                   "own: its config.json's metadata.candidates, else 1]")
+
+
+def candidates_option(f: F) -> F:
+    """``--candidates K`` >= 1 (``generate``, ``evaluate``, ``explain``, ``serve``, ``tune-truncation``)."""
+    return click.option("--candidates", default=None, type=click.IntRange(min=1), help=CANDIDATES_HELP)(f)
+
+
 def pipeline_options(f: F) -> F:
-    """``--precision``, ``--exact``, ``--backend``, ``--onnx-dir`` and ``--truncation``: how a
-    pipeline generates (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
+    """``--precision``, ``--exact``, ``--backend``, ``--onnx-dir``, ``--truncation`` and ``--candidates``:
+    how a pipeline generates (``generate`` and ``evaluate`` alike, so a score is of what one runs)."""
+    f = candidates_option(f)
     f = truncation_option(f)
     f = click.option("--onnx-dir", type=click.Path(file_okay=False),
                      help="ONNX folder (from export-onnx) for --backend onnx.")(f)
@@ -68,8 +79,8 @@ def pipeline_options(f: F) -> F:
 
 
 def load_pipeline(model: str | None, device: Any, precision: str, backend: str, onnx_dir: str | None,
-                  exact: bool = False, revision: str | None = None, truncation: float | None = None
-                  ) -> AttnGANPipeline:
+                  exact: bool = False, revision: str | None = None, truncation: float | None = None,
+                  candidates: int | None = None) -> AttnGANPipeline:
     """The pipeline of ``model`` (None: the bundled one) as :func:`pipeline_options` choose; errors
     name the flag at fault."""
     import torch
@@ -85,7 +96,7 @@ def load_pipeline(model: str | None, device: Any, precision: str, backend: str, 
     try:
         return AttnGANPipeline.from_pretrained(model, device=device, precision=precision, backend=backend,
                                                onnx_dir=onnx_dir, exact=exact, revision=revision,
-                                               truncation=truncation)
+                                               truncation=truncation, candidates=candidates)
     except SettingError as exc:
         if isinstance(exc, FileNotFoundError):
             raise click.ClickException(message(exc)) from None

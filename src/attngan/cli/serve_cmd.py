@@ -8,7 +8,7 @@ import logging
 import click
 
 from .flags import message
-from .group import main, model_options, truncation_option
+from .group import candidates_option, main, model_options, truncation_option
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def _is_loopback(host: str) -> bool:
               help="auto: bf16 where the hardware has native bf16 arithmetic, else fp32.")
 @click.option("--exact", is_flag=True, help="Run the reference modules instead of the fused fast generator.")
 @truncation_option
+@candidates_option
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Most images run together in one batch.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1, 100_000),
@@ -48,12 +49,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds before a request is answered 504.")
 def serve(model_path: str | None, revision: str | None, host: str, port: int, device: str, precision: str,
-          exact: bool, truncation: float | None, max_batch: int, max_queue: int,
+          exact: bool, truncation: float | None, candidates: int | None, max_batch: int, max_queue: int,
           batch_wait_ms: float, api_key: str | None, cors_origins: tuple[str, ...], max_images: int,
           request_timeout: float) -> None:
     """Serve the HTTP API (/v1/generate, /docs) and the web pages (/, /explain).
 
-    --truncation is the default of requests that send no "truncation" field."""
+    --truncation is the default of requests that send no "truncation" field; --candidates applies to
+    every request."""
     try:
         import uvicorn
 
@@ -65,7 +67,8 @@ def serve(model_path: str | None, revision: str | None, host: str, port: int, de
 
     try:
         pipeline = AttnGANPipeline.from_pretrained(model_path, device=device, precision=precision, exact=exact,
-                                                   revision=revision, truncation=truncation)
+                                                   revision=revision, truncation=truncation,
+                                                   candidates=candidates)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(f"cannot load the model: {message(exc)}") from None
     settings = ServerSettings(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms,

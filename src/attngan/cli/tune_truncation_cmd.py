@@ -9,7 +9,7 @@ import click
 
 from .evaluate_cmd import evaluation_classifier
 from .flags import message
-from .group import load_pipeline, main, model_options
+from .group import candidates_option, load_pipeline, main, model_options
 
 _DATA_KINDS = {"shapes": "scene_accuracy", "tags": "attribute_accuracy"}  # kinds whose classifier scores accuracy_all
 
@@ -44,22 +44,23 @@ def _values(text: str) -> list[float]:
               help="Attribute-classifier folder [a cache folder keyed by the data settings].")
 @click.option("--train-classifier", is_flag=True, help="Train the attribute classifier anew first.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@candidates_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", default="results.jsonl", show_default=True, type=click.Path(dir_okay=False),
               help="JSON-lines file every evaluation's records are appended to.")
 @click.option("--write", is_flag=True,
               help="Store the chosen value as the model's own default (metadata.truncation in the --model folder's "
-                   "config.json).")
+                   "config.json), and with --candidates the candidates it was chosen at (metadata.candidates).")
 def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str,
                         values_text: str, min_diversity: float, num_samples: int, batch_size: int, seed: int,
-                        classifier_dir: str | None, train_classifier: bool, precision: str, device: str, out: str,
-                        write: bool) -> None:
+                        classifier_dir: str | None, train_classifier: bool, precision: str, candidates: int | None,
+                        device: str, out: str, write: bool) -> None:
     """Score the model at each truncation of --values on held-out captions (every attribute right, and
     the diversity ratio) and choose, by a rule fixed in advance, the value that gets the most captions
     right while the diversity ratio stays at least --min-diversity; --write stores it with the model,
     so that generate, evaluate, serve and the web page use it unless told otherwise."""
     from ..data import DataSpec
-    from ..hub import TRUNCATION_KEY, update_metadata
+    from ..hub import CANDIDATES_KEY, TRUNCATION_KEY, update_metadata
     from ..metrics import EvalConfig, append_jsonl
     from ..metrics.run import capabilities
     from ..metrics.truncation_choice import choose_truncation, sweep_truncation
@@ -72,14 +73,15 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
                          batch_size=batch_size, seed=seed)
     except ValueError as exc:
         raise click.ClickException(message(exc)) from None
-    pipeline = load_pipeline(model, device, precision, "fast", None, revision=revision)
+    pipeline = load_pipeline(model, device, precision, "fast", None, revision=revision, candidates=candidates)
     caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
     try:
         choice = evaluation_classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier, device, 0, 1)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(message(exc)) from None
     click.echo(f"model {pipeline.name} ({pipeline.model_hash[:12] or 'no hash'}), {data_kind} {split} split, "
-               f"{num_samples} captions, seed {seed}; its own truncation {pipeline.truncation:g}")
+               f"{num_samples} captions, seed {seed}; its own truncation {pipeline.truncation:g}"
+               + (f"; best of {pipeline.candidates} candidates" if pipeline.candidates > 1 else ""))
 
     def report(trial: Any, result: Any) -> None:
         click.echo(f"truncation {trial.truncation:<5g} every attribute right {trial.accuracy:.3f}   "
@@ -99,8 +101,11 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
     click.echo(f"chosen: truncation {best.truncation:g} (every attribute right {best.accuracy:.3f}, "
                f"diversity ratio {best.diversity:.3f})")
     if folder is not None:
-        file = update_metadata(folder, {TRUNCATION_KEY: best.truncation})
-        click.echo(f"wrote metadata.{TRUNCATION_KEY} = {best.truncation:g} to {file}")
+        updates: dict[str, Any] = {TRUNCATION_KEY: best.truncation}
+        if candidates is not None:
+            updates[CANDIDATES_KEY] = candidates
+        file = update_metadata(folder, updates)
+        click.echo(", ".join(f"wrote metadata.{k} = {v:g}" for k, v in updates.items()) + f" to {file}")
 
 
 def _writable_folder(model: str | None) -> Path:

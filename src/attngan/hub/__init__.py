@@ -8,6 +8,7 @@
 """
 
 from .folders import (
+    CANDIDATES_KEY,
     CONFIG_NAME,
     EXAMPLES_KEY,
     TRUNCATION_KEY,
@@ -28,7 +29,7 @@ from .folders import (
 )
 from .remote import looks_like_repo_id, resolve_model_folder
 
-__all__ = ["CONFIG_NAME", "EXAMPLES_KEY", "TRUNCATION_KEY", "VOCAB_NAME", "WEIGHTS_NAME", "DAMSMEncoders", "ModelBundle", "build_bundle",
+__all__ = ["CANDIDATES_KEY", "CONFIG_NAME", "EXAMPLES_KEY", "TRUNCATION_KEY", "VOCAB_NAME", "WEIGHTS_NAME", "DAMSMEncoders", "ModelBundle", "build_bundle",
            "check_example_captions", "file_sha256",
            "load_damsm", "load_pretrained", "looks_like_repo_id", "read_config", "resolve_model_folder", "save_damsm",
            "save_pretrained", "state_dict_of", "update_metadata"]

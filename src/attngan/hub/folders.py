@@ -14,7 +14,9 @@ non-empty strings) and is absent in older folders (:attr:`ModelBundle.example_ca
 then empty). ``metadata.truncation``, where present, is the model's own default truncation of
 the sampling noise (a number in (0, 1]; absent: 1.0, off), chosen on validation captions by
 whoever trained it: the pipeline, and so ``generate``, ``evaluate``, ``serve`` and the web page,
-use it unless told otherwise (checked where the pipeline reads it). Editing ``config.json`` leaves ``weights_sha256`` valid: the hash covers the
+use it unless told otherwise (checked where the pipeline reads it); ``metadata.candidates``, likewise,
+its own default number of candidates per image (an integer >= 1; absent: 1, off; see
+:mod:`attngan.inference.candidates`). Editing ``config.json`` leaves ``weights_sha256`` valid: the hash covers the
 weights file only.
 
 Where a folder is asked for by a Hugging Face Hub repo id (``org/name``) that is not an
@@ -53,6 +55,7 @@ VOCAB_NAME = "vocab.json"
 RUNTIME_METADATA = ("path", "sha256")  # set when a folder is loaded; not saved
 EXAMPLES_KEY = "example_captions"  # metadata field: captions to offer as examples
 TRUNCATION_KEY = "truncation"  # metadata field: the model's default sampling truncation
+CANDIDATES_KEY = "candidates"  # metadata field: the model's default number of candidates per image
 MAX_EXAMPLES = 32
 MAX_EXAMPLE_CHARS = 1000
 CONFIG_FIELDS = {"attngan": {"format", "format_version", "model", "metadata", "weights_sha256"},

@@ -15,6 +15,10 @@ truncation at all. (DF-GAN's function at ``trunc_rate`` 1.0 would still cut at +
 ``t < 1`` truncates.) AttnGAN has two noise inputs where DF-GAN has one: both ``z`` and the
 conditioning-augmentation noise ``eps`` (``c = mu + sigma * eps``) are drawn so, which is what
 lowers the variety of the images of one caption.
+
+Candidates (:mod:`attngan.inference.candidates`): an image drawn as the best of ``K`` candidates
+takes candidate ``k``'s noise as the ``k``-th ``(z, eps)`` pair of its seed's generator, so
+candidate 0 is the image's noise without candidates.
 """
 
 from __future__ import annotations
@@ -75,3 +79,23 @@ def draw_noise(seeds: Sequence[int], noise_dim: int, condition_dim: int, truncat
         zs.append(draw(noise_dim, g, truncation))
         eps.append(draw(condition_dim, g, truncation))
     return torch.stack(zs), torch.stack(eps)
+
+
+def draw_candidate_noise(seeds: Sequence[int], noise_dim: int, condition_dim: int, truncation: float,
+                         candidates: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``candidates`` noise draws per image: item ``k`` is ``(z [N, noise_dim], eps [N, condition_dim])``
+    of candidate ``k``, the ``k``-th ``(z, eps)`` pair drawn from the generator seeded with
+    ``seeds[i]``; item 0 equals :func:`draw_noise`."""
+    truncation = check_truncation(truncation)
+    if candidates < 1:
+        raise SettingError("candidates", f"must be >= 1, got {candidates}")
+    per_image = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        pairs = []
+        for _ in range(candidates):
+            z = draw(noise_dim, g, truncation)
+            pairs.append((z, draw(condition_dim, g, truncation)))
+        per_image.append(pairs)
+    return [(torch.stack([p[k][0] for p in per_image]), torch.stack([p[k][1] for p in per_image]))
+            for k in range(candidates)]

@@ -14,7 +14,10 @@ of a caption uses seed ``seed + j`` for its noise ``z`` and its conditioning-aug
 noise, so the same seed gives the same image on every call, in any batch, on any device.
 ``truncation`` below 1.0 draws both from a truncated normal as DF-GAN samples
 (:mod:`attngan.inference.noise`); 1.0 is off. A pipeline's default is the model folder's own
-(``metadata.truncation`` of its ``config.json``), else 1.0.
+(``metadata.truncation`` of its ``config.json``), else 1.0. ``candidates`` K above 1 draws each
+image K times and keeps the candidate the model's DAMSM matches best with its caption
+(:mod:`attngan.inference.candidates`); the default is the model's own (``metadata.candidates``),
+else 1.
 """
 
 from __future__ import annotations
@@ -39,7 +42,14 @@ from ..precision import check_precision
 from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
 from .backends import BACKENDS, Backend, FastBackend, ReferenceBackend, fp32_only
-from .noise import check_truncation, draw_noise
+from .candidates import (
+    check_candidates,
+    match_scores,
+    merge_candidates,
+    model_candidates,
+    require_image_encoder,
+)
+from .noise import check_truncation, draw_candidate_noise, draw_noise
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +126,14 @@ class AttnGANPipeline:
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", precision: str = "auto",
-                 exact: bool = False, backend: Backend | str | None = None, truncation: float | None = None) -> None:
+                 exact: bool = False, backend: Backend | str | None = None, truncation: float | None = None,
+                 candidates: int | None = None) -> None:
         self.bundle = bundle
-        # the default of every call (1.0: off); None: the model's own (model_truncation)
+        # the defaults of every call (1.0 / 1: off); None: the model's own (model_truncation, model_candidates)
         self.truncation = model_truncation(bundle) if truncation is None else check_truncation(truncation)
+        self.candidates = model_candidates(bundle) if candidates is None else check_candidates(candidates)
+        if self.candidates > 1:
+            require_image_encoder(bundle)
         self.device = torch.device(device)
         self._requested_precision = check_precision(precision)
         choice = _backend_choice(backend, exact)
@@ -135,7 +149,8 @@ class AttnGANPipeline:
                         precision: str = "auto", backend: Backend | str = "fast",
                         onnx_dir: str | os.PathLike[str] | None = None, exact: bool = False, *,
                         revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                        local_files_only: bool = False, truncation: float | None = None) -> AttnGANPipeline:
+                        local_files_only: bool = False, truncation: float | None = None,
+                        candidates: int | None = None) -> AttnGANPipeline:
         """Load a model folder (``config.json`` + ``model.safetensors`` + ``vocab.json``), or a
         Hugging Face Hub repo id ``org/name`` that is not a local path (``revision``,
         ``cache_dir``, ``local_files_only``: see :func:`attngan.hub.resolve_model_folder`);
@@ -143,9 +158,12 @@ class AttnGANPipeline:
         :class:`~attngan.inference.backends.Backend` or its name (``exact=True``: ``reference``;
         ``onnx`` reads ``onnx_dir``, see :meth:`use_backend`); ``precision``: see :meth:`set_precision`;
         ``truncation``: the default of every call, whatever the backend (see :meth:`__call__`); None:
-        the model's own (:func:`model_truncation`: its ``metadata.truncation``, else 1.0)."""
+        the model's own (:func:`model_truncation`: its ``metadata.truncation``, else 1.0);
+        ``candidates``: likewise (:mod:`attngan.inference.candidates`)."""
         if truncation is not None:
             truncation = check_truncation(truncation)  # before anything is loaded or exported
+        if candidates is not None:
+            candidates = check_candidates(candidates)
         folder = bundled_model_path() if path is None else path
         bundle = load_pretrained(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         choice = _backend_choice(backend, exact)
@@ -156,7 +174,8 @@ class AttnGANPipeline:
 
             fp32_only("the ONNX backend", check_precision(precision))  # before any export
             choice = OnnxBackend.for_bundle(bundle, onnx_dir, device)
-        return cls(bundle, device=device, precision=precision, backend=choice, truncation=truncation)
+        return cls(bundle, device=device, precision=precision, backend=choice, truncation=truncation,
+                   candidates=candidates)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         return save_pretrained(self.bundle, path)
@@ -259,7 +278,8 @@ class AttnGANPipeline:
     def settings(self) -> dict[str, Any]:
         """How this pipeline generates; recorded in every output and export row."""
         return {"precision": self.precision, "exact": self.exact, "device": str(self.device), "model": self.name,
-                "model_hash": self.model_hash, "backend": self._backend.name, "truncation": self.truncation}
+                "model_hash": self.model_hash, "backend": self._backend.name, "truncation": self.truncation,
+                "candidates": self.candidates}
 
     # ------------------------------------------------------------------ steps
     def encode_captions(self, captions: Sequence[str]) -> list[EncodedCaption]:
@@ -277,6 +297,12 @@ class AttnGANPipeline:
     def _truncation(self, truncation: float | None) -> float:
         return self.truncation if truncation is None else check_truncation(truncation)
 
+    def _candidates(self, candidates: int | None) -> int:
+        count = self.candidates if candidates is None else check_candidates(candidates)
+        if count > 1:
+            require_image_encoder(self.bundle)
+        return count
+
     # ------------------------------------------------------------------ entries
     @torch.inference_mode()
     def __call__(
@@ -289,6 +315,7 @@ class AttnGANPipeline:
         return_intermediates: bool = False,
         batch_size: int = 32,
         truncation: float | None = None,
+        candidates: int | None = None,
     ) -> PipelineOutput:
         """Generate ``num_images`` images per caption.
 
@@ -304,6 +331,9 @@ class AttnGANPipeline:
             truncation: in (0, 1]; below 1 the noise comes from a truncated normal, as DF-GAN
                 samples (:mod:`attngan.inference.noise`); None: the pipeline's
                 :attr:`truncation` (the model's own unless set). Recorded in ``settings``.
+            candidates: draw each image this many times and keep the candidate the model's DAMSM
+                matches best with its caption (:mod:`attngan.inference.candidates`); None: the
+                pipeline's :attr:`candidates`. Recorded in ``settings``.
         """
         # 1. check the inputs
         items = [captions] if isinstance(captions, str) else list(captions)
@@ -321,7 +351,7 @@ class AttnGANPipeline:
         tokens, lengths = pad_batch([e.ids for e in encoded])
         # 4. encode the text and generate, batch by batch
         out = self.generate_from_tokens(tokens, lengths, seeds, num_stages, return_intermediates, batch_size,
-                                        truncation)
+                                        truncation, candidates)
         out.captions = encoded
         out.caption_indices = [i for i in range(len(items)) for _ in range(num_images)]
         return out
@@ -329,14 +359,15 @@ class AttnGANPipeline:
     @torch.inference_mode()
     def generate_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor, seeds: Sequence[int],
                              num_stages: int | None = None, return_intermediates: bool = False,
-                             batch_size: int = 32, truncation: float | None = None) -> PipelineOutput:
+                             batch_size: int = 32, truncation: float | None = None,
+                             candidates: int | None = None) -> PipelineOutput:
         """The tensor-level entry: token ids -> images.
 
         Args:
             tokens: ``[N, T]`` int64 token ids of the model's vocabulary, zero-padded.
             lengths: ``[N]`` real tokens per row (>= 1).
             seeds: ``N`` seeds, one per image.
-            truncation: as :meth:`__call__`.
+            truncation, candidates: as :meth:`__call__`.
         Returns:
             A :class:`PipelineOutput` whose ``captions`` is empty; ``caption_indices`` is ``0..N-1``.
         """
@@ -344,7 +375,7 @@ class AttnGANPipeline:
             raise ValueError(f"tokens must be [N, T] and lengths [N], got {tuple(tokens.shape)} and "
                              f"{tuple(lengths.shape)}")
         seeds = self._check_seeds(seeds, tokens.shape[0])
-        truncation = self._truncation(truncation)
+        truncation, candidates = self._truncation(truncation), self._candidates(candidates)
         parts = []
         for k in range(0, len(seeds), batch_size):
             rows = slice(k, k + batch_size)
@@ -352,14 +383,14 @@ class AttnGANPipeline:
             batch = tokens[rows, :width].to(self.device)
             words, sentence = self._backend.encode_text(batch, lengths[rows])
             parts.append(self._generate(words, sentence, batch == 0, seeds[rows], num_stages, return_intermediates,
-                                        truncation))
-        return self._output(parts, seeds, truncation)
+                                        truncation, candidates))
+        return self._output(parts, seeds, truncation, candidates)
 
     @torch.inference_mode()
     def generate_from_features(self, word_features: torch.Tensor, sentence_features: torch.Tensor,
                                mask: torch.Tensor | None, seeds: Sequence[int], num_stages: int | None = None,
                                return_intermediates: bool = False, batch_size: int = 32,
-                               truncation: float | None = None) -> PipelineOutput:
+                               truncation: float | None = None, candidates: int | None = None) -> PipelineOutput:
         """The lowest entry: text features -> images.
 
         Args:
@@ -367,24 +398,42 @@ class AttnGANPipeline:
             sentence_features: ``[N, D]``.
             mask: ``[N, T]`` bool, True at padded words (None: every word is real).
             seeds: ``N`` seeds, one per image.
-            truncation: as :meth:`__call__`.
+            truncation, candidates: as :meth:`__call__`.
         """
         n = sentence_features.shape[0]
         seeds = self._check_seeds(seeds, n)
-        truncation = self._truncation(truncation)
+        truncation, candidates = self._truncation(truncation), self._candidates(candidates)
         if mask is None:
             mask = torch.zeros(n, word_features.shape[2], dtype=torch.bool)
         parts = [self._generate(word_features[k:k + batch_size].to(self.device).float(),
                                 sentence_features[k:k + batch_size].to(self.device).float(),
                                 mask[k:k + batch_size].to(self.device), seeds[k:k + batch_size], num_stages,
-                                return_intermediates, truncation)
+                                return_intermediates, truncation, candidates)
                  for k in range(0, n, batch_size)]
-        return self._output(parts, seeds, truncation)
+        return self._output(parts, seeds, truncation, candidates)
 
     # ------------------------------------------------------------------ internals
     def _generate(self, words: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, seeds: list[int],
-                  num_stages: int | None, keep: bool, truncation: float) -> dict[str, Any]:
-        noise, eps = self.make_noise(seeds, truncation)
+                  num_stages: int | None, keep: bool, truncation: float, candidates: int = 1) -> dict[str, Any]:
+        if candidates == 1:
+            noise, eps = self.make_noise(seeds, truncation)
+            return self._draw(words, sentence, mask, noise, eps, num_stages, keep)
+        cfg = self.bundle.config.generator
+        encoder = require_image_encoder(self.bundle)
+        best: dict[str, Any] = {}
+        best_score = torch.empty(0)
+        for z, e in draw_candidate_noise(seeds, cfg.noise_dim, cfg.condition_dim, truncation, candidates):
+            drawn = self._draw(words, sentence, mask, z.to(self.device), e.to(self.device), num_stages, keep)
+            score = match_scores(encoder, drawn["images"][-1], sentence).cpu()
+            if not best:
+                best, best_score = drawn, score
+                continue
+            better = score > best_score  # ties keep the earlier candidate
+            best, best_score = merge_candidates(better, drawn, best), torch.where(better, score, best_score)
+        return best
+
+    def _draw(self, words: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor,
+              eps: torch.Tensor, num_stages: int | None, keep: bool) -> dict[str, Any]:
         out = self._backend.generate(noise, eps, sentence, words, mask, num_stages)
         inter: dict[str, torch.Tensor] = {}
         if keep:
@@ -393,11 +442,13 @@ class AttnGANPipeline:
         return {"images": [img.float() for img in out.images], "attention": [a.float() for a in out.attention_maps],
                 "intermediates": inter}
 
-    def _output(self, parts: list[dict[str, Any]], seeds: list[int], truncation: float) -> PipelineOutput:
+    def _output(self, parts: list[dict[str, Any]], seeds: list[int], truncation: float,
+                candidates: int) -> PipelineOutput:
         out = _concat(parts)
         return PipelineOutput(images=out["images"], attention_maps=out["attention"], captions=[], seeds=seeds,
                               caption_indices=list(range(len(seeds))), intermediates=out["intermediates"],
-                              settings={"num_stages": len(out["images"]), **self.settings, "truncation": truncation})
+                              settings={"num_stages": len(out["images"]), **self.settings, "truncation": truncation,
+                                        "candidates": candidates})
 
     @staticmethod
     def _check_seeds(seeds: Sequence[int], count: int) -> list[int]:

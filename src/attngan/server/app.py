@@ -192,7 +192,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
             "seed": seed, "model": _model_ref(state),
             "settings": {"num_images": body.num_images, "stages": task.stages, "include_attention": task.include_attention,
                          "device": state.model["device"], "precision": state.model["precision"],
-                         "truncation": result.truncation},
+                         "truncation": result.truncation, "candidates": pipeline.candidates},
             "timing_ms": round(1000 * (time.perf_counter() - started), 2),
             "timing": {"queue_ms": round(1000 * job.queue_seconds, 2), "inference_ms": round(1000 * job.run_seconds, 2)},
             "images": [_image_json(state, image) for image in result.images],

@@ -108,4 +108,5 @@ def model_info(pipeline: AttnGANPipeline, max_images: int) -> dict[str, Any]:
             "max_words": pipeline.config.text_encoder.max_words, "max_images": max_images,
             "device": str(pipeline.device), "precision": str(pipeline.precision),
             "example_captions": pipeline.example_captions, "truncation": pipeline.truncation,
+            "candidates": pipeline.candidates,
             "architecture": architecture(pipeline.config, pipeline.bundle.image_encoder is not None)}

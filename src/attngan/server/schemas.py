@@ -228,6 +228,9 @@ class ModelInfo(BaseModel):
         description="Captions the model was trained to draw (from its folder's config.json); may be empty.")
     truncation: float = Field(description="The truncation of requests that send none: attngan serve --truncation, "
                                           "else the model's own (its config.json's metadata.truncation), else 1 (off).")
+    candidates: int = Field(description="Candidates drawn per image, the one the model's DAMSM matches best with "
+                                        "the caption kept: attngan serve --candidates, else the model's own "
+                                        "(metadata.candidates), else 1 (off).")
     architecture: ModelArchitecture
 
 

@@ -60,7 +60,8 @@
     list.replaceChildren(...reply.images.map((image, i) => imageCard(image, i)));
     document.getElementById("meta").textContent =
       [reply.model.name, reply.model.hash, "seed " + reply.seed,
-       reply.settings && reply.settings.truncation < 1 ? "truncation " + reply.settings.truncation : ""]
+       reply.settings && reply.settings.truncation < 1 ? "truncation " + reply.settings.truncation : "",
+       reply.settings && reply.settings.candidates > 1 ? "best of " + reply.settings.candidates : ""]
         .filter(Boolean).join(" · ");
     document.getElementById("explain-link").href = "/explain?" +
       new URLSearchParams({caption: reply.caption, seed: String(reply.images[0].seed)}).toString();
