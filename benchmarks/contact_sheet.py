@@ -59,8 +59,8 @@ def main() -> None:
         AttnGANPipeline.from_pretrained(precision="fp32")
     sheet = contact_sheet(pipe, captions(), args.seeds)
     save_png(sheet, args.out)  # type: ignore[arg-type]
-    logging.info("wrote %s (%s, %d seeds, truncation %g: the model's own)", args.out, pipe.name, args.seeds,
-                 pipe.truncation)
+    logging.info("wrote %s (%s, %d seeds, truncation %g, candidates %d: the model's own)", args.out, pipe.name,
+                 args.seeds, pipe.truncation, pipe.candidates)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Everything a shapes model gets right and wrong, per object, on one split.
 
     .venv/bin/python benchmarks/shapes_breakdown.py [--model DIR] [--split test] [--num-samples 1000] [--truncation T]
+        [--candidates K]
 
 Runs the evaluation of ``attngan evaluate --data shapes`` (same captions, seeds, cached scene
 classifier: train it once with ``--train-classifier``) and prints its per-object table,
@@ -58,9 +59,10 @@ def main() -> None:
     parser.add_argument("--train-classifier", action="store_true", help="train and cache it first")
     parser.add_argument("--diversity-captions", type=int, default=50, help="0: no diversity figure")
     parser.add_argument("--truncation", type=float, help="of the noise, in (0, 1] [the model's own]")
+    parser.add_argument("--candidates", type=int, help="best of K by the model's DAMSM, >= 1 [the model's own]")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
-    pipe = AttnGANPipeline.from_pretrained(args.model, truncation=args.truncation)
+    pipe = AttnGANPipeline.from_pretrained(args.model, truncation=args.truncation, candidates=args.candidates)
     spec = DataSpec("shapes", split=args.split)
     classifier, folder = data_classifier(spec, args.classifier, train=args.train_classifier)
     metrics = ["scene_accuracy", "fd_classifier"] + (["diversity"] if args.diversity_captions > 0 else [])
@@ -71,7 +73,7 @@ def main() -> None:
     assert result is not None
     s = result.summary
     print(f"model {pipe.name} ({pipe.model_hash[:12]}), shapes {args.split} split, {args.num_samples} captions, "
-          f"seed {args.seed}, truncation {pipe.truncation:g}; classifier {folder}")
+          f"seed {args.seed}, truncation {pipe.truncation:g}, candidates {pipe.candidates}; classifier {folder}")
     for line in scene_table(s):
         print(line)
     if "r_precision" in s:
@@ -119,7 +121,7 @@ def main() -> None:
                     for i, b in enumerate(BACKGROUNDS)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"summary": s, "truncation": pipe.truncation, "binding": binding,
+            json.dump({"summary": s, "truncation": pipe.truncation, "candidates": pipe.candidates, "binding": binding,
                        "phrases": {k: {p: sum(v) / len(v) for p, v in t.items()} for k, t in phrases.items()}},
                       f, indent=2, default=str)
 

@@ -178,7 +178,7 @@ def test_truncation_lowers_diversity_of_the_bundled_model() -> None:
     classifier = train_data_classifier(DataSpec("shapes"), recipe=TINY_RECIPE)
     figures = {}
     for truncation in (1.0, 0.5):
-        pipe = AttnGANPipeline.from_pretrained(truncation=truncation, precision="fp32")
+        pipe = AttnGANPipeline.from_pretrained(truncation=truncation, candidates=1, precision="fp32")
         cfg = EvalConfig(data=DataSpec("shapes", split="validation"), metrics=["diversity"], num_samples=8,
                          diversity_captions=8, diversity_seeds=4, batch_size=8)
         result = run_evaluation(pipe, cfg, classifier)
