@@ -40,15 +40,17 @@ from attngan.metrics.eval_data import DataSpec
 from attngan.metrics.run import EvalConfig, run_evaluation
 
 # Limits for the bundled model (src/attngan/assets/shapes-64) on NUM_SAMPLES test captions, seed 0,
-# in the evaluation protocol's sample order, at the model's own truncation (exact, fast fp32 and bf16,
-# float16 paths alike), measured when they were set: R-precision 0.98, FD 5.2, colour 0.96, position 1.00 over
-# the 56 one-object captions among them (the pixel reader scores real images 1.00 and 1.00). The
-# models before scored 0.93, 5.2, 0.98, 1.00 (SPX, 20,000 steps), 0.96, 7.4, 0.91, 1.00 (12,000 steps)
-# and 0.78, 6.3, 0.70, 0.93 (the first bundled model).
+# in the evaluation protocol's sample order, sampled as its folder says (best of 8 candidates at
+# truncation 0.7; exact, fast fp32 and bf16, float16 paths alike): about half of what it scored when
+# they were set, R-precision 0.99 (picked by the same encoders), FD 3.97, colour 0.98, position 1.00
+# over the 56 one-object captions among them (the pixel reader scores real images 1.00 and 1.00). At
+# truncation 0.4 without candidates it scored 0.98, 5.2, 0.96, 1.00; the models before 0.93, 5.2,
+# 0.98, 1.00 (SPX, 20,000 steps), 0.96, 7.4, 0.91, 1.00 (12,000 steps) and 0.78, 6.3, 0.70, 0.93 (the
+# first bundled model).
 LIMITS = {
-    "r_precision_min": 0.49,
-    "fd_damsm_max": 10.5,
-    "colour_min": 0.48,
+    "r_precision_min": 0.50,
+    "fd_damsm_max": 8.0,
+    "colour_min": 0.49,
     "position_min": 0.50,
 }
 NUM_SAMPLES = 100
