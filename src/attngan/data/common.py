@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
 
 from ..files import atomic_file
 from ..text import tokenize
@@ -296,8 +297,9 @@ def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     """Batch items (order kept): ``images`` list of ``[B, 3, s, s]``, ``tokens [B, T]``
     int64 (T = longest caption of the batch), ``lengths [B]``, ``class_ids [B]``,
     ``caption_indices [B]`` (int64), ``keys`` list of str and, when the items have them,
-    ``attributes [B, K]`` int64 and counterfactual captions ``negatives [B, K, T]`` with
-    ``negative_lengths [B, K]``."""
+    ``attributes [B, K]`` int64, counterfactual captions ``negatives [B, K, T]`` with
+    ``negative_lengths [B, K]``, and rounded negatives ``rounded_images [B, 3, S, S]`` with
+    ``rounded_valid [B]`` bool (:mod:`attngan.data.shapes_rounded`)."""
     if not samples:
         raise ValueError("collate needs at least one sample")
     lengths = torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64)
@@ -315,4 +317,28 @@ def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     if "negatives" in samples[0]:  # counterfactual captions [B, K, T] and their lengths [B, K]
         batch["negatives"] = torch.stack([s["negatives"] for s in samples])
         batch["negative_lengths"] = torch.stack([s["negative_lengths"] for s in samples])
+    if "rounded_images" in samples[0]:  # rounded negatives [B, 3, S, S] and which of them exist [B]
+        batch["rounded_images"] = torch.stack([s["rounded_images"] for s in samples])
+        batch["rounded_valid"] = torch.stack([s["rounded_valid"] for s in samples])
     return batch
+
+
+class ItemExtras(Dataset):
+    """Base of the wrappers that add fields to another data set's items (counterfactual captions,
+    rounded negatives): its length, epoch and every other attribute are the wrapped set's."""
+
+    dataset: Any
+    epoch: int = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)

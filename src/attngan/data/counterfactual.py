@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..text import Vocabulary, tokenize
+from .common import ItemExtras
 from .shapes import ShapesDataset
 from .shapes_captions import names_background
 from .shapes_counterfactuals import DEFAULT_KIND_WEIGHTS, sample_counterfactuals
@@ -99,7 +99,7 @@ class WordSwap:
         return out
 
 
-class Counterfactuals(Dataset):
+class Counterfactuals(ItemExtras):
     """A data set whose items carry ``count`` counterfactual captions of their caption.
 
     Items gain ``negatives`` (``[count, max_words]`` int64 token ids, zero-padded) and
@@ -121,19 +121,6 @@ class Counterfactuals(Dataset):
             log.warning("counterfactual captions: no word class has two words in the vocabulary, so no caption "
                         "gets one (give data.counterfactual_words, e.g. {part: [wings, crown, belly]})")
         self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not yet set (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.dataset[index]

@@ -13,6 +13,7 @@ from .counterfactual import Counterfactuals
 from .cub import CubDataset
 from .folder import FolderDataset
 from .shapes import ShapesDataset
+from .shapes_rounded import RoundedNegatives
 from .spec import DATA_KINDS, PROCEDURAL, DataSpec
 from .tags import TagsDataset
 from .types import TextImageData
@@ -50,7 +51,8 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
                        ) -> TextImageData:
     """The data set that ``spec`` describes (a training run's ``data`` section or an evaluation's
     data options); with ``train`` and ``spec.counterfactuals``, its items carry counterfactual
-    captions (:class:`~attngan.data.counterfactual.Counterfactuals`). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
+    captions (:class:`~attngan.data.counterfactual.Counterfactuals`), and with ``spec.rounded_negatives``
+    rounded negatives (:class:`~attngan.data.shapes_rounded.RoundedNegatives`). ``split`` None reads ``spec.split``, or ``train`` when that is None too;
     ``overrides`` replace entries of ``spec.extra`` (e.g. the shapes data ``seed`` of a second draw)."""
     if not isinstance(spec, DataSpec):
         raise TypeError(f"build_from_options needs a DataSpec, got {type(spec).__name__}")
@@ -67,8 +69,10 @@ def build_from_options(spec: DataSpec, image_sizes: tuple[int, ...], max_words: 
     data = build_dataset(spec.kind, spec.root, split=split or spec.split_or("train"), image_sizes=image_sizes,
                          max_words=max_words, train=train, skip_bad=spec.skip_bad, **kwargs)
     if spec.counterfactuals and train:
-        return Counterfactuals(data, spec.counterfactuals, spec.counterfactual_words, seed=seed,
+        data = Counterfactuals(data, spec.counterfactuals, spec.counterfactual_words, seed=seed,
                                shapes_weights=spec.shapes_counterfactual_weights)
+    if spec.rounded_negatives and train:
+        data = RoundedNegatives(data, spec.rounded_negatives)
     return data
 
 

@@ -39,6 +39,10 @@ class DataSpec:
         counterfactual_kinds: shapes only: weights of the kinds of change a counterfactual makes
             (:data:`~attngan.data.shapes_counterfactuals.COUNTERFACTUAL_KINDS`), each replacing
             that kind's default weight, e.g. ``{"swap": 2}`` adds exchanged places to the default mix.
+        rounded_negatives: shapes only: each training image also drawn with its silhouettes
+            smoothed by a Gaussian of this fraction of each object's radius, a hard-negative image
+            of its caption for the DAMSM losses (:mod:`attngan.data.shapes_rounded`; 0.2 turns a
+            star into a pentagon); 0: off.
     """
 
     kind: str = "shapes"
@@ -53,6 +57,7 @@ class DataSpec:
     counterfactuals: int = 0
     counterfactual_words: dict[str, list[str]] = field(default_factory=dict)
     counterfactual_kinds: dict[str, float] = field(default_factory=dict)
+    rounded_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -73,6 +78,12 @@ class DataSpec:
                 isinstance(v, list) and all(isinstance(w, str) for w in v) for v in self.counterfactual_words.values()):
             raise ConfigError("expected a mapping of class name -> list of words", "data.counterfactual_words")
         self._check_counterfactual_kinds()
+        if isinstance(self.rounded_negatives, bool) or not isinstance(self.rounded_negatives, int | float) \
+                or not 0 <= self.rounded_negatives <= 1:
+            raise ConfigError(f"must be a number in [0, 1], got {self.rounded_negatives!r}", "data.rounded_negatives")
+        if self.rounded_negatives and self.kind != "shapes":
+            raise ConfigError(f"only the shapes data set draws rounded negatives, not {self.kind}",
+                              "data.rounded_negatives")
         if not isinstance(self.extra, dict):
             raise ConfigError(f"expected a mapping, got {type(self.extra).__name__}", "data.extra")
 

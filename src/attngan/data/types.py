@@ -43,8 +43,11 @@ class _BatchFields(TypedDict):
 class Batch(_BatchFields, total=False):
     """A collated batch (:func:`~attngan.data.collate`); ``attributes [B, K]`` int64 where the
     data set has attributes, counterfactual captions ``negatives [B, K, T]`` with their
-    ``negative_lengths [B, K]`` where it has them (``data.counterfactuals``)."""
+    ``negative_lengths [B, K]`` where it has them (``data.counterfactuals``), and rounded negatives
+    ``rounded_images [B, 3, S, S]`` with ``rounded_valid [B]`` bool (``data.rounded_negatives``)."""
 
     attributes: torch.Tensor
     negatives: torch.Tensor
     negative_lengths: torch.Tensor
+    rounded_images: torch.Tensor
+    rounded_valid: torch.Tensor

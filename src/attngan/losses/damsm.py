@@ -1,6 +1,8 @@
 """DAMSM losses (paper eq. 10-13), vectorised over all caption/image pairs of a batch, with
 optional hard negatives: counterfactual captions of each image (:class:`HardNegatives`) that join
-the image->caption direction of the word and sentence losses as extra negatives."""
+the image->caption direction of the word and sentence losses as extra negatives, and a negative
+image of each caption (:class:`ImageNegatives`, e.g. its scene with rounded silhouettes) that joins
+the caption->image direction."""
 
 from __future__ import annotations
 
@@ -23,6 +25,17 @@ class HardNegatives(NamedTuple):
 
     def float(self) -> HardNegatives:
         return HardNegatives(self.words.float(), self.sentences.float(), self.lengths)
+
+
+class ImageNegatives(NamedTuple):
+    """One negative image of each caption of a batch, encoded."""
+
+    regions: torch.Tensor  # [B, D, H, W] region features
+    codes: torch.Tensor  # [B, D] global codes
+    valid: torch.Tensor  # [B] bool; False marks a caption without one
+
+    def float(self) -> ImageNegatives:
+        return ImageNegatives(self.regions.float(), self.codes.float(), self.valid)
 
 
 def same_class_mask(class_ids: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
@@ -122,12 +135,14 @@ def words_loss(
     gamma2: float = _GAMMAS.gamma2,
     gamma3: float = _GAMMAS.gamma3,
     negatives: HardNegatives | None = None,
+    image_negatives: ImageNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DAMSM word loss: ``(loss image->caption, loss caption->image, attention [B, T, H, W])``.
 
     Matching pairs are the diagonal; other pairs of the same class are excluded as negatives.
     ``negatives``: each image's counterfactual captions join its row (image->caption) as
-    further negatives; the caption->image direction is unchanged.
+    further negatives. ``image_negatives``: each caption's negative image joins its row of the
+    caption->image direction.
     """
     b = region_features.shape[0]
     sim, att = word_image_similarity(region_features, word_features, lengths, gamma1, gamma2)
@@ -139,7 +154,13 @@ def words_loss(
     rows = sim
     if negatives is not None:
         rows = torch.cat((sim, _hard_negative_logits(region_features, negatives, gamma1, gamma2, gamma3)), dim=1)
-    return F.cross_entropy(rows, labels), F.cross_entropy(sim.t(), labels), att
+    columns = sim.t()
+    if image_negatives is not None:
+        score = paired_word_image_similarity(image_negatives.regions, word_features, lengths.clamp(min=1), gamma1,
+                                             gamma2)
+        extra = (score * gamma3).masked_fill(~image_negatives.valid.to(score.device), float("-inf"))
+        columns = torch.cat((columns, extra[:, None]), dim=1)
+    return F.cross_entropy(rows, labels), F.cross_entropy(columns, labels), att
 
 
 def sentence_loss(
@@ -149,9 +170,11 @@ def sentence_loss(
     gamma3: float = _GAMMAS.gamma3,
     eps: float = 1e-8,
     negatives: HardNegatives | None = None,
+    image_negatives: ImageNegatives | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DAMSM sentence loss on ``[B, D]`` global image codes and sentence features; ``negatives``
-    join the image->caption direction as in :func:`words_loss`."""
+    join the image->caption direction and ``image_negatives`` the caption->image direction, as in
+    :func:`words_loss`."""
     b = image_codes.shape[0]
     num = image_codes @ sentence_features.t()
     den = image_codes.norm(dim=1, keepdim=True) * sentence_features.norm(dim=1, keepdim=True).t()
@@ -165,7 +188,12 @@ def sentence_loss(
         hard = _cosine(image_codes[:, None, :], negatives.sentences, dim=-1, eps=eps) * gamma3  # [B, K]
         hard = hard.masked_fill(negatives.lengths.to(hard.device) == 0, float("-inf"))
         rows = torch.cat((scores, hard), dim=1)
-    return F.cross_entropy(rows, labels), F.cross_entropy(scores.t(), labels)
+    columns = scores.t()
+    if image_negatives is not None:
+        extra = _cosine(sentence_features, image_negatives.codes, dim=-1, eps=eps) * gamma3  # [B]
+        extra = extra.masked_fill(~image_negatives.valid.to(extra.device), float("-inf"))
+        columns = torch.cat((columns, extra[:, None]), dim=1)
+    return F.cross_entropy(rows, labels), F.cross_entropy(columns, labels)
 
 
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -184,6 +212,7 @@ def damsm_losses(
     gamma2: float = _GAMMAS.gamma2,
     gamma3: float = _GAMMAS.gamma3,
     negatives: HardNegatives | None = None,
+    image_negatives: ImageNegatives | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four DAMSM terms of a batch (paper eq. 11 and 13), computed in fp32.
 
@@ -192,12 +221,15 @@ def damsm_losses(
         word_features: ``[B, D, T]``; sentence_features: ``[B, D]``; lengths: ``[B]``.
         class_ids: ``[B]`` or None (pairs of one class are not negatives).
         negatives: counterfactual captions of each image (image->caption terms), or None.
+        image_negatives: a negative image of each caption (caption->image terms), or None.
     Returns:
         ``{"w0", "w1", "s0", "s1"}``: word loss image->caption and caption->image, sentence
         loss image->caption and caption->image (scalars).
     """
     hard = None if negatives is None else negatives.float()
+    images = None if image_negatives is None else image_negatives.float()
     w0, w1, _ = words_loss(region_features.float(), word_features.float(), lengths, class_ids, gamma1, gamma2, gamma3,
-                           hard)
-    s0, s1 = sentence_loss(image_codes.float(), sentence_features.float(), class_ids, gamma3, negatives=hard)
+                           hard, images)
+    s0, s1 = sentence_loss(image_codes.float(), sentence_features.float(), class_ids, gamma3, negatives=hard,
+                           image_negatives=images)
     return {"w0": w0, "w1": w1, "s0": s0, "s1": s1}

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import ConfigError, to_dict
 from ..data import Batch, build_from_options, collate
 from ..hub import DAMSMEncoders, save_damsm
-from ..losses.damsm import HardNegatives, damsm_losses
+from ..losses.damsm import HardNegatives, ImageNegatives, damsm_losses
 from ..models.image_encoder import InceptionImageEncoder, build_image_encoder, load_inception_imagenet_weights
 from ..models.text_encoder import TextEncoder
 from ..precision import autocast, full_precision, resolve_precision
@@ -35,7 +35,8 @@ def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: Batch, cfg: 
                       device: torch.device) -> dict[str, torch.Tensor]:
     """The four DAMSM losses on one (global) batch; features are gathered over processes. With
     counterfactual captions in the batch (``data.counterfactuals``) they are each image's hard
-    negatives in the image->caption terms.
+    negatives in the image->caption terms; with rounded negatives (``data.rounded_negatives``) each
+    caption's rounded image is a hard negative of the caption->image terms.
 
     Under bf16 autocast the image encoder runs in bf16; the text encoder and the losses in fp32.
     """
@@ -45,12 +46,23 @@ def damsm_step_losses(text_encoder: Any, image_encoder: Any, batch: Batch, cfg: 
     images = batch["images"][-1].to(device, non_blocking=True)
     if cfg.run.speed.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    regions, codes = image_encoder(images)
+    rounded = None
+    if "rounded_images" in batch:
+        both = torch.cat((images, batch["rounded_images"].to(device, non_blocking=True).to(images)))
+        if cfg.run.speed.channels_last:
+            both = both.contiguous(memory_format=torch.channels_last)
+        all_regions, all_codes = image_encoder(both)  # one pass: the BatchNorm statistics of both halves
+        b = images.shape[0]
+        regions, codes = all_regions[:b], all_codes[:b]
+        valid = batch["rounded_valid"].to(device)
+        rounded = ImageNegatives(gather(all_regions[b:]), gather(all_codes[b:]), gather(valid))
+    else:
+        regions, codes = image_encoder(images)
     g = cfg.loss
     if hard is not None:
         hard = HardNegatives(gather(hard.words), gather(hard.sentences), gather(hard.lengths))
     losses = damsm_losses(gather(regions), gather(codes), gather(words), gather(sentence), gather(lengths.to(device)),
-                          gather(batch["class_ids"].to(device)), g.gamma1, g.gamma2, g.gamma3, hard)
+                          gather(batch["class_ids"].to(device)), g.gamma1, g.gamma2, g.gamma3, hard, rounded)
     return {f"loss_{k}": v for k, v in losses.items()}
 
 
