@@ -14,6 +14,7 @@ scene of circles only has no rounded negative (``rounded_valid`` False).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -49,15 +50,21 @@ def render_rounded(scene: Scene, size: int, strength: float) -> Image.Image:
         fx, fy = POSITION_CENTERS[obj.position]
         cx, cy = (fx + obj.dx) * side, (fy + obj.dy) * side
         r = SIZE_RADIUS[obj.size] * obj.scale * side
-        mask = Image.new("L", (side, side), 0)
+        sigma = strength * r if obj.shape != "circle" else 0.0
+        # work on the object's box, with room for the blur: the same pixels as the whole canvas
+        margin = int(math.ceil(3 * sigma)) + 2
+        x0, y0 = max(0, int(cx - r) - margin), max(0, int(cy - r) - margin)
+        x1, y1 = min(side, int(math.ceil(cx + r)) + margin), min(side, int(math.ceil(cy + r)) + margin)
+        mask = Image.new("L", (x1 - x0, y1 - y0), 0)
         draw = ImageDraw.Draw(mask)
+        ox, oy = cx - x0, cy - y0
         if obj.shape == "circle":
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+            draw.ellipse([ox - r, oy - r, ox + r, oy + r], fill=255)
         else:
-            draw.polygon([(cx + r * x, cy + r * y) for x, y in UNIT_POLYGONS[obj.shape]], fill=255)
-            mask = mask.filter(ImageFilter.GaussianBlur(strength * r)).point(lambda v: 255 if v >= 128 else 0)
+            draw.polygon([(ox + r * x, oy + r * y) for x, y in UNIT_POLYGONS[obj.shape]], fill=255)
+            mask = mask.filter(ImageFilter.GaussianBlur(sigma)).point(lambda v: 255 if v >= 128 else 0)
         fill = tuple(int(min(255, max(0, c + t))) for c, t in zip(COLOR_RGB[obj.color], obj.tint))
-        img.paste(fill, (0, 0, side, side), mask)
+        img.paste(fill, (x0, y0, x1, y1), mask)
     return img.reduce(SUPERSAMPLE)
 
 
