@@ -171,7 +171,7 @@ EXAMPLES = ["a big blue square on the left", "a tiny red circle on the top", "ze
 @pytest.fixture(scope="module")
 def examples_server(tmp_path_factory):
     """The tiny model with example captions in its folder (the last has no known word) and its own
-    default truncation 0.5."""
+    default truncation 0.5 and candidates 3."""
     from attngan.hub import save_pretrained
 
     from .conftest import make_tiny_bundle
@@ -179,6 +179,7 @@ def examples_server(tmp_path_factory):
     bundle = make_tiny_bundle()
     bundle.metadata["example_captions"] = EXAMPLES
     bundle.metadata["truncation"] = 0.5
+    bundle.metadata["candidates"] = 3
     folder = save_pretrained(bundle, tmp_path_factory.mktemp("examples") / "model")
     app = create_app(load_tiny_pipeline(folder), ServerSettings(max_images=4, batch_wait_ms=1))
     with LiveServer(app) as live:
@@ -215,7 +216,7 @@ def test_a_fresh_page_draws_the_example_it_shows(examples_server, page):
     assert images.count() == 2 * 3
     assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count()))
     assert page.input_value("#seed") == ""  # an empty seed stays empty: the next press draws new images
-    assert page.inner_text("#meta").endswith(" · truncation 0.5")  # the model's own, as drawn
+    assert page.inner_text("#meta").endswith(" · truncation 0.5 · best of 3")  # the model's own, as drawn
 
     page.fill("#caption", EXAMPLES[1])
     page.press("#caption", "Enter")  # Enter draws too
@@ -228,6 +229,9 @@ def test_a_fresh_page_draws_the_example_it_shows(examples_server, page):
     assert page.locator("#refine .refine-stage").last.locator(".stage-image").first.get_attribute("src") == final
 
     page.goto(examples_server.url + "/explain")
+    page.wait_for_selector("#facts-damsm:not([hidden])")  # before a run: how this model samples
+    assert "scaled by 0.5 (truncation)" in page.inner_text("#facts-ca")
+    assert "drawn 3 times" in page.inner_text("#facts-damsm") and "best of 3" in page.inner_text("#facts-damsm")
     page.press("#caption", "Enter")  # the explainer's empty box explains its example
     page.wait_for_selector("#step-text .live:not([hidden])")
     assert page.input_value("#caption") == EXAMPLES[0] and page.locator("#error").is_hidden()

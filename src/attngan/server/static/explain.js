@@ -67,13 +67,18 @@
     facts("facts-text", "This model: a " + rnn + " over a vocabulary of " + model.vocabulary_size + " words, reading at most " +
       model.max_words + " words of a caption; word embeddings of " + arch.word_embedding_dim +
       " numbers, word and sentence features of " + arch.text_dim + " numbers each.");
-    facts("facts-ca", "This model: c has " + arch.condition_dim + " numbers and the noise z " + arch.noise_dim + ".");
+    facts("facts-ca", "This model: c has " + arch.condition_dim + " numbers and the noise z " + arch.noise_dim + "." +
+      (model.truncation < 1 ? " Both noises are drawn from a normal cut at ±2 and scaled by " + model.truncation +
+        " (truncation): more typical, less varied images." : ""));
     facts("facts-stage1", single ? "This model is the single-output variant: only its last stage's image is returned."
       : "This model: stage 1 draws " + px(model.sizes[0]) + ".");
     facts("facts-refine", refined.length ? "This model: " + refined.join("; ") + " (" + arch.channels +
       " feature channels)." : "This model has a single stage: no word attention.");
     facts("facts-damsm", arch.damsm ? "This model folder holds its DAMSM image encoder (" + encoder +
-      "): the last step scores your image." : "This model folder has no DAMSM image encoder: nothing is scored here.");
+      "): the last step scores your image." + (model.candidates > 1 ? " It also picks the image: each one is drawn " +
+        model.candidates + " times from other noise, and the drawing this encoder matches best with your caption " +
+        "is kept (best of " + model.candidates + ")." : "")
+      : "This model folder has no DAMSM image encoder: nothing is scored here.");
   }
 
   function setText(id, text) {
