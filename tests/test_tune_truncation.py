@@ -139,3 +139,33 @@ def test_cli_tunes_at_a_number_of_candidates_and_writes_both(tiny_model_dir: Pat
     pipe = AttnGANPipeline.from_pretrained(folder)
     assert pipe.candidates == 2 and pipe.truncation == metadata["truncation"]
     assert {json.loads(line)["generation"]["candidates"] for line in out.read_text().splitlines()} == {2}
+
+
+def test_the_fewest_candidates_within_the_margin_are_chosen() -> None:
+    from attngan.metrics.truncation_choice import choose_sampling
+
+    trials = [TruncationTrial(1.0, 0.375, 1.03, 1), TruncationTrial(0.4, 0.461, 0.62, 1),
+              TruncationTrial(0.7, 0.518, 0.78, 8), TruncationTrial(0.4, 0.530, 0.59, 8),  # too alike
+              TruncationTrial(0.7, 0.523, 0.79, 16)]
+    chosen = choose_sampling(trials, 0.6, 0.01)
+    assert (chosen.candidates, chosen.truncation) == (8, 0.7)  # 16 adds 0.005: less than the margin
+    assert choose_sampling(trials, 0.6, 0.0).candidates == 16
+    assert choose_sampling(trials, 0.6, 1.0).candidates == 1
+    assert choose_sampling(trials, 2.0, 0.01) is None
+
+
+def test_cli_sweeps_numbers_of_candidates_and_writes_the_choice(tiny_model_dir: Path, classifier_dir: Path,
+                                                                tmp_path: Path) -> None:
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    args = ["tune-truncation", "--model", str(folder), "--classifier", str(classifier_dir), "--num-samples", "6",
+            "--batch-size", "6", "--values", "1", "--precision", "fp32", "--min-diversity", "0",
+            "--out", str(tmp_path / "results.jsonl")]
+    result = CliRunner().invoke(main, [*args, "--candidate-values", "2,1", "--candidate-margin", "1", "--write"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("candidates ")] == ["1", "2"]
+    assert "chosen: truncation 1, candidates 1" in result.output  # a margin of 1: the fewest
+    assert json.loads((folder / "config.json").read_text())["metadata"]["candidates"] == 1
+    both = CliRunner().invoke(main, [*args, "--candidates", "2", "--candidate-values", "1,2"])
+    assert both.exit_code == 2 and "not both" in both.output
+    bad = CliRunner().invoke(main, [*args, "--candidate-values", "0,2"])
+    assert bad.exit_code == 2 and "--candidate-values" in bad.output

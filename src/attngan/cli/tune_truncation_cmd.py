@@ -25,6 +25,17 @@ def _values(text: str) -> list[float]:
     return sorted(set(values), reverse=True)
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} must be comma-separated integers >= 1",
+                                 param_hint="--candidate-values") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{text!r}: every number of candidates must be >= 1", param_hint="--candidate-values")
+    return sorted(set(counts))
+
+
 @main.command("tune-truncation")
 @model_options()
 @click.option("--data", "data_kind", type=click.Choice(sorted(_DATA_KINDS)), default="shapes", show_default=True,
@@ -45,16 +56,23 @@ def _values(text: str) -> list[float]:
 @click.option("--train-classifier", is_flag=True, help="Train the attribute classifier anew first.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @candidates_option
+@click.option("--candidate-values", "candidate_values_text", metavar="K,K,...",
+              help="Try each of these numbers of candidates (best of K), each at every --values truncation; the "
+                   "smallest K whose best accuracy is within --candidate-margin of the best K's is chosen.")
+@click.option("--candidate-margin", default=0.01, show_default=True, type=click.FloatRange(min=0),
+              help="How much accuracy more candidates must add to be chosen (about the noise of the measurement).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", default="results.jsonl", show_default=True, type=click.Path(dir_okay=False),
               help="JSON-lines file every evaluation's records are appended to.")
 @click.option("--write", is_flag=True,
               help="Store the chosen value as the model's own default (metadata.truncation in the --model folder's "
-                   "config.json), and with --candidates the candidates it was chosen at (metadata.candidates).")
+                   "config.json), and with --candidates or --candidate-values the candidates it was chosen at "
+                   "(metadata.candidates).")
 def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str, data_root: str | None, split: str,
                         values_text: str, min_diversity: float, num_samples: int, batch_size: int, seed: int,
                         classifier_dir: str | None, train_classifier: bool, precision: str, candidates: int | None,
-                        device: str, out: str, write: bool) -> None:
+                        candidate_values_text: str | None, candidate_margin: float, device: str, out: str,
+                        write: bool) -> None:
     """Score the model at each truncation of --values on held-out captions (every attribute right, and
     the diversity ratio) and choose, by a rule fixed in advance, the value that gets the most captions
     right while the diversity ratio stays at least --min-diversity; --write stores it with the model,
@@ -63,9 +81,12 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
     from ..hub import CANDIDATES_KEY, TRUNCATION_KEY, update_metadata
     from ..metrics import EvalConfig, append_jsonl
     from ..metrics.run import capabilities
-    from ..metrics.truncation_choice import choose_truncation, sweep_truncation
+    from ..metrics.truncation_choice import choose_sampling, sweep_truncation
 
     values = _values(values_text)
+    if candidate_values_text is not None and candidates is not None:
+        raise click.UsageError("give --candidates K or --candidate-values K,K,..., not both")
+    counts = _counts(candidate_values_text) if candidate_values_text is not None else None
     folder = _writable_folder(model) if write else None
     try:
         spec = DataSpec(data_kind, data_root, split)
@@ -73,7 +94,8 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
                          batch_size=batch_size, seed=seed)
     except ValueError as exc:
         raise click.ClickException(message(exc)) from None
-    pipeline = load_pipeline(model, device, precision, "fast", None, revision=revision, candidates=candidates)
+    pipeline = load_pipeline(model, device, precision, "fast", None, revision=revision,
+                             candidates=candidates if counts is None else max(counts))  # checks the encoder
     caps = capabilities(cfg, None, pipeline.bundle.image_encoder is not None, True)
     try:
         choice = evaluation_classifier(spec, cfg.metrics, caps, classifier_dir, train_classifier, device, 0, 1)
@@ -81,29 +103,33 @@ def tune_truncation_cmd(model: str | None, revision: str | None, data_kind: str,
         raise click.ClickException(message(exc)) from None
     click.echo(f"model {pipeline.name} ({pipeline.model_hash[:12] or 'no hash'}), {data_kind} {split} split, "
                f"{num_samples} captions, seed {seed}; its own truncation {pipeline.truncation:g}"
-               + (f"; best of {pipeline.candidates} candidates" if pipeline.candidates > 1 else ""))
+               + (f"; best of {pipeline.candidates} candidates" if counts is None and pipeline.candidates > 1 else ""))
 
     def report(trial: Any, result: Any) -> None:
-        click.echo(f"truncation {trial.truncation:<5g} every attribute right {trial.accuracy:.3f}   "
+        click.echo((f"candidates {trial.candidates:<3d} " if counts is not None else "")
+                   + f"truncation {trial.truncation:<5g} every attribute right {trial.accuracy:.3f}   "
                    f"diversity ratio {trial.diversity:.3f}")
         for record in result.records:
             append_jsonl(out, record)
 
+    trials = []
     try:
-        trials = sweep_truncation(pipeline, cfg, choice.classifier, values, _DATA_KINDS[data_kind], report)
+        for count in counts or [pipeline.candidates]:
+            pipeline.candidates = count
+            trials += sweep_truncation(pipeline, cfg, choice.classifier, values, _DATA_KINDS[data_kind], report)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(message(exc)) from None
     click.echo(f"appended {sum(len(r.records) for _, r in trials)} result line(s) to {out}")
-    best = choose_truncation([t for t, _ in trials], min_diversity)
+    best = choose_sampling([t for t, _ in trials], min_diversity, candidate_margin)
     if best is None:
         raise click.ClickException(f"no value tried keeps the diversity ratio at {min_diversity:g} or more; "
                                    "nothing chosen (try larger values, or a lower --min-diversity)")
-    click.echo(f"chosen: truncation {best.truncation:g} (every attribute right {best.accuracy:.3f}, "
-               f"diversity ratio {best.diversity:.3f})")
+    click.echo(f"chosen: truncation {best.truncation:g}" + (f", candidates {best.candidates}" if counts else "")
+               + f" (every attribute right {best.accuracy:.3f}, diversity ratio {best.diversity:.3f})")
     if folder is not None:
         updates: dict[str, Any] = {TRUNCATION_KEY: best.truncation}
-        if candidates is not None:
-            updates[CANDIDATES_KEY] = candidates
+        if candidates is not None or counts is not None:
+            updates[CANDIDATES_KEY] = best.candidates
         file = update_metadata(folder, updates)
         click.echo(", ".join(f"wrote metadata.{k} = {v:g}" for k, v in updates.items()) + f" to {file}")
 

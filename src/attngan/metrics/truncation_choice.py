@@ -7,6 +7,11 @@ shapes' every object and background, tags' every tag) while the diversity ratio 
 images' spread as a share of its real renderings', :mod:`attngan.metrics.diversity`) stays at
 least ``min_diversity``; ties go to the larger value (more varied images). Tune on the
 validation split: the test split's figures are then honest.
+
+With several numbers of candidates (best of K, :mod:`attngan.inference.candidates`) each K gets its
+best truncation by that rule, and the K chosen is the smallest whose accuracy is within
+``margin`` of the best K's: a candidate costs a generation and an image encoding, so more of them
+must buy more than the noise of the measurement.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class TruncationTrial:
     truncation: float
     accuracy: float  # share of captions with every attribute right (accuracy_all)
     diversity: float  # diversity ratio (generated spread / real spread)
+    candidates: int = 1  # best of K
 
 
 def choose_truncation(trials: Sequence[TruncationTrial], min_diversity: float) -> TruncationTrial | None:
@@ -45,6 +51,20 @@ def choose_truncation(trials: Sequence[TruncationTrial], min_diversity: float) -
     if not kept:
         return None
     return max(kept, key=lambda t: (t.accuracy, t.truncation))
+
+
+def choose_sampling(trials: Sequence[TruncationTrial], min_diversity: float, margin: float
+                    ) -> TruncationTrial | None:
+    """Per number of candidates the trial :func:`choose_truncation` keeps; of those, the one with the
+    fewest candidates whose accuracy is at least the best one's minus ``margin``. None when no
+    trial keeps the diversity."""
+    best_per_k = [choose_truncation([t for t in trials if t.candidates == k], min_diversity)
+                  for k in sorted({t.candidates for t in trials})]
+    kept = [t for t in best_per_k if t is not None]
+    if not kept:
+        return None
+    top = max(t.accuracy for t in kept)
+    return min((t for t in kept if t.accuracy >= top - margin), key=lambda t: t.candidates)
 
 
 def _figure(result: EvalResult, metric: str, key: str) -> float:
@@ -75,7 +95,7 @@ def sweep_truncation(pipeline: AttnGANPipeline, cfg: EvalConfig, classifier: Att
             result = run_evaluation(pipeline, cfg, classifier)
             assert result is not None  # one process
             trial = TruncationTrial(value, _figure(result, accuracy_metric, "accuracy_all"),
-                                    _figure(result, "diversity", "diversity_ratio"))
+                                    _figure(result, "diversity", "diversity_ratio"), pipeline.candidates)
             out.append((trial, result))
             if on_trial is not None:
                 on_trial(trial, result)
