@@ -146,3 +146,29 @@ def test_a_bad_model_candidates_names_the_file(tiny_model_dir: Path, tmp_path: P
     assert AttnGANPipeline.from_pretrained(folder, candidates=2).candidates == 2
     result = CliRunner().invoke(main, ["generate", CAPTION, "--model", str(folder), "--out", str(tmp_path / "png")])
     assert result.exit_code != 0 and "metadata.candidates" in result.output and not (tmp_path / "png").exists()
+
+
+def test_server_takes_candidates_per_request(tiny_model_dir: Path) -> None:
+    pytest.importorskip("fastapi")
+    from attngan.server import ServerSettings, create_app
+
+    from .test_server_support import make_test_client
+
+    pipe = AttnGANPipeline.from_pretrained(tiny_model_dir, precision="fp32")
+    expected = pipe(CAPTION, seed=3, candidates=3)
+    with make_test_client(create_app(pipe, ServerSettings(batch_wait_ms=2))) as client:
+        plain = client.post("/v1/generate", json={"caption": CAPTION, "seed": 3}).json()
+        best = client.post("/v1/generate", json={"caption": CAPTION, "seed": 3, "candidates": 3}).json()
+        assert plain["settings"]["candidates"] == 1 and best["settings"]["candidates"] == 3
+        png = lambda body: body["images"][0]["stages"][-1]["png_base64"]  # noqa: E731
+        differs = not torch.equal(expected.images[-1], pipe(CAPTION, seed=3).images[-1])
+        assert (png(plain) != png(best)) == differs  # the pipeline's choice, as the library makes it
+        explained = client.post("/v1/explain", json={"caption": CAPTION, "seed": 3, "candidates": 3}).json()
+        assert explained["candidates"] == 3
+        assert explained["stages"][-1]["png_base64"] == png(best)  # the explainer shows the same image
+        image = client.post("/v1/generate", json={"caption": CAPTION, "seed": 3, "candidates": 2},
+                            headers={"Accept": "image/png"})
+        assert image.status_code == 200 and image.headers["X-Candidates"] == "2"
+        for bad in (0, 65, 2.5, "3", True):
+            r = client.post("/v1/generate", json={"caption": CAPTION, "candidates": bad})
+            assert r.status_code == 422 and r.json()["error"]["field"] == "candidates", r.text

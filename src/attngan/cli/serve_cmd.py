@@ -54,8 +54,8 @@ def serve(model_path: str | None, revision: str | None, host: str, port: int, de
           request_timeout: float) -> None:
     """Serve the HTTP API (/v1/generate, /docs) and the web pages (/, /explain).
 
-    --truncation is the default of requests that send no "truncation" field; --candidates applies to
-    every request."""
+    --truncation and --candidates are the defaults of requests that send no "truncation" or
+    "candidates" field."""
     try:
         import uvicorn
 

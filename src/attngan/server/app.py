@@ -176,14 +176,16 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         png_only = _prefers_png(request.headers.get("accept"))
         seed = _seed(body.seed)
         task = Task(body.caption, [seed + j for j in range(body.num_images)], body.stages or pipeline.num_stages,
-                    include_attention=body.include_attention and not png_only, truncation=body.truncation)
+                    include_attention=body.include_attention and not png_only, truncation=body.truncation,
+                    candidates=body.candidates)
         result, job = await _run(request, state, task)
         if png_only:
             first = result.images[0]
             image_id = state.cache.put(first.stage_pngs[-1])
             return Response(first.stage_pngs[-1], media_type="image/png",
                             headers={"X-Seed": str(first.seed), "X-Image-Id": image_id,
-                                     "X-Truncation": f"{result.truncation:g}"})
+                                     "X-Truncation": f"{result.truncation:g}",
+                                     "X-Candidates": str(result.candidates)})
         enc = result.encoded
         log.info("generated %d image(s) for a %d-word caption in %.0f ms", len(task.seeds), len(enc.tokens),
                  1000 * (time.perf_counter() - started))
@@ -192,7 +194,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
             "seed": seed, "model": _model_ref(state),
             "settings": {"num_images": body.num_images, "stages": task.stages, "include_attention": task.include_attention,
                          "device": state.model["device"], "precision": state.model["precision"],
-                         "truncation": result.truncation, "candidates": pipeline.candidates},
+                         "truncation": result.truncation, "candidates": result.candidates},
             "timing_ms": round(1000 * (time.perf_counter() - started), 2),
             "timing": {"queue_ms": round(1000 * job.queue_seconds, 2), "inference_ms": round(1000 * job.run_seconds, 2)},
             "images": [_image_json(state, image) for image in result.images],
@@ -205,7 +207,7 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         started = time.perf_counter()
         seed = _seed(body.seed)
         task = Task(body.caption, [seed], body.stages or pipeline.num_stages, include_attention=True, explain=True,
-                    truncation=body.truncation)
+                    truncation=body.truncation, candidates=body.candidates)
         result, _ = await _run(request, state, task)
         image = _image_json(state, result.images[0])
         detail = result.explain or {}
@@ -214,7 +216,8 @@ def create_app(pipeline: AttnGANPipeline, settings: ServerSettings | None = None
         damsm = detail["damsm"]
         damsm["words"] = [{"word": w, "png_base64": b64(p)} for w, p in damsm.get("words", [])]
         return {"caption": body.caption, "dropped": result.encoded.dropped, "truncated": result.encoded.truncated,
-                "seed": seed, "truncation": result.truncation, "model": _model_ref(state), "text_encoder": text,
+                "seed": seed, "truncation": result.truncation, "candidates": result.candidates,
+                "model": _model_ref(state), "text_encoder": text,
                 "conditioning": detail["conditioning"],
                 "stages": image["stages"], "attention": image["attention"], "damsm": damsm,
                 "timing_ms": round(1000 * (time.perf_counter() - started), 2)}

@@ -1,6 +1,6 @@
 """What the batch worker thread runs: several requests in one pipeline call, then PNGs.
 
-Requests of one batch share a stage count and a truncation. Their captions are repeated once per image and
+Requests of one batch share a stage count, a truncation and a number of candidates. Their captions are repeated once per image and
 their per-image seeds concatenated, so every image is exactly what the pipeline gives for
 that caption and seed alone. Each request is prepared (its caption encoded) and rendered on
 its own: a request that fails there gets its own exception in place of a result, and the
@@ -35,10 +35,11 @@ class Task:
     include_attention: bool = True
     explain: bool = False
     truncation: float | None = None
+    candidates: int | None = None
 
     @property
-    def key(self) -> tuple[str, int, float | None]:
-        return ("explain" if self.explain else "generate", self.stages, self.truncation)
+    def key(self) -> tuple[str, int, float | None, int | None]:
+        return ("explain" if self.explain else "generate", self.stages, self.truncation, self.candidates)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TaskResult:
     images: list[ImageResult]
     explain: dict[str, Any] | None = None
     truncation: float = 1.0  # the value the images were drawn with
+    candidates: int = 1  # the number of candidates they were chosen among
 
 
 def stage_numbers(num_images: int, num_maps: int) -> list[int]:
@@ -86,7 +88,8 @@ def run_batch(pipeline: AttnGANPipeline, jobs: list[Job], batch_size: int) -> li
         captions = [t.caption for t in live for _ in t.seeds]
         seeds = [s for t in live for s in t.seeds]
         out = pipeline(captions, num_images=1, seed=seeds, num_stages=live[0].stages,
-                       return_intermediates=live[0].explain, batch_size=batch_size, truncation=live[0].truncation)
+                       return_intermediates=live[0].explain, batch_size=batch_size, truncation=live[0].truncation,
+                       candidates=live[0].candidates)
         numbers = stage_numbers(len(out.images), len(out.attention_maps))
         first = 0
         for i, task in zip(ready, live):
@@ -112,7 +115,8 @@ def _task_result(pipeline: AttnGANPipeline, out: PipelineOutput, task: Task, fir
         stage_pngs = [images_to_png(stage[k:k + 1])[0] for stage in out.images]
         images.append(ImageResult(seed, stage_pngs, [int(stage.shape[-1]) for stage in out.images], attention))
     detail = _explain(pipeline, out, first) if task.explain else None
-    return TaskResult(out.captions[first], images, detail, float(out.settings["truncation"]))
+    return TaskResult(out.captions[first], images, detail, float(out.settings["truncation"]),
+                      int(out.settings["candidates"]))
 
 
 def _vector(values: torch.Tensor) -> dict[str, Any]:

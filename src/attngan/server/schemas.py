@@ -49,6 +49,15 @@ Truncation = Annotated[
           description="Draw the noise from a normal truncated to [-2, 2] and scaled by this value, as DF-GAN "
                       "samples (it uses 0.88); 1: off. Null: the server's default (attngan serve --truncation)."),
 ]
+MAX_CANDIDATES = 64
+Candidates = Annotated[
+    int | None,
+    Field(default=None, ge=1, le=MAX_CANDIDATES,
+          description=f"Draw each image this many times (1..{MAX_CANDIDATES}) and keep the one the model's DAMSM "
+                      "matches best with the caption; 1: off. Null: the server's default (attngan serve "
+                      "--candidates, else the model's own)."),
+    WholeNumber,
+]
 Seed = Annotated[
     int | None,
     Field(default=None, ge=0, le=MAX_SEED,
@@ -67,6 +76,7 @@ class GenerateRequestBase(_Strict):
     caption: Caption
     seed: Seed = None
     truncation: Truncation = None
+    candidates: Candidates = None
     include_attention: bool = Field(True, description="Return the word attention maps of every refinement stage.")
 
 
@@ -76,6 +86,7 @@ class ExplainRequestBase(_Strict):
     caption: Caption
     seed: Seed = None
     truncation: Truncation = None
+    candidates: Candidates = None
 
 
 class BirdRequest(_Strict):
@@ -92,6 +103,7 @@ class GenerateBody(Protocol):
     caption: str
     seed: int | None
     truncation: float | None
+    candidates: int | None
     include_attention: bool
     num_images: int
     stages: int | None
@@ -103,6 +115,7 @@ class ExplainBody(Protocol):
     caption: str
     seed: int | None
     truncation: float | None
+    candidates: int | None
     stages: int | None
 
 
@@ -229,8 +242,8 @@ class ModelInfo(BaseModel):
     truncation: float = Field(description="The truncation of requests that send none: attngan serve --truncation, "
                                           "else the model's own (its config.json's metadata.truncation), else 1 (off).")
     candidates: int = Field(description="Candidates drawn per image, the one the model's DAMSM matches best with "
-                                        "the caption kept: attngan serve --candidates, else the model's own "
-                                        "(metadata.candidates), else 1 (off).")
+                                        "the caption kept, for requests that send none: attngan serve --candidates, "
+                                        "else the model's own (metadata.candidates), else 1 (off).")
     architecture: ModelArchitecture
 
 
@@ -273,6 +286,7 @@ class ExplainResponse(BaseModel):
     truncated: list[str]
     seed: int
     truncation: float = Field(description="The truncation the noise was drawn with (1: none).")
+    candidates: int = Field(description="The candidates the image was chosen among (1: none).")
     model: ModelRef
     text_encoder: TextEncoderExplain
     conditioning: ConditioningExplain
