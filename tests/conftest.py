@@ -102,3 +102,16 @@ def random_damsm(path: Path, vocab=None) -> Path:  # noqa: ANN001
 def random_damsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DAMSM folder with random encoders (see :func:`random_damsm`)."""
     return random_damsm(tmp_path_factory.mktemp("damsm") / "damsm")
+
+
+def model_folder_with(source: Path, folder: Path, **metadata: object) -> Path:
+    """A copy of the model folder ``source`` at ``folder`` whose config.json's metadata has
+    ``metadata`` set as written, good or bad (edited by hand: nothing checks it on the way)."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"].update(metadata)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

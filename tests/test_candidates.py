@@ -6,7 +6,6 @@ a model folder may set its own default, checked with an error naming its file.""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ from attngan.inference.export import rows_from_output
 from attngan.inference.noise import draw_candidate_noise, draw_noise
 from attngan.inference.pipeline import AttnGANPipeline
 from attngan.text import pad_batch
+
+from .conftest import model_folder_with
 
 CAPTION = "a small red circle on the left"
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
@@ -99,16 +100,8 @@ def test_candidates_need_the_image_encoder(tiny_model_dir: Path) -> None:
         AttnGANPipeline(pipe.bundle, candidates=2)
 
 
-def _with_metadata(source: Path, folder: Path, value: object) -> Path:
-    shutil.copytree(source, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["metadata"]["candidates"] = value
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 def test_a_model_folder_sets_its_own_candidates(tiny_model_dir: Path, tmp_path: Path) -> None:
-    folder = _with_metadata(tiny_model_dir, tmp_path / "model", 3)
+    folder = model_folder_with(tiny_model_dir, tmp_path / "model", candidates=3)
     own = AttnGANPipeline.from_pretrained(folder)
     assert own.candidates == 3 and AttnGANPipeline.from_pretrained(folder, candidates=1).candidates == 1
     explicit = AttnGANPipeline.from_pretrained(tiny_model_dir, candidates=3)
@@ -140,7 +133,7 @@ def test_a_model_folder_sets_its_own_candidates(tiny_model_dir: Path, tmp_path: 
 
 @pytest.mark.parametrize("value", [0, 2.5, "3", True])
 def test_a_bad_model_candidates_names_the_file(tiny_model_dir: Path, tmp_path: Path, value: object) -> None:
-    folder = _with_metadata(tiny_model_dir, tmp_path / "model", value)
+    folder = model_folder_with(tiny_model_dir, tmp_path / "model", candidates=value)
     with pytest.raises(ConfigError, match=r"config\.json: metadata\.candidates must be an integer >= 1"):
         AttnGANPipeline.from_pretrained(folder)
     assert AttnGANPipeline.from_pretrained(folder, candidates=2).candidates == 2

@@ -24,6 +24,7 @@ from attngan.metrics import EvalConfig, run_evaluation
 from attngan.metrics.eval_data import train_data_classifier
 from attngan.text import pad_batch
 
+from .conftest import model_folder_with
 from .test_evaluate import TINY_RECIPE
 
 CAPTION = "a small red circle on the left"
@@ -192,21 +193,10 @@ def test_truncation_lowers_diversity_of_the_bundled_model() -> None:
     assert half["diversity_real"] == full["diversity_real"]  # the same real renderings
 
 
-def _with_model_truncation(tiny_model_dir: Path, folder: Path, value: object) -> Path:
-    """A copy of the tiny model folder whose config.json's metadata.truncation is ``value``."""
-    import shutil
-
-    shutil.copytree(tiny_model_dir, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["metadata"]["truncation"] = value
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 def test_a_model_folder_sets_its_own_default_truncation(tiny_model_dir: Path, tmp_path: Path) -> None:
     """metadata.truncation is the default of the pipeline, generate and the server; an explicit
     value, 1.0 included, overrides it; a folder without it stays off."""
-    folder = _with_model_truncation(tiny_model_dir, tmp_path / "model", 0.5)
+    folder = model_folder_with(tiny_model_dir, tmp_path / "model", truncation=0.5)
     pipe = AttnGANPipeline.from_pretrained(folder)
     assert pipe.truncation == 0.5 and AttnGANPipeline.from_pretrained(tiny_model_dir).truncation == 1.0
     explicit = AttnGANPipeline.from_pretrained(tiny_model_dir, truncation=0.5)
@@ -240,7 +230,7 @@ def test_a_model_folder_sets_its_own_default_truncation(tiny_model_dir: Path, tm
 def test_a_bad_model_truncation_names_the_file(tiny_model_dir: Path, tmp_path: Path, value: object) -> None:
     from attngan.config import ConfigError
 
-    folder = _with_model_truncation(tiny_model_dir, tmp_path / "model", value)
+    folder = model_folder_with(tiny_model_dir, tmp_path / "model", truncation=value)
     with pytest.raises(ConfigError, match=r"config\.json: metadata\.truncation must be a number in \(0, 1\]"):
         AttnGANPipeline.from_pretrained(folder)
     assert AttnGANPipeline.from_pretrained(folder, truncation=0.5).truncation == 0.5  # an explicit value needs none

@@ -30,9 +30,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from safetensors import SafetensorError
@@ -200,6 +201,23 @@ def save_pretrained(bundle: ModelBundle, path: str | os.PathLike[str], weights_d
     config = {"format": "attngan", "format_version": FORMAT_VERSION, "model": to_dict(bundle.config),
               "metadata": metadata}
     return _write_folder(path, config, state, bundle.vocab)
+
+
+V = TypeVar("V")
+
+
+def checked_metadata(bundle: ModelBundle, key: str, check: Callable[[Any], V], default: V, wanted: str) -> V:
+    """``bundle.metadata[key]`` passed through ``check`` (which raises ValueError or TypeError on a bad
+    value), or ``default`` where the folder sets none; a bad value is a :class:`ConfigError` naming
+    the folder's ``config.json``, the field and ``wanted`` (what a good value is)."""
+    value = bundle.metadata.get(key)
+    if value is None:
+        return default
+    try:
+        return check(value)
+    except (ValueError, TypeError):
+        where = Path(bundle.metadata["path"]) / CONFIG_NAME if "path" in bundle.metadata else CONFIG_NAME
+        raise ConfigError(f"{where}: metadata.{key} must be {wanted}, got {value!r}") from None
 
 
 def update_metadata(path: str | os.PathLike[str], updates: dict[str, Any]) -> Path:

@@ -17,16 +17,14 @@ on validation captions as its truncation is (``attngan tune-truncation --candida
 from __future__ import annotations
 
 import numbers
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError
 from ..errors import SettingError
-from ..hub import CANDIDATES_KEY, CONFIG_NAME, ModelBundle
+from ..hub import CANDIDATES_KEY, ModelBundle, checked_metadata
 
 
 def check_candidates(candidates: int) -> int:
@@ -42,15 +40,7 @@ def check_candidates(candidates: int) -> int:
 def model_candidates(bundle: ModelBundle) -> int:
     """The model's own default: its folder's ``metadata.candidates``, else 1 (off); a value that
     is not an integer >= 1 is a :class:`~attngan.config.ConfigError` naming the folder's file."""
-    value = bundle.metadata.get(CANDIDATES_KEY)
-    if value is None:
-        return 1
-    try:
-        return check_candidates(value)
-    except (SettingError, TypeError):
-        where = Path(bundle.metadata["path"]) / CONFIG_NAME if "path" in bundle.metadata else CONFIG_NAME
-        raise ConfigError(f"{where}: metadata.{CANDIDATES_KEY} must be an integer >= 1 (1: off), "
-                          f"got {value!r}") from None
+    return checked_metadata(bundle, CANDIDATES_KEY, check_candidates, 1, "an integer >= 1 (1: off)")
 
 
 def require_image_encoder(bundle: ModelBundle) -> nn.Module:

@@ -71,14 +71,9 @@ def draw(count: int, generator: torch.Generator, truncation: float) -> torch.Ten
 def draw_noise(seeds: Sequence[int], noise_dim: int, condition_dim: int, truncation: float = 1.0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, ``(z [N, noise_dim], eps [N, condition_dim])`` on the CPU, image ``i`` from a
-    generator seeded with ``seeds[i]`` (``z`` first, then ``eps``)."""
-    truncation = check_truncation(truncation)
-    zs, eps = [], []
-    for s in seeds:
-        g = torch.Generator().manual_seed(int(s))
-        zs.append(draw(noise_dim, g, truncation))
-        eps.append(draw(condition_dim, g, truncation))
-    return torch.stack(zs), torch.stack(eps)
+    generator seeded with ``seeds[i]`` (``z`` first, then ``eps``): candidate 0 of
+    :func:`draw_candidate_noise`."""
+    return draw_candidate_noise(seeds, noise_dim, condition_dim, truncation, 1)[0]
 
 
 def draw_candidate_noise(seeds: Sequence[int], noise_dim: int, condition_dim: int, truncation: float,

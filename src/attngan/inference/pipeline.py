@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
 from ..errors import SettingError
-from ..hub import CONFIG_NAME, TRUNCATION_KEY, ModelBundle, load_pretrained, save_pretrained
+from ..hub import TRUNCATION_KEY, ModelBundle, checked_metadata, load_pretrained, save_pretrained
 from ..precision import check_precision
 from ..text import EncodedCaption, Vocabulary, pad_batch, tokenize
 from ..viz import to_pil
@@ -70,15 +70,7 @@ def _backend_choice(backend: Backend | str | None, exact: bool) -> Backend | str
 def model_truncation(bundle: ModelBundle) -> float:
     """The model's own default truncation: its folder's ``metadata.truncation``, else 1.0 (off);
     a value outside (0, 1] is a :class:`~attngan.config.ConfigError` naming the folder's file."""
-    value = bundle.metadata.get(TRUNCATION_KEY)
-    if value is None:
-        return 1.0
-    try:
-        return check_truncation(value)
-    except (SettingError, TypeError):
-        where = Path(bundle.metadata["path"]) / CONFIG_NAME if "path" in bundle.metadata else CONFIG_NAME
-        raise ConfigError(f"{where}: metadata.{TRUNCATION_KEY} must be a number in (0, 1] (1.0: off), "
-                          f"got {value!r}") from None
+    return checked_metadata(bundle, TRUNCATION_KEY, check_truncation, 1.0, "a number in (0, 1] (1.0: off)")
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
