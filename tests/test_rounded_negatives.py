@@ -20,10 +20,13 @@ from attngan.losses.damsm import (
     word_image_similarity,
     words_loss,
 )
+from attngan.losses.gan import discriminator_loss
 from attngan.training.damsm import DAMSMTrainer
 from attngan.training.distributed import DistInfo
+from attngan.training.gan import GANTrainer
 from attngan.training.options import resolve_config
 
+from .conftest import random_damsm
 from .test_training import TINY_DAMSM
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,3 +110,35 @@ def test_a_damsm_step_with_rounded_negatives(tmp_path: Path) -> None:
     assert batch["rounded_images"].shape == (8, 3, 32, 32)
     logs = trainer.train_step(batch)
     assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_the_discriminators_rounded_term_joins_the_mismatched_kinds() -> None:
+    real, fake, wrong, hard, rounded = (torch.randn(n) for n in (4, 4, 3, 8, 3))
+    for kind in ("bce", "hinge"):
+        only = {name: discriminator_loss(real, fake, x, kind=kind) for name, x in
+                (("wrong", wrong), ("hard", hard), ("rounded", rounded))}
+        base = discriminator_loss(real, fake, wrong, kind=kind, cond_rounded=torch.empty(0))
+        assert torch.equal(base, only["wrong"])  # no valid rounded image: the term is the original's
+        two = discriminator_loss(real, fake, wrong, kind=kind, cond_rounded=rounded)
+        assert torch.allclose(two, (only["wrong"] + only["rounded"]) / 2)  # fake and mismatched halves add
+        three = discriminator_loss(real, fake, wrong, kind=kind, cond_hard=hard, cond_rounded=rounded)
+        assert torch.allclose(three, sum(only.values()) / 3, atol=1e-6)
+
+
+def test_a_gan_step_gives_the_last_discriminator_rounded_pairs(tmp_path: Path) -> None:
+    """Same batch and seed with and without rounded images: the first stage's discriminator loss is
+    the same, the last one's has the (rounded image, own caption) pairs in its mismatched term."""
+    damsm = random_damsm(tmp_path / "damsm")
+    sets = ["generator.channels=8", "generator.condition_dim=8", "generator.noise_dim=8", "generator.num_stages=2",
+            "discriminator.channels=8", "data.extra={size: 16}", "run.batch_size=4", "run.sample_every=0",
+            "run.precision=fp32", f"damsm={damsm}", f"run.out_dir={tmp_path / 'run'}"]
+    trainer = GANTrainer(resolve_config("gan", "shapes", [*sets, "data.rounded_negatives=0.2"]), DistInfo())
+    items = [i for i in range(len(trainer.data)) if trainer.data[i]["rounded_valid"]][:4]
+    batch = collate([trainer.data[i] for i in items])
+    assert batch["rounded_images"].shape == batch["images"][-1].shape
+    with_rounded = trainer.train_step(batch)
+    plain = GANTrainer(resolve_config("gan", "shapes", sets), DistInfo()).train_step(
+        {k: v for k, v in batch.items() if not k.startswith("rounded_")})
+    assert all(np.isfinite(v) for v in with_rounded.values())
+    assert with_rounded["loss_d0"] == pytest.approx(plain["loss_d0"], abs=1e-6)
+    assert with_rounded["loss_d1"] != pytest.approx(plain["loss_d1"], abs=1e-4)

@@ -3,6 +3,7 @@ and write failures: ``tests/test_reliability_*.py``)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -336,6 +337,36 @@ def test_init_from_starts_a_fresh_run_on_another_runs_weights(tmp_path: Path, da
     assert third is not None and third[1]["step"] == 1
 
 
+def test_init_from_a_model_folder_starts_its_generator_and_fresh_discriminators(tmp_path: Path,
+                                                                                damsm_dir: Path) -> None:
+    """More steps for a saved model (float16 weights here): the generator and its EMA start from the
+    folder's generator, the EMA counts the folder's steps, the discriminators start fresh; during
+    ``generator_hold`` only the discriminators learn."""
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+
+    half = tmp_path / "half"
+    save_pretrained(load_pretrained(train_gan(gan_config(tmp_path / "first", damsm_dir, 2))), half,
+                    weights_dtype="float16")
+    saved = {k: v.float() for k, v in load_pretrained(half).generator.state_dict().items()}
+    cfg = gan_config(tmp_path / "second", damsm_dir, 2, [f"init_from={half}", "generator_hold=2"])
+    trainer = GANTrainer(cfg, DistInfo())
+    fresh = [copy.deepcopy(d.state_dict()) for d in trainer.discriminators]
+    trainer.initialise()
+    assert trainer.step == 0 and int(trainer.ema.num_updates) == 2
+    assert_same(trainer.generator.state_dict(), saved)
+    assert_same(trainer.ema.shadow.state_dict(), saved)
+    for d, f in zip(trainer.discriminators, fresh, strict=True):
+        assert_same(d.state_dict(), f)
+    train_gan(cfg)
+    found = ckpt.latest_checkpoint(tmp_path / "second" / "checkpoints")
+    assert found is not None and found[1]["step"] == 2
+    models = found[1]["models"]
+    generator = models["generator"]
+    assert all(torch.equal(generator[k], saved[k]) for k, _ in trainer.generator.named_parameters())  # held
+    assert any(not torch.equal(models["discriminators"][0][k], v) for k, v in fresh[0].items())  # learnt
+
+
 def test_init_from_errors_name_the_setting(tmp_path: Path, damsm_dir: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="init_from: .*neither a checkpoint file nor a run folder"):
         train_gan(gan_config(tmp_path / "a", damsm_dir, 1, [f"init_from={tmp_path / 'missing'}"]))
@@ -347,3 +378,12 @@ def test_init_from_errors_name_the_setting(tmp_path: Path, damsm_dir: Path) -> N
         train_gan(gan_config(tmp_path / "c", damsm_dir, 1, [f"init_from={tmp_path / 'narrow'}",
                                                              "generator.channels=16"]))
     assert not ckpt.list_checkpoints(tmp_path / "c" / "checkpoints")  # nothing written
+    model = tmp_path / "model"
+    save_pretrained(load_pretrained(train_gan(gan_config(tmp_path / "d", damsm_dir, 1))), model)
+    with pytest.raises(ckpt.CheckpointError, match=r"init_from: .*model's generator does not fit this run: "
+                                                   r"channels 8 \(this run 16\)"):
+        train_gan(gan_config(tmp_path / "e", damsm_dir, 1, [f"init_from={model}", "generator.channels=16"]))
+    (model / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(ckpt.CheckpointError, match="init_from: .*does not load as a model folder"):
+        train_gan(gan_config(tmp_path / "f", damsm_dir, 1, [f"init_from={model}"]))
+    assert not ckpt.list_checkpoints(tmp_path / "f" / "checkpoints")

@@ -41,8 +41,9 @@ class DataSpec:
             that kind's default weight, e.g. ``{"swap": 2}`` adds exchanged places to the default mix.
         rounded_negatives: shapes only: each training image also drawn with its silhouettes
             smoothed by a Gaussian of this fraction of each object's radius, a hard-negative image
-            of its caption for the DAMSM losses (:mod:`attngan.data.shapes_rounded`; 0.2 turns a
-            star into a pentagon); 0: off.
+            of its caption for the DAMSM losses (``train-damsm``) and, paired with its caption, a
+            mismatched pair for the last discriminator (``train``) (:mod:`attngan.data.shapes_rounded`;
+            0.2 turns a star into a pentagon); 0: off.
     """
 
     kind: str = "shapes"

@@ -20,6 +20,7 @@ from .folders import (
     check_example_captions,
     checked_metadata,
     file_sha256,
+    is_model_folder,
     load_damsm,
     load_pretrained,
     read_config,
@@ -31,6 +32,6 @@ from .folders import (
 from .remote import looks_like_repo_id, resolve_model_folder
 
 __all__ = ["CANDIDATES_KEY", "CONFIG_NAME", "EXAMPLES_KEY", "TRUNCATION_KEY", "VOCAB_NAME", "WEIGHTS_NAME", "DAMSMEncoders", "ModelBundle", "build_bundle",
-           "check_example_captions", "checked_metadata", "file_sha256",
+           "check_example_captions", "checked_metadata", "file_sha256", "is_model_folder",
            "load_damsm", "load_pretrained", "looks_like_repo_id", "read_config", "resolve_model_folder", "save_damsm",
            "save_pretrained", "state_dict_of", "update_metadata"]

@@ -309,9 +309,10 @@ def save_damsm(encoders: DAMSMEncoders, path: str | os.PathLike[str]) -> Path:
     return _write_folder(path, config, state, encoders.vocab)
 
 
-def _model_folder_format(path: Path) -> bool:
+def is_model_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path/config.json`` reads as a model folder's (``format: attngan``); False when it
     is anything else or unreadable (the caller's own reader then names the fault)."""
+    path = Path(path)
     try:
         data = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -326,7 +327,7 @@ def load_damsm(path: str | os.PathLike[str]) -> DAMSMEncoders:
     from ..config import ImageEncoderConfig, TextEncoderConfig, from_dict
 
     path = Path(path)
-    if _model_folder_format(path):
+    if is_model_folder(path):
         try:
             bundle = load_pretrained(path)
         except ValueError as exc:  # ConfigError too

@@ -45,6 +45,7 @@ def discriminator_loss(
     cond_hard: torch.Tensor | None = None,
     hard_rows: torch.Tensor | None = None,
     ranking: float = 0.0,
+    cond_rounded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One discriminator's loss (``kind``: ``bce``, the original's, or ``hinge``).
 
@@ -60,11 +61,17 @@ def discriminator_loss(
         hard_rows: ``[M]`` the rows of ``cond_real`` whose images ``cond_hard`` scores.
         ranking: weight of :func:`counterfactual_ranking_loss` of ``cond_real[hard_rows]`` against
             ``cond_hard`` added to the loss (0 or no ``cond_hard``: none; needs ``hard_rows``).
+        cond_rounded: ``[R]`` logits of hard-negative images with the captions of their scenes (the
+            scene drawn with rounded silhouettes), or None. Each kind of mismatched pair present
+            (another caption, a counterfactual caption, a rounded image) weighs the same in the
+            mismatched term.
     """
     real_c, fake_c = _term(cond_real, True, kind), _term(cond_fake, False, kind)
     wrong_c = _term(cond_wrong, False, kind) * wrong_scale if cond_wrong.numel() else cond_real.new_zeros(())
-    if cond_hard is not None and cond_hard.numel():
-        wrong_c = (wrong_c + _term(cond_hard, False, kind)) / 2.0
+    kinds = [wrong_c] + [_term(extra, False, kind) for extra in (cond_hard, cond_rounded)
+                         if extra is not None and extra.numel()]
+    if len(kinds) > 1:
+        wrong_c = torch.stack(kinds).mean()
     if uncond_real is None or uncond_fake is None:
         loss = real_c + (fake_c + wrong_c) / 2.0
     else:
@@ -176,7 +183,8 @@ class DiscriminatorLogits(NamedTuple):
     """One discriminator's logits for a batch: real, generated and mismatched (real image,
     another sample's caption) pairs, ``[B]`` / ``[B]`` / ``[M]``, and the unconditional head's
     ``[B]`` for real and generated images (None without that head); ``cond_hard [H]``: real
-    images with counterfactual captions (None without hard negatives)."""
+    images with counterfactual captions (None without hard negatives); ``cond_rounded [R]``: rounded
+    renderings of real scenes with their own captions (None without rounded negatives)."""
 
     cond_real: torch.Tensor
     cond_fake: torch.Tensor
@@ -184,6 +192,7 @@ class DiscriminatorLogits(NamedTuple):
     uncond_real: torch.Tensor | None = None
     uncond_fake: torch.Tensor | None = None
     cond_hard: torch.Tensor | None = None
+    cond_rounded: torch.Tensor | None = None
 
 
 def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: float = 1.0, kind: str = "bce",
@@ -194,14 +203,14 @@ def discriminators_loss(logits: Sequence[DiscriminatorLogits], wrong_scale: floa
 
     Args:
         logits: per discriminator, ``cond_real``, ``cond_fake``, ``cond_wrong``, ``uncond_real``,
-            ``uncond_fake`` (or None) and optionally ``cond_hard`` logits.
+            ``uncond_fake`` (or None) and optionally ``cond_hard`` and ``cond_rounded`` logits.
         wrong_scale, kind, hard_rows, ranking: as for :func:`discriminator_loss`.
     Returns:
         ``(sum, per-discriminator losses)``.
     """
     parts = [discriminator_loss(_f32(lg.cond_real), _f32(lg.cond_fake), _f32(lg.cond_wrong),
                                 _f32(lg.uncond_real), _f32(lg.uncond_fake), wrong_scale, kind, _f32(lg.cond_hard),
-                                hard_rows, ranking)
+                                hard_rows, ranking, _f32(lg.cond_rounded))
              for lg in logits]
     total = parts[0]
     for part in parts[1:]:

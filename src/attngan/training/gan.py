@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import ModelConfig, to_dict
 from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError
-from ..hub import EXAMPLES_KEY, ModelBundle, load_damsm, save_pretrained
+from ..hub import EXAMPLES_KEY, ModelBundle, is_model_folder, load_damsm, save_pretrained
 from ..losses.damsm import HardNegatives
 from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty, mode_seeking_loss
 from ..models.discriminator import Discriminator
@@ -60,6 +60,7 @@ from .negatives import encode_captions
 from .optim import adam
 from .options import GANTrainConfig
 from .samples import save_sample_grid
+from .warm_start import model_generator_state
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)
@@ -164,10 +165,10 @@ class GANTrainer(Trainer):
             for fake in self.fake_logits:
                 compile_module(fake)
         compile_module(self.image_encoder)
-        eager_update = cfg.gradient_penalty > 0 or cfg.hard_negatives.discriminator
+        eager_update = cfg.gradient_penalty > 0 or cfg.hard_negatives.discriminator or cfg.data.rounded_negatives > 0
         if eager_update:
             log.info("run.speed.compile: the discriminators' update runs eagerly (%s)",
-                     "gradient penalty" if cfg.gradient_penalty > 0 else "counterfactual captions")
+                     "gradient penalty" if cfg.gradient_penalty > 0 else "counterfactual captions or rounded images")
         else:
             for step in steps:
                 compile_module(step)
@@ -208,8 +209,13 @@ class GANTrainer(Trainer):
 
     def initialise(self) -> None:
         """``init_from``: the generator, its EMA and the discriminators start from another run's
-        checkpoint; the step, the optimisers' moments and the random state start fresh."""
+        checkpoint; or, given a model folder, the generator and its EMA start from the folder's
+        generator and the discriminators fresh. The step, the optimisers' moments and the random
+        state start fresh either way."""
         if not self.cfg.init_from:
+            return
+        if is_model_folder(self.cfg.init_from):
+            self._initialise_from_model(Path(self.cfg.init_from))
             return
         path, state = ckpt.find_checkpoint(self.cfg.init_from, self.checkpoint_dir, "init_from")
         try:
@@ -218,6 +224,16 @@ class GANTrainer(Trainer):
             reason = " ".join(str(exc).split())[:300]
             raise ckpt.CheckpointError(f"init_from: {path} does not fit this run: {reason}") from None
         log.info("generator and discriminators start from %s (its step %s)", path, state.get("step"))
+
+    def _initialise_from_model(self, path: Path) -> None:
+        """The generator and its EMA start from a model folder's generator; the EMA counts the
+        folder's steps as its past updates (its warm-up then forgets nothing); the discriminators
+        keep their fresh weights (:func:`.warm_start.model_generator_state`)."""
+        state, steps = model_generator_state(path, self.vocab, Path(self.cfg.damsm) / "vocab.json", self.cfg.generator)
+        self.generator.load_state_dict(state)
+        self.ema.shadow.load_state_dict(state)
+        self.ema.num_updates.fill_(steps)
+        log.info("generator starts from the model folder %s (its step %s); discriminators start fresh", path, steps)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt_g, *self.opt_d, *([self.encoder_d.opt] if self.encoder_d else [])]
@@ -330,12 +346,21 @@ class GANTrainer(Trainer):
             hard_sentence, hard_rows = hard.sentences[filled], filled.nonzero()[:, 0]
         if hn.discriminator and hard_rows is not None:  # (real image, counterfactual caption) pairs
             pairs = pairs._replace(hard_sentence=hard_sentence, hard_rows=hard_rows)
+        if "rounded_images" in batch:  # (rounded rendering, own caption) pairs, for the last discriminator
+            rounded_rows = batch["rounded_valid"].to(dev).nonzero().flatten()
+            rounded = batch["rounded_images"].to(dev, non_blocking=True)[rounded_rows]
+            pairs = pairs._replace(rounded=rounded.contiguous(memory_format=layout), rounded_rows=rounded_rows)
         losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
         loss_enc_d = None
         if self.encoder_d is not None:  # images moved as the DAMSM term's (shifts drawn for the global batch)
             shifts = [draw_shifts(total, cfg.damsm_shift, self.noise)[rows] for _ in "rf"] if cfg.damsm_shift else None
             loss_enc_d = self.encoder_d.update_on_images(self.image_encoder, reals[-1], fakes[-1].detach(), sentence,
                                                          pairs, shifts)
+
+        if self.step < cfg.generator_hold:  # the discriminators alone learn (a trained generator, new judges)
+            self.step += 1
+            logs = {f"loss_d{i}": float(v.detach()) for i, v in enumerate(losses_d)}
+            return {**logs, **({"loss_d_enc": loss_enc_d} if loss_enc_d is not None else {})}
 
         # generator: DAMSM on the last stage, adversarial terms, KL
         g, weight = cfg.loss, self.damsm_weight()
@@ -446,9 +471,11 @@ class GANTrainer(Trainer):
         if penalise:  # gradients with respect to the real images and their sentences
             real = real.detach().requires_grad_(True)
             sentence = sentence.detach().requires_grad_(True)
+        last = i == len(self.d_steps) - 1  # the rounded images are drawn at the last stage's size
         with autocast(cfg.run.precision, self.dist.device):
             logits = self.d_steps[i](real, fake, sentence, pairs.sentence, pairs.rows, pairs.hard_sentence,
-                                     pairs.hard_rows)
+                                     pairs.hard_rows, pairs.rounded if last else None,
+                                     pairs.rounded_rows if last else None)
         _, (loss,) = self.losses.discriminators([logits], pairs.scale, cfg.adversarial_loss, pairs.hard_rows,
                                                 cfg.hard_negatives.discriminator_ranking)
         if penalise:

@@ -23,30 +23,38 @@ class DiscriminatorStep(nn.Module):
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
                 wrong_sentence: torch.Tensor, wrong_rows: torch.Tensor, hard_sentence: torch.Tensor | None = None,
-                hard_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
+                hard_rows: torch.Tensor | None = None, rounded: torch.Tensor | None = None,
+                rounded_rows: torch.Tensor | None = None) -> DiscriminatorLogits:
         """``[B, 3, S, S]`` real and fake images, ``[B, D]`` sentences, ``[M, D]`` mismatched
         sentences of real rows ``wrong_rows [M]`` (and ``[H, D]`` counterfactual sentences of real
-        rows ``hard_rows [H]``) -> ``[B]`` (``[M]``, ``[H]``) logits."""
+        rows ``hard_rows [H]``; ``[R, 3, S, S]`` rounded images of the scenes of rows ``rounded_rows
+        [R]``, with those rows' sentences) -> ``[B]`` (``[M]``, ``[H]``, ``[R]``) logits."""
         real_f, fake_f = self.d(real), self.d(fake)
         cond_real, uncond_real = self.d.logits(real_f, sentence)
         cond_fake, uncond_fake = self.d.logits(fake_f, sentence)
         cond_wrong = self.d.conditional_head(real_f[wrong_rows], wrong_sentence)
-        cond_hard = None
+        cond_hard = cond_rounded = None
         if hard_sentence is not None and hard_rows is not None:
             cond_hard = self.d.conditional_head(real_f[hard_rows], hard_sentence)
-        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard)
+        if rounded is not None and rounded_rows is not None:
+            cond_rounded = self.d.conditional_head(self.d(rounded), sentence[rounded_rows])
+        return DiscriminatorLogits(cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake, cond_hard, cond_rounded)
 
 
 class Mismatched(NamedTuple):
     """The discriminators' mismatched pairs of a step: real rows ``rows [M]`` with another sample's
-    sentence ``sentence [M, D]`` (their term's mean times ``scale``), and real rows ``hard_rows
-    [H]`` with counterfactual sentences ``hard_sentence [H, D]`` (or None)."""
+    sentence ``sentence [M, D]`` (their term's mean times ``scale``), real rows ``hard_rows [H]``
+    with counterfactual sentences ``hard_sentence [H, D]`` (or None), and the rounded renderings
+    ``rounded [R, 3, S, S]`` of rows ``rounded_rows [R]``' scenes at the last stage's size, with
+    those rows' own sentences (or None)."""
 
     sentence: torch.Tensor
     rows: torch.Tensor
     scale: float
     hard_sentence: torch.Tensor | None = None
     hard_rows: torch.Tensor | None = None
+    rounded: torch.Tensor | None = None
+    rounded_rows: torch.Tensor | None = None
 
 
 class GeneratedLogits(NamedTuple):

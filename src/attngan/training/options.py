@@ -198,9 +198,15 @@ class GANTrainConfig:
     name: str = "attngan"
     eval: EvalOptions = field(default_factory=EvalOptions)
     # a run folder (its newest checkpoint) or a checkpoint file: a fresh run's generator, EMA and
-    # discriminators start from its weights (a curriculum, or fine-tuning on other data); the step,
-    # optimisers and random state start fresh, and --resume takes the run's own checkpoint instead
+    # discriminators start from its weights (a curriculum, or fine-tuning on other data); or a model
+    # folder: the generator and its EMA start from its generator, the discriminators fresh (more steps
+    # for a saved model). The step, optimisers and random state start fresh, and --resume takes the
+    # run's own checkpoint instead
     init_from: str = ""
+    # the generator is not updated for this many first steps: the discriminators alone learn, so that
+    # fresh ones catch up with a generator that starts trained (init_from a model folder) before it
+    # follows their gradients
+    generator_hold: int = 0
 
     def __post_init__(self) -> None:
         if self.adversarial_loss not in ("bce", "hinge"):
@@ -213,6 +219,8 @@ class GANTrainConfig:
             raise ConfigError("encoder_discriminator must be >= 0")
         if self.diversity_weight < 0:
             raise ConfigError("diversity_weight must be >= 0")
+        if self.generator_hold < 0:
+            raise ConfigError("generator_hold must be >= 0")
 
 
 CONFIG_TYPES: dict[str, type[DAMSMTrainConfig] | type[GANTrainConfig]] = {"damsm": DAMSMTrainConfig,
