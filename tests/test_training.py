@@ -358,9 +358,11 @@ def test_init_from_a_model_folder_starts_its_generator_and_fresh_discriminators(
     assert_same(trainer.ema.shadow.state_dict(), saved)
     for d, f in zip(trainer.discriminators, fresh, strict=True):
         assert_same(d.state_dict(), f)
-    train_gan(cfg)
+    exported = load_pretrained(train_gan(cfg)).metadata
+    assert exported["steps"] == 4 and exported["started_from"]["model"] == str(half)  # 2 before, 2 here
+    assert exported["started_from"]["steps"] == 2 and len(exported["started_from"]["sha256"]) == 16
     found = ckpt.latest_checkpoint(tmp_path / "second" / "checkpoints")
-    assert found is not None and found[1]["step"] == 2
+    assert found is not None and found[1]["step"] == 2 and found[1]["started_from"]["steps"] == 2
     models = found[1]["models"]
     generator = models["generator"]
     assert all(torch.equal(generator[k], saved[k]) for k, _ in trainer.generator.named_parameters())  # held

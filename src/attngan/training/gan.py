@@ -42,8 +42,9 @@ from . import checkpoint as ckpt
 from .augment import draw_shifts, shift_images
 from .compiled import compile_function, compile_module, compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
-from .ema import EMA, recalibrate_batchnorm
+from .ema import EMA
 from .encoder_discriminator import EncoderDiscriminator
+from .exported import RecalibrationPlan, recalibrated_copy
 from .fast_layers import (
     ChannelsLastInput,
     checkpoint_last_stage,
@@ -76,6 +77,7 @@ class GANTrainer(Trainer):
         run = cfg.run
         speed = run.speed
         self.dist, self.out, self.step = dist, Path(run.out_dir), 0
+        self.started_from: dict[str, Any] | None = None  # init_from a model folder: which, and its steps
         set_threads(run.threads)
         if run.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -184,7 +186,8 @@ class GANTrainer(Trainer):
                            **({"encoder_discriminator": self.encoder_d.state_dict()} if self.encoder_d else {})},
                 "optimizers": {"generator": self.opt_g.state_dict(),
                                "discriminators": [o.state_dict() for o in self.opt_d]},
-                "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}, "vocab": self.vocab.words}
+                "rng": {**ckpt.rng_state(), "noise": self.noise.get_state()}, "vocab": self.vocab.words,
+                **({"started_from": self.started_from} if self.started_from else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_models(state)
@@ -194,6 +197,7 @@ class GANTrainer(Trainer):
         ckpt.set_rng_state(state["rng"])
         self.noise.set_state(state["rng"]["noise"])
         self.step = int(state["step"])
+        self.started_from = state.get("started_from")
 
     def _load_models(self, state: dict[str, Any]) -> None:
         words = state.get("vocab")
@@ -229,11 +233,13 @@ class GANTrainer(Trainer):
         """The generator and its EMA start from a model folder's generator; the EMA counts the
         folder's steps as its past updates (its warm-up then forgets nothing); the discriminators
         keep their fresh weights (:func:`.warm_start.model_generator_state`)."""
-        state, steps = model_generator_state(path, self.vocab, Path(self.cfg.damsm) / "vocab.json", self.cfg.generator)
-        self.generator.load_state_dict(state)
-        self.ema.shadow.load_state_dict(state)
-        self.ema.num_updates.fill_(steps)
-        log.info("generator starts from the model folder %s (its step %s); discriminators start fresh", path, steps)
+        start = model_generator_state(path, self.vocab, Path(self.cfg.damsm) / "vocab.json", self.cfg.generator)
+        self.generator.load_state_dict(start.state)
+        self.ema.shadow.load_state_dict(start.state)
+        self.ema.num_updates.fill_(start.steps)
+        self.started_from = {"model": start.model, "sha256": start.sha256, "steps": start.steps}
+        log.info("generator starts from the model folder %s (its step %s); discriminators start fresh", path,
+                 start.steps)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt_g, *self.opt_d, *([self.encoder_d.opt] if self.encoder_d else [])]
@@ -247,6 +253,8 @@ class GANTrainer(Trainer):
                              image_encoder=self.reference_image_encoder.config, name=self.cfg.name, damsm=self.cfg.loss)
         meta = {"steps": self.step, "data": self.cfg.data.kind, "version": __version__, "seed": self.cfg.run.seed,
                 EXAMPLES_KEY: example_captions(self.data, self.vocab, max_words=self.max_words)}
+        if self.started_from:  # steps counts the generator's whole training
+            meta.update(steps=self.step + int(self.started_from["steps"]), started_from=self.started_from)
         if self.cfg.ema_batchnorm_batches:
             meta["batchnorm_statistics"] = f"recalibrated on {self.cfg.ema_batchnorm_batches} training batches"
         return ModelBundle(config, self.vocab, self.text_encoder, self.exported_generator(), self.reference_image_encoder,
@@ -262,25 +270,9 @@ class GANTrainer(Trainer):
         found = getattr(self, "_recalibrated", None)
         if found is not None and found[0] == self.step:
             return found[1]
-        dev, b = self.dist.device, self.cfg.run.batch_size
-        with torch.random.fork_rng(devices=[]):
-            generator = Generator(self.cfg.generator)  # plain BatchNorm and reference layers
-        generator.load_state_dict(self.ema.shadow.state_dict())
-        generator.to(dev)
-        noise = torch.Generator().manual_seed(self.cfg.run.seed + 2)
-        count = min(batches, len(self.data) // b)
-
-        def forward(items: Sequence[int]) -> None:
-            batch = collate([self.data[i] for i in items])
-            words, sentence, _ = encode_captions(self.text_encoder, batch, self.max_words, dev, False)
-            n, gen_cfg = len(items), self.cfg.generator
-            z, eps = torch.randn(n, gen_cfg.noise_dim, generator=noise), torch.randn(n, gen_cfg.condition_dim,
-                                                                                     generator=noise)
-            with autocast(self.cfg.run.precision, dev):
-                generator(z.to(dev), sentence, words, pad_to(batch["tokens"], self.max_words, 1).to(dev) == 0,
-                          eps=eps.to(dev))
-
-        recalibrate_batchnorm(generator, forward, [range(k * b, (k + 1) * b) for k in range(count)])
+        generator = recalibrated_copy(self.ema.shadow, self.cfg.generator, self.data, self.text_encoder, self.max_words,
+                                      RecalibrationPlan(batches, self.cfg.run.batch_size, self.cfg.run.seed + 2,
+                                                        self.cfg.run.precision, self.dist.device))
         self._recalibrated = (self.step, generator)
         return generator
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -13,11 +14,20 @@ from ..text import Vocabulary
 from .checkpoint import CheckpointError
 
 
-def model_generator_state(path: Path, vocab: Vocabulary, vocab_source: Path,
-                          generator: GeneratorConfig) -> tuple[dict[str, torch.Tensor], int]:
-    """The generator weights of the model folder ``path`` (float16 weights widened to float32) and
-    its recorded training steps (0 when it records none), checked to fit a run whose vocabulary is
-    ``vocab`` (read from ``vocab_source``) and whose generator is ``generator``.
+class ModelStart(NamedTuple):
+    """A model folder's generator weights (float32) and where they came from: the folder, the
+    SHA-256 prefix of its weights and its recorded training steps (0 when it records none)."""
+
+    state: dict[str, torch.Tensor]
+    model: str
+    sha256: str
+    steps: int
+
+
+def model_generator_state(path: Path, vocab: Vocabulary, vocab_source: Path, generator: GeneratorConfig) -> ModelStart:
+    """The generator of the model folder ``path`` (float16 weights widened to float32), checked to
+    fit a run whose vocabulary is ``vocab`` (read from ``vocab_source``) and whose generator is
+    ``generator``.
 
     Raises :class:`CheckpointError` naming ``init_from``, the folder and what does not fit: a
     folder that does not load, another vocabulary, or each generator field that differs.
@@ -36,4 +46,5 @@ def model_generator_state(path: Path, vocab: Vocabulary, vocab_source: Path,
         raise CheckpointError(f"init_from: {path}'s generator does not fit this run: {shown}")
     state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.generator.state_dict().items()}
     steps = bundle.metadata.get("steps")
-    return state, steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
+    return ModelStart(state, str(path), str(bundle.metadata.get("sha256", "")),
+                      steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0)

@@ -1,0 +1,56 @@
+"""The generator a GAN run exports: its EMA weights with BatchNorm statistics of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..config import GeneratorConfig
+from ..data import TextImageData, collate
+from ..models.generator import Generator
+from ..precision import autocast
+from .ema import recalibrate_batchnorm
+from .loop import pad_to
+from .negatives import TextEncoderFn, encode_captions
+
+
+@dataclass(frozen=True)
+class RecalibrationPlan:
+    """How the statistics are re-estimated: ``batches`` training batches of ``batch_size`` items
+    (the first items of the data set, in order), noise from a generator seeded ``seed``, forward
+    passes at ``precision`` on ``device``."""
+
+    batches: int
+    batch_size: int
+    seed: int
+    precision: str
+    device: torch.device
+
+
+def recalibrated_copy(shadow: Generator, config: GeneratorConfig, data: TextImageData, text_encoder: TextEncoderFn,
+                      max_words: int, plan: RecalibrationPlan) -> Generator:
+    """A copy of the EMA generator ``shadow`` (plain BatchNorm and reference layers, built from
+    ``config``) whose BatchNorm statistics are re-estimated for its averaged weights on ``plan``'s
+    batches of ``data`` (captions encoded by the frozen ``text_encoder``, padded to ``max_words``).
+    Fixed items and noise; the global random state is untouched."""
+    dev, b = plan.device, plan.batch_size
+    with torch.random.fork_rng(devices=[]):
+        generator = Generator(config)
+    generator.load_state_dict(shadow.state_dict())
+    generator.to(dev)
+    noise = torch.Generator().manual_seed(plan.seed)
+    count = min(plan.batches, len(data) // b)
+
+    def forward(items: Sequence[int]) -> None:
+        batch = collate([data[i] for i in items])
+        words, sentence, _ = encode_captions(text_encoder, batch, max_words, dev, False)
+        n = len(items)
+        z = torch.randn(n, config.noise_dim, generator=noise)
+        eps = torch.randn(n, config.condition_dim, generator=noise)
+        with autocast(plan.precision, dev):
+            generator(z.to(dev), sentence, words, pad_to(batch["tokens"], max_words, 1).to(dev) == 0, eps=eps.to(dev))
+
+    recalibrate_batchnorm(generator, forward, [range(k * b, (k + 1) * b) for k in range(count)])
+    return generator
