@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -340,14 +341,15 @@ def test_init_from_starts_a_fresh_run_on_another_runs_weights(tmp_path: Path, da
 def test_init_from_a_model_folder_starts_its_generator_and_fresh_discriminators(tmp_path: Path,
                                                                                 damsm_dir: Path) -> None:
     """More steps for a saved model (float16 weights here): the generator and its EMA start from the
-    folder's generator, the EMA counts the folder's steps, the discriminators start fresh; during
-    ``generator_hold`` only the discriminators learn."""
+    folder's generator, the EMA counts the folder's steps, the discriminators start fresh (the copy
+    keeps none); during ``generator_hold`` only the discriminators learn."""
     from attngan.training.distributed import DistInfo
     from attngan.training.gan import GANTrainer
 
     half = tmp_path / "half"
     save_pretrained(load_pretrained(train_gan(gan_config(tmp_path / "first", damsm_dir, 2))), half,
                     weights_dtype="float16")
+    assert not (half / "discriminators.safetensors").exists()  # a new folder gets the inference files only
     saved = {k: v.float() for k, v in load_pretrained(half).generator.state_dict().items()}
     cfg = gan_config(tmp_path / "second", damsm_dir, 2, [f"init_from={half}", "generator_hold=2"])
     trainer = GANTrainer(cfg, DistInfo())
@@ -361,12 +363,50 @@ def test_init_from_a_model_folder_starts_its_generator_and_fresh_discriminators(
     exported = load_pretrained(train_gan(cfg)).metadata
     assert exported["steps"] == 4 and exported["started_from"]["model"] == str(half)  # 2 before, 2 here
     assert exported["started_from"]["steps"] == 2 and len(exported["started_from"]["sha256"]) == 16
+    assert exported["started_from"]["discriminators"] is False
     found = ckpt.latest_checkpoint(tmp_path / "second" / "checkpoints")
     assert found is not None and found[1]["step"] == 2 and found[1]["started_from"]["steps"] == 2
     models = found[1]["models"]
     generator = models["generator"]
     assert all(torch.equal(generator[k], saved[k]) for k, _ in trainer.generator.named_parameters())  # held
     assert any(not torch.equal(models["discriminators"][0][k], v) for k, v in fresh[0].items())  # learnt
+
+
+def test_a_model_folder_keeps_the_discriminators_trained_beside_its_generator(
+        tmp_path: Path, damsm_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An exported folder keeps its run's discriminators; a half-precision copy given the file starts
+    them again; a folder whose generator was replaced since ignores the stale file, saying so."""
+    from attngan.training.distributed import DistInfo
+    from attngan.training.gan import GANTrainer
+
+    first = train_gan(gan_config(tmp_path / "first", damsm_dir, 2))
+    judges = first / "discriminators.safetensors"
+    found = ckpt.latest_checkpoint(tmp_path / "first" / "checkpoints")
+    assert judges.is_file() and found is not None and found[1]["step"] == 2
+    half = tmp_path / "half"
+    save_pretrained(load_pretrained(first), half, weights_dtype="float16")
+    shutil.copy(judges, half)
+    trainer = GANTrainer(gan_config(tmp_path / "second", damsm_dir, 1, [f"init_from={half}"]), DistInfo())
+    trainer.initialise()
+    assert trainer.started_from is not None and trainer.started_from["discriminators"] is True
+    for d, kept in zip(trainer.discriminators, found[1]["models"]["discriminators"], strict=True):
+        assert_same(d.state_dict(), kept)
+    assert trainer.encoder_d is not None  # the preset's: its head comes back too
+    assert_same(trainer.encoder_d.head.state_dict(), found[1]["models"]["encoder_discriminator"]["head"])
+
+    other = train_gan(gan_config(tmp_path / "other", damsm_dir, 1))
+    save_pretrained(load_pretrained(other), half)  # new weights; the old discriminators file stays
+    fresh = GANTrainer(gan_config(tmp_path / "third", damsm_dir, 1, [f"init_from={half}"]), DistInfo())
+    untouched = [copy.deepcopy(d.state_dict()) for d in fresh.discriminators]
+    with caplog.at_level("WARNING"):
+        fresh.initialise()
+    assert "belongs to another generator" in caplog.text
+    assert fresh.started_from is not None and fresh.started_from["discriminators"] is False
+    for d, f in zip(fresh.discriminators, untouched, strict=True):
+        assert_same(d.state_dict(), f)
+    (half / "discriminators.safetensors").write_bytes(b"damaged")
+    with pytest.raises(ckpt.CheckpointError, match="init_from: .*discriminators.safetensors is truncated or corrupt"):
+        train_gan(gan_config(tmp_path / "fourth", damsm_dir, 1, [f"init_from={half}"]))
 
 
 def test_init_from_errors_name_the_setting(tmp_path: Path, damsm_dir: Path) -> None:

@@ -120,6 +120,11 @@ class EncoderDiscriminator:
             self.judge.requires_grad_(True)
         return self.cfg.encoder_discriminator * generator_adversarial_loss(cond.float(), None, self.cfg.adversarial_loss)
 
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The modules it trains, by name: ``head``, and ``backbone`` where trainable."""
+        backbone = self.judge.backbone
+        return {"head": self.head, **({"backbone": backbone} if backbone is not None else {})}
+
     def state_dict(self) -> dict[str, Any]:
         backbone = self.judge.backbone
         return {"head": self.head.state_dict(), "optimizer": self.opt.state_dict(),

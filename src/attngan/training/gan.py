@@ -61,7 +61,7 @@ from .negatives import encode_captions
 from .optim import adam
 from .options import GANTrainConfig
 from .samples import save_sample_grid
-from .warm_start import model_generator_state
+from .warm_start import Modules, save_judges, start_from_model
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)
@@ -230,16 +230,12 @@ class GANTrainer(Trainer):
         log.info("generator and discriminators start from %s (its step %s)", path, state.get("step"))
 
     def _initialise_from_model(self, path: Path) -> None:
-        """The generator and its EMA start from a model folder's generator; the EMA counts the
-        folder's steps as its past updates (its warm-up then forgets nothing); the discriminators
-        keep their fresh weights (:func:`.warm_start.model_generator_state`)."""
-        start = model_generator_state(path, self.vocab, Path(self.cfg.damsm) / "vocab.json", self.cfg.generator)
-        self.generator.load_state_dict(start.state)
-        self.ema.shadow.load_state_dict(start.state)
-        self.ema.num_updates.fill_(start.steps)
-        self.started_from = {"model": start.model, "sha256": start.sha256, "steps": start.steps}
-        log.info("generator starts from the model folder %s (its step %s); discriminators start fresh", path,
-                 start.steps)
+        """The generator, its EMA and, where the folder keeps them, the discriminators start from a
+        model folder (:func:`.warm_start.start_from_model`)."""
+        self.started_from = start_from_model(
+            path, self.vocab, Path(self.cfg.damsm) / "vocab.json", self.cfg.generator,
+            Modules(self.generator, self.ema, list(self.discriminators),
+                    self.encoder_d.trained_modules() if self.encoder_d is not None else {}))
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt_g, *self.opt_d, *([self.encoder_d.opt] if self.encoder_d else [])]
@@ -282,6 +278,8 @@ class GANTrainer(Trainer):
         plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder),
                             _cpu_copy(bundle.generator), None if bundle.image_encoder is None else _cpu_copy(bundle.image_encoder), bundle.metadata)
         saved = save_pretrained(plain, path or self.out / self.export_name)
+        save_judges(saved, plain.generator.state_dict(), list(self.discriminators),
+                    self.encoder_d.trained_modules() if self.encoder_d is not None else {})
         log.info("exported the EMA generator to %s", saved)
         return saved
 

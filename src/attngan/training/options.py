@@ -199,9 +199,9 @@ class GANTrainConfig:
     eval: EvalOptions = field(default_factory=EvalOptions)
     # a run folder (its newest checkpoint) or a checkpoint file: a fresh run's generator, EMA and
     # discriminators start from its weights (a curriculum, or fine-tuning on other data); or a model
-    # folder: the generator and its EMA start from its generator, the discriminators fresh (more steps
-    # for a saved model). The step, optimisers and random state start fresh, and --resume takes the
-    # run's own checkpoint instead
+    # folder: the generator and its EMA start from its generator, the discriminators from those kept
+    # with it (else fresh; training/warm_start.py): more steps for a saved model. The step, optimisers
+    # and random state start fresh, and --resume takes the run's own checkpoint instead
     init_from: str = ""
     # the generator is not updated for this many first steps: the discriminators alone learn, so that
     # fresh ones catch up with a generator that starts trained (init_from a model folder) before it
