@@ -314,7 +314,8 @@ class GANTrainer(Trainer):
             twin_z = torch.randn(twins_of.pairs, z.shape[1], generator=self.noise)[twins_of.first:twins_of.first + k]
             inputs = tuple(torch.cat((x, x[picked])) for x in inputs)
             inputs = (torch.cat((z, twin_z.to(dev))), *inputs[1:])
-        with autocast(cfg.run.precision, dev):
+        held = self.step < cfg.generator_hold  # the discriminators alone learn: no graph through the generator
+        with torch.set_grad_enabled(not held), autocast(cfg.run.precision, dev):
             out = self.g(*inputs[:4], eps=inputs[4])
         if k:
             twins = out.images[-1][b:]
@@ -347,10 +348,12 @@ class GANTrainer(Trainer):
             loss_enc_d = self.encoder_d.update_on_images(self.image_encoder, reals[-1], fakes[-1].detach(), sentence,
                                                          pairs, shifts)
 
-        if self.step < cfg.generator_hold:  # the discriminators alone learn (a trained generator, new judges)
+        logs = {f"loss_d{i}": float(v.detach()) for i, v in enumerate(losses_d)}
+        if loss_enc_d is not None:
+            logs["loss_d_enc"] = loss_enc_d
+        if held:  # a trained generator, new judges (generator_hold)
             self.step += 1
-            logs = {f"loss_d{i}": float(v.detach()) for i, v in enumerate(losses_d)}
-            return {**logs, **({"loss_d_enc": loss_enc_d} if loss_enc_d is not None else {})}
+            return logs
 
         # generator: DAMSM on the last stage, adversarial terms, KL
         g, weight = cfg.loss, self.damsm_weight()
@@ -410,7 +413,6 @@ class GANTrainer(Trainer):
         self.opt_g.step()
         self.ema.update(self.generator)
         self.step += 1
-        logs = {f"loss_d{i}": float(v.detach()) for i, v in enumerate(losses_d)}
         logs.update(loss_g=float(loss["total"].detach()), loss_g_adv=float(loss["adversarial"].detach()),
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
@@ -418,8 +420,8 @@ class GANTrainer(Trainer):
             logs["loss_g_ranking"] = float(ranking.detach())
         if diversity is not None:
             logs["loss_g_diversity"] = float(diversity.detach())
-        if enc_g is not None and loss_enc_d is not None:
-            logs.update(loss_d_enc=loss_enc_d, loss_g_enc=float(enc_g.detach()))
+        if enc_g is not None:
+            logs["loss_g_enc"] = float(enc_g.detach())
         return logs
 
     def damsm_weight(self) -> float:

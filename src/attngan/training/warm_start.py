@@ -80,8 +80,7 @@ def save_judges(folder: Path, generator_state: dict[str, torch.Tensor], discrimi
         state.update({f"{ENCODER_PREFIX}{name}.{k}": v.detach().cpu().contiguous()
                       for k, v in module.state_dict().items()})
     path = folder / JUDGES_NAME
-    write_safetensors(state, path, metadata={"format": JUDGES_FORMAT, "generator": generator_fingerprint(generator_state),
-                                             "stages": str(len(discriminators))})
+    write_safetensors(state, path, metadata={"format": JUDGES_FORMAT, "generator": generator_fingerprint(generator_state)})
     return path
 
 
@@ -96,7 +95,6 @@ def load_judges(folder: Path, generator_state: dict[str, torch.Tensor]) -> Judge
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-        stages = int(meta.get("stages", ""))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"init_from: {path} is truncated or corrupt ({exc})") from None
     if meta.get("format") != JUDGES_FORMAT:
@@ -105,19 +103,20 @@ def load_judges(folder: Path, generator_state: dict[str, torch.Tensor]) -> Judge
         log.warning("%s belongs to another generator than this folder's (the folder was saved over since): "
                     "the discriminators start fresh", path)
         return None
-    per_stage: list[dict[str, torch.Tensor]] = [{} for _ in range(stages)]
+    stages: dict[int, dict[str, torch.Tensor]] = {}
     encoder: dict[str, dict[str, torch.Tensor]] = {}
-    try:
-        for key, value in tensors.items():
-            if key.startswith(ENCODER_PREFIX):
-                module, _, name = key[len(ENCODER_PREFIX):].partition(".")
-                encoder.setdefault(module, {})[name] = value
-            else:
-                stage, _, name = key.partition(".")
-                per_stage[int(stage)][name] = value
-    except (ValueError, IndexError):
-        raise CheckpointError(f"init_from: {path} holds a tensor {key!r} of no discriminator") from None
-    return Judges(per_stage, encoder)
+    for key, value in tensors.items():
+        if key.startswith(ENCODER_PREFIX):
+            module, _, name = key[len(ENCODER_PREFIX):].partition(".")
+            encoder.setdefault(module, {})[name] = value
+            continue
+        stage, _, name = key.partition(".")
+        if not stage.isdigit():
+            raise CheckpointError(f"init_from: {path} holds a tensor {key!r} of no discriminator")
+        stages.setdefault(int(stage), {})[name] = value
+    if sorted(stages) != list(range(len(stages))):
+        raise CheckpointError(f"init_from: {path} holds discriminators {sorted(stages)}, not stages 0, 1, ...")
+    return Judges([stages[i] for i in range(len(stages))], encoder)
 
 
 def model_generator_state(path: Path, vocab: Vocabulary, vocab_source: Path, generator: GeneratorConfig) -> ModelStart:
