@@ -147,6 +147,11 @@ def test_batchnorm_recalibration_of_the_exported_generator(tmp_path: Path) -> No
     assert stats and all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in stats)
     assert any(not torch.equal(first.state_dict()[k], shadow[k]) for k in stats)
     assert int(first.state_dict()[stats[0].replace("running_mean", "num_batches_tracked")]) == 3
+    third = GANTrainer(resolve_config("gan", "shapes", sets + ["ema_batchnorm_batches=3"]), DistInfo())
+    third.data.set_epoch(5)  # a later epoch draws other captions; the export is that of the weights alone
+    later = third.exported_generator()
+    assert all(torch.equal(first.state_dict()[k], later.state_dict()[k]) for k in stats)
+    assert third.data.epoch == 5
 
     # the statistics are the plain averages of the batches' own (training-mode) statistics
     norm = torch.nn.BatchNorm1d(2)

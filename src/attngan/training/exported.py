@@ -34,7 +34,8 @@ def recalibrated_copy(shadow: Generator, config: GeneratorConfig, data: TextImag
     """A copy of the EMA generator ``shadow`` (plain BatchNorm and reference layers, built from
     ``config``) whose BatchNorm statistics are re-estimated for its averaged weights on ``plan``'s
     batches of ``data`` (captions encoded by the frozen ``text_encoder``, padded to ``max_words``).
-    Fixed items and noise; the global random state is untouched."""
+    Fixed items (those of epoch 0; the data set's epoch is restored) and noise; the global random state
+    is untouched."""
     dev, b = plan.device, plan.batch_size
     with torch.random.fork_rng(devices=[]):
         generator = Generator(config)
@@ -52,5 +53,15 @@ def recalibrated_copy(shadow: Generator, config: GeneratorConfig, data: TextImag
         with autocast(plan.precision, dev):
             generator(z.to(dev), sentence, words, pad_to(batch["tokens"], max_words, 1).to(dev) == 0, eps=eps.to(dev))
 
-    recalibrate_batchnorm(generator, forward, [range(k * b, (k + 1) * b) for k in range(count)])
+    # the items as at epoch 0 (a training set draws each item's caption per epoch): the statistics then
+    # depend on the weights alone, not on the step the run is exported at
+    epoch = getattr(data, "epoch", None)
+    set_epoch = getattr(data, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(0)
+    try:
+        recalibrate_batchnorm(generator, forward, [range(k * b, (k + 1) * b) for k in range(count)])
+    finally:
+        if set_epoch is not None and epoch is not None:
+            set_epoch(epoch)
     return generator
