@@ -23,7 +23,6 @@ twin                                    reference                               
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from torch.nn.utils import parametrize
 from ..cache import cache_dir
 from ..errors import SettingError
 from ..files import read_format_json, staged_dir
+from ..fingerprint import state_fingerprint
 from ..hub import ModelBundle, state_dict_of
 from ..models.generator import Generator, GeneratorOutput
 from ..models.text_encoder import TextEncoder
@@ -137,12 +137,8 @@ class ExportableGenerator(nn.Module):
 
 def weights_fingerprint(bundle: ModelBundle) -> str:
     """SHA-256 (16 hex digits) of the text encoder's and generator's weights, as loaded now."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state_dict_of(bundle).items()):
-        if name.startswith(("text_encoder.", "generator.")):
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return state_fingerprint({name: tensor for name, tensor in state_dict_of(bundle).items()
+                              if name.startswith(("text_encoder.", "generator."))})[:16]
 
 
 def _output_names(generator: Generator) -> tuple[list[str], list[str]]:

@@ -8,22 +8,16 @@ same network (its weights hash is part of ``identity``).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import nn
 
+from ..fingerprint import state_fingerprint
 from .classifier import AttributeClassifier
 
 
 def module_fingerprint(module: nn.Module) -> str:
     """16-hex sha256 of a module's state dict (names, shapes, dtypes and values)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
+    return state_fingerprint(module.state_dict())[:16]
 
 
 class DAMSMImageFeatures:

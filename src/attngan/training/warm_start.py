@@ -12,7 +12,6 @@ replaced since) is ignored with a warning, and the discriminators start fresh.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..config import GeneratorConfig
 from ..files import write_safetensors
+from ..fingerprint import state_fingerprint
 from ..hub import load_pretrained
 from ..text import Vocabulary
 from .checkpoint import CheckpointError
@@ -60,13 +60,7 @@ class ModelStart(NamedTuple):
 def generator_fingerprint(state: dict[str, torch.Tensor]) -> str:
     """SHA-256 of a generator's weights rounded to float16, in key order: the same for a float32
     folder and its float16 copy."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        value = state[key].detach().cpu()
-        value = value.half() if value.is_floating_point() else value
-        digest.update(f"{key}:{tuple(value.shape)}:{value.dtype}".encode())
-        digest.update(value.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return state_fingerprint({k: v.half() if v.is_floating_point() else v for k, v in state.items()})
 
 
 def save_judges(folder: Path, generator_state: dict[str, torch.Tensor], discriminators: Sequence[nn.Module],
