@@ -2,7 +2,7 @@
 inside a function, under ``if TYPE_CHECKING:`` too, and every module named by a string to
 ``importlib.import_module`` (the root package's lazy public names, ``_EXPORTS``)::
 
-    base (config, errors, cache, version, precision, text, files, untrusted, viz)
+    base (config, errors, cache, version, precision, text, files, fingerprint, untrusted, viz)
       <- models <- losses <- data <- hub <- inference <- metrics <- training <- server <- cli
 
 A module imports only from its own layer or below, and no two modules import each other,
@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attngan"
 LAYERS: list[set[str]] = [
-    {"config", "precision", "text", "files", "untrusted", "viz", "cache", "version", "errors"},
+    {"config", "precision", "text", "files", "fingerprint", "untrusted", "viz", "cache", "version", "errors"},
     {"models"},
     {"losses"},
     {"data"},

@@ -113,7 +113,7 @@ def load_judges(folder: Path, generator_state: dict[str, torch.Tensor]) -> Judge
     return Judges([stages[i] for i in range(len(stages))], encoder)
 
 
-def model_generator_state(path: Path, vocab: Vocabulary, vocab_source: Path, generator: GeneratorConfig) -> ModelStart:
+def read_model_start(path: Path, vocab: Vocabulary, vocab_source: Path, generator: GeneratorConfig) -> ModelStart:
     """The generator of the model folder ``path`` (float16 weights widened to float32) and the
     discriminators kept with it, checked to fit a run whose vocabulary is ``vocab`` (read from
     ``vocab_source``) and whose generator is ``generator``.
@@ -156,7 +156,7 @@ def start_from_model(path: Path, vocab: Vocabulary, vocab_source: Path, generato
     generator (the EMA counts the folder's steps as its past updates, so that its warm-up forgets
     nothing), the discriminators from those kept with it (else they stay fresh). Returns what the
     run records as ``started_from``. Raises :class:`CheckpointError` naming what does not fit."""
-    start = model_generator_state(path, vocab, vocab_source, generator)
+    start = read_model_start(path, vocab, vocab_source, generator)
     modules.generator.load_state_dict(start.state)
     modules.ema.shadow.load_state_dict(start.state)
     modules.ema.num_updates.fill_(start.steps)
