@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import torch
+from torch import nn
 
 from ..config import GeneratorConfig
 from ..data import TextImageData, collate
+from ..hub import ModelBundle, save_pretrained
 from ..models.generator import Generator
 from ..precision import autocast
 from .ema import recalibrate_batchnorm
 from .loop import pad_to
 from .negatives import TextEncoderFn, encode_captions
+from .warm_start import save_judges
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -65,3 +73,20 @@ def recalibrated_copy(shadow: Generator, config: GeneratorConfig, data: TextImag
         if set_epoch is not None and epoch is not None:
             set_epoch(epoch)
     return generator
+
+
+def save_model_folder(bundle: ModelBundle, path: Path, discriminators: Sequence[nn.Module],
+                      encoder_discriminator: dict[str, nn.Module]) -> Path:
+    """``bundle`` saved as an inference folder at ``path`` (CPU copies of its modules, in eval mode),
+    with the run's judges beside it (:func:`.warm_start.save_judges`, tagged with the saved
+    generator); returns the folder."""
+    image_encoder = None if bundle.image_encoder is None else _cpu_copy(bundle.image_encoder)
+    plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder), _cpu_copy(bundle.generator),
+                        image_encoder, bundle.metadata)
+    saved = save_pretrained(plain, path)
+    save_judges(saved, plain.generator.state_dict(), discriminators, encoder_discriminator)
+    return saved
+
+
+def _cpu_copy(module: M) -> M:
+    return copy.deepcopy(module).cpu().eval()

@@ -14,12 +14,11 @@ autocast with fp32 master weights; the losses are computed in fp32 and checked t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import ModelConfig, to_dict
 from ..data import Batch, build_from_options, collate, example_captions
 from ..files import OutputError
-from ..hub import EXAMPLES_KEY, ModelBundle, is_model_folder, load_damsm, save_pretrained
+from ..hub import EXAMPLES_KEY, ModelBundle, is_model_folder, load_damsm
 from ..losses.damsm import HardNegatives
 from ..losses.gan import counterfactual_ranking_loss, matching_aware_penalty, mode_seeking_loss
 from ..models.discriminator import Discriminator
@@ -40,11 +39,11 @@ from ..text import check_vocabulary_coverage
 from ..version import __version__
 from . import checkpoint as ckpt
 from .augment import draw_shifts, shift_images
-from .compiled import compile_function, compile_module, compiler_works
+from .compiled import compiler_works
 from .distributed import DistInfo, gather, init_distributed, shutdown, use_global_batchnorm
 from .ema import EMA
 from .encoder_discriminator import EncoderDiscriminator
-from .exported import RecalibrationPlan, recalibrated_copy
+from .exported import RecalibrationPlan, recalibrated_copy, save_model_folder
 from .fast_layers import (
     ChannelsLastInput,
     checkpoint_last_stage,
@@ -54,17 +53,26 @@ from .fast_layers import (
     use_matmul_logits,
     use_subpixel_up_blocks,
 )
-from .gan_step import DiscriminatorStep, FakeLogits, LossTerms, Mismatched, mode_seeking_rows
+from .gan_step import (
+    DiscriminatorStep,
+    FakeLogits,
+    LossTerms,
+    Mismatched,
+    compile_step,
+    mode_seeking_rows,
+    next_sample_pairs,
+    with_rounded,
+    with_twins,
+)
 from .loop import BatchStream, Trainer, pad_to, require_finite, set_threads
 from .memory import keep_freed_memory
 from .negatives import encode_captions
 from .optim import adam
 from .options import GANTrainConfig
-from .samples import save_sample_grid
-from .warm_start import Modules, save_judges, start_from_model
+from .samples import save_sample_grid, spread_captions
+from .warm_start import Modules, start_from_model
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=nn.Module)
 
 
 class GANTrainer(Trainer):
@@ -155,28 +163,17 @@ class GANTrainer(Trainer):
         self.stream = BatchStream(self.data, collate, run.batch_size, run.seed, dist, cfg.data.num_workers)
 
     def _compile(self, steps: list[DiscriminatorStep]) -> None:
-        """``run.speed.compile``: the generator, the discriminators' passes, the frozen image encoder
-        and the loss terms compiled in place (:mod:`.compiled`; built on their first call). The
-        discriminators' update stays eager with the gradient penalty (compiled graphs do not
-        differentiate twice) and with counterfactual captions in it (their count varies by batch)."""
+        """``run.speed.compile`` (:func:`.gan_step.compile_step`): the discriminators' update stays
+        eager with the gradient penalty (compiled graphs do not differentiate twice) and with
+        counterfactual captions or rounded images in it (their count varies by batch); so do the
+        generator's discriminator passes with counterfactual captions."""
         cfg = self.cfg
-        compile_module(self.generator)
-        if cfg.hard_negatives.generator > 0 and cfg.data.counterfactuals:
-            log.info("run.speed.compile: the generator's discriminator passes run eagerly (counterfactual captions)")
-        else:
-            for fake in self.fake_logits:
-                compile_module(fake)
-        compile_module(self.image_encoder)
-        eager_update = cfg.gradient_penalty > 0 or cfg.hard_negatives.discriminator or cfg.data.rounded_negatives > 0
-        if eager_update:
-            log.info("run.speed.compile: the discriminators' update runs eagerly (%s)",
-                     "gradient penalty" if cfg.gradient_penalty > 0 else "counterfactual captions or rounded images")
-        else:
-            for step in steps:
-                compile_module(step)
-        damsm, generator, discriminators = LossTerms()
-        self.losses = LossTerms(compile_function(damsm), compile_function(generator),
-                                discriminators if eager_update else compile_function(discriminators))
+        eager_fake = ("counterfactual captions" if cfg.hard_negatives.generator > 0 and cfg.data.counterfactuals
+                      else None)
+        eager_update = ("gradient penalty" if cfg.gradient_penalty > 0 else "counterfactual captions or rounded images"
+                        if cfg.hard_negatives.discriminator or cfg.data.rounded_negatives > 0 else None)
+        self.losses = compile_step(self.generator, self.image_encoder, self.fake_logits, steps, eager_fake,
+                                   eager_update)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -273,13 +270,10 @@ class GANTrainer(Trainer):
         return generator
 
     def export(self, path: Path | None = None) -> Path:
-        """The EMA generator with the encoders and vocabulary, as an inference folder."""
-        bundle = self.inference_bundle()
-        plain = ModelBundle(bundle.config, bundle.vocab, _cpu_copy(bundle.text_encoder),
-                            _cpu_copy(bundle.generator), None if bundle.image_encoder is None else _cpu_copy(bundle.image_encoder), bundle.metadata)
-        saved = save_pretrained(plain, path or self.out / self.export_name)
-        save_judges(saved, plain.generator.state_dict(), list(self.discriminators),
-                    self.encoder_d.trained_modules() if self.encoder_d is not None else {})
+        """The EMA generator with the encoders and vocabulary, as an inference folder, and the judges
+        beside it (:func:`.exported.save_model_folder`)."""
+        saved = save_model_folder(self.inference_bundle(), path or self.out / self.export_name, list(self.discriminators),
+                                  self.encoder_d.trained_modules() if self.encoder_d is not None else {})
         log.info("exported the EMA generator to %s", saved)
         return saved
 
@@ -307,13 +301,8 @@ class GANTrainer(Trainer):
         # captions drawn twice (the mode-seeking term): every fourth row of the global batch, so that a
         # run split over processes draws the same pairs as one process
         twins_of = mode_seeking_rows(b, dist.rank, dist.world_size) if cfg.diversity_weight > 0 else None
-        k = 0 if twins_of is None else len(twins_of.rows)
-        inputs: tuple[torch.Tensor, ...] = (z, sentence, words, mask, eps)
-        picked = None if twins_of is None else twins_of.rows.to(dev)  # one copy to the device a step
-        if twins_of is not None and picked is not None:  # their twins' noise, drawn for the global batch
-            twin_z = torch.randn(twins_of.pairs, z.shape[1], generator=self.noise)[twins_of.first:twins_of.first + k]
-            inputs = tuple(torch.cat((x, x[picked])) for x in inputs)
-            inputs = (torch.cat((z, twin_z.to(dev))), *inputs[1:])
+        inputs, picked = with_twins((z, sentence, words, mask, eps), twins_of, self.noise)
+        k = 0 if picked is None else len(picked)
         held = self.step < cfg.generator_hold  # the discriminators alone learn: no graph through the generator
         with torch.set_grad_enabled(not held), autocast(cfg.run.precision, dev):
             out = self.g(*inputs[:4], eps=inputs[4])
@@ -326,11 +315,7 @@ class GANTrainer(Trainer):
 
         # discriminators: real / fake / mismatched (real image with the next sample's caption)
         all_sentences = gather(sentence)
-        global_rows = torch.arange(dist.rank * b, (dist.rank + 1) * b, device=dev)
-        wrong_rows = (global_rows + 1 < total).nonzero().flatten()
-        wrong_sentence = all_sentences[global_rows[wrong_rows] + 1]
-        wrong_scale = len(wrong_rows) * dist.world_size / (total - 1)
-        pairs = Mismatched(wrong_sentence, wrong_rows, wrong_scale)
+        pairs = next_sample_pairs(all_sentences, dist.rank, b, dist.world_size)
         hard_sentence = hard_rows = None  # the filled counterfactual captions [H, D] and their rows [H]
         if hard is not None and (hn.discriminator or hn.generator > 0):
             filled = hard.lengths > 0
@@ -338,9 +323,7 @@ class GANTrainer(Trainer):
         if hn.discriminator and hard_rows is not None:  # (real image, counterfactual caption) pairs
             pairs = pairs._replace(hard_sentence=hard_sentence, hard_rows=hard_rows)
         if "rounded_images" in batch:  # (rounded rendering, own caption) pairs, for the last discriminator
-            rounded_rows = batch["rounded_valid"].to(dev).nonzero().flatten()
-            rounded = batch["rounded_images"].to(dev, non_blocking=True)[rounded_rows]
-            pairs = pairs._replace(rounded=rounded.contiguous(memory_format=layout), rounded_rows=rounded_rows)
+            pairs = with_rounded(pairs, batch["rounded_images"], batch["rounded_valid"], layout)
         losses_d = self._update_discriminators(reals, [f.detach() for f in fakes], sentence, pairs)
         loss_enc_d = None
         if self.encoder_d is not None:  # images moved as the DAMSM term's (shifts drawn for the global batch)
@@ -416,12 +399,8 @@ class GANTrainer(Trainer):
         logs.update(loss_g=float(loss["total"].detach()), loss_g_adv=float(loss["adversarial"].detach()),
                     loss_damsm_w=float(loss["damsm_words"].detach()),
                     loss_damsm_s=float(loss["damsm_sentence"].detach()), loss_kl=float(loss["kl"].detach()))
-        if ranking is not None:
-            logs["loss_g_ranking"] = float(ranking.detach())
-        if diversity is not None:
-            logs["loss_g_diversity"] = float(diversity.detach())
-        if enc_g is not None:
-            logs["loss_g_enc"] = float(enc_g.detach())
+        optional = {"loss_g_ranking": ranking, "loss_g_diversity": diversity, "loss_g_enc": enc_g}
+        logs.update({name: float(v.detach()) for name, v in optional.items() if v is not None})
         return logs
 
     def damsm_weight(self) -> float:
@@ -524,12 +503,9 @@ class GANTrainer(Trainer):
 
     def sample_captions(self, n: int = 8) -> list[str]:
         """``n`` fixed captions of the training data, spread over it."""
-        found = getattr(self, "_sample_captions", None)
-        if found is None:
-            items = [self.data[i] for i in range(0, len(self.data), max(len(self.data) // n, 1))][:n]
-            found = [" ".join(self.vocab.decode(it["tokens"].tolist())) for it in items]
-            self._sample_captions = found
-        return found
+        if getattr(self, "_sample_captions", None) is None:
+            self._sample_captions = spread_captions(self.data, self.vocab, n)
+        return self._sample_captions
 
 
 def train_gan(cfg: GANTrainConfig, resume: bool = False) -> Path:
@@ -540,6 +516,3 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False) -> Path:
     finally:
         shutdown()
 
-
-def _cpu_copy(module: M) -> M:
-    return copy.deepcopy(module).cpu().eval()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
+from ..data import TextImageData
 from ..files import writing
 from ..hub import ModelBundle
+from ..text import Vocabulary
 
 
 def save_sample_grid(bundle: ModelBundle, captions: Sequence[str], device: torch.device, precision: str,
@@ -27,3 +29,9 @@ def save_sample_grid(bundle: ModelBundle, captions: Sequence[str], device: torch
     for path, image in images.items():
         with writing(path):
             save_png(image, path)
+
+
+def spread_captions(data: TextImageData, vocab: Vocabulary, n: int = 8) -> list[str]:
+    """``n`` captions of ``data`` at items spread evenly over it (a run's fixed sample captions)."""
+    items = [data[i] for i in range(0, len(data), max(len(data) // n, 1))][:n]
+    return [" ".join(vocab.decode(item["tokens"].tolist())) for item in items]
