@@ -14,13 +14,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from attngan import precision
 from attngan.cli import main
 from attngan.config import GeneratorConfig, ImageEncoderConfig, ModelConfig, TextEncoderConfig
 from attngan.hub import build_bundle, save_pretrained
 from attngan.inference.fast import FastSelfAttention
 from attngan.inference.pipeline import AttnGANPipeline
 from attngan.models.layers import SelfAttention
-from attngan.precision import FORCE_ENV, autocast, dtype_of, native_bf16, resolve_precision
+from attngan.precision import FORCE_ENV, autocast, dtype_of, hardware_bf16, native_bf16, resolve_precision
 from attngan.text import PAD_TOKEN, Vocabulary
 
 from .conftest import TINY_WORDS
@@ -69,6 +70,23 @@ def forced_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------- the policy
+@pytest.mark.parametrize(("avx512_bf16", "amx", "onednn", "native"), [
+    (False, False, True, False),  # AVX-512 without its BF16 extension: oneDNN says yes, and emulates
+    (True, False, True, True), (False, True, True, True), (True, True, False, False)])
+def test_cpu_probe_asks_for_bf16_instructions(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool,
+                                              onednn: bool, native: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(precision, "_onednn_bf16", lambda: onednn)
+    hardware_bf16.cache_clear()
+    try:
+        assert hardware_bf16("cpu") is native
+        monkeypatch.delenv(FORCE_ENV, raising=False)
+        assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    finally:
+        hardware_bf16.cache_clear()
+
+
 def test_policy_resolves_auto_from_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FORCE_ENV, "1")
     assert native_bf16("cpu") and resolve_precision("auto", "cpu") == "bf16"

@@ -4,8 +4,8 @@
 pipeline, ``attngan generate`` / ``serve`` / ``evaluate``, ``run.precision`` of training).
 
 * ``auto`` is ``bf16`` where the device computes bf16 natively (a CPU with AVX-512 BF16 or
-  AMX, a CUDA GPU with bf16 support) and ``fp32`` elsewhere (AVX2-only CPUs emulate bf16,
-  several times slower than fp32).
+  AMX, a CUDA GPU with bf16 support) and ``fp32`` elsewhere (AVX2-only CPUs and AVX-512 CPUs
+  without its BF16 extension emulate bf16, slower than fp32).
 * Inference: the fused fast path runs every generator stage (self-attention, spectral-norm
   layers, word attention, image heads) in the precision chosen; the conditioning
   augmentation and the text encoder (LSTM/GRU) stay in fp32 (tiny, and oneDNN has no bf16 RNN
@@ -43,15 +43,33 @@ def check_precision(precision: str, what: str = "precision") -> str:
 
 @functools.cache
 def hardware_bf16(device_type: str) -> bool:
-    """Whether this machine's ``device_type`` (``cpu``, ``cuda``) computes bf16 natively (asked once)."""
+    """Whether this machine's ``device_type`` (``cpu``, ``cuda``) computes bf16 natively (asked once).
+
+    On a CPU that means bf16 instructions (AVX-512 BF16 or AMX) and oneDNN to use them. oneDNN alone
+    is not enough: it reports bf16 support on every AVX-512 CPU, and without those instructions it
+    converts each operand to fp32 and back (a 16-channel convolution block about 2x slower than in
+    fp32 on such a machine)."""
     if device_type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device_type == "cpu":
-        try:
-            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
+        return cpu_bf16_instructions() and _onednn_bf16()
     return False
+
+
+def cpu_bf16_instructions() -> bool:
+    """Whether the CPU has bf16 arithmetic instructions: AVX-512 BF16 or AMX tiles (as torch reads them)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        return any(bool(probe()) for probe in probes if probe is not None)
+    except RuntimeError:
+        return False
+
+
+def _onednn_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
