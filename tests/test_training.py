@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import torch
 
 from attngan.config import ConfigError
 from attngan.hub import load_damsm, load_pretrained, save_pretrained, state_dict_of
+from attngan.precision import FORCE_ENV
 from attngan.training import checkpoint as ckpt
 from attngan.training.damsm import train_damsm
 from attngan.training.gan import train_gan
@@ -137,6 +139,22 @@ def test_resume_continues_exactly(extra: list[str], tmp_path: Path, damsm_dir: P
     assert len(compiled) == (3 if extra else 0)  # each of the three parts compiled its step
     if extra:
         assert after["fx_misses"] == before["fx_misses"] and after["aot_misses"] == before["aot_misses"], after
+
+
+def test_resume_in_another_precision_says_so(tmp_path: Path, damsm_dir: Path, caplog: pytest.LogCaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run.precision: auto`` resolves per machine: a run resumed on a machine of another kind goes
+    on in that machine's precision, and the log names the switch and how to avoid it."""
+    monkeypatch.setenv(FORCE_ENV, "1")  # started where auto is bf16
+    train_gan(gan_config(tmp_path, damsm_dir, 1, ["run.precision=auto"]))
+    monkeypatch.setenv(FORCE_ENV, "0")  # resumed where it is fp32
+    with caplog.at_level(logging.WARNING, logger="attngan.training.loop"):
+        train_gan(gan_config(tmp_path, damsm_dir, 2, ["run.precision=auto"]), resume=True)
+    assert "trained in bf16; it goes on in fp32 (run.precision=bf16 keeps the first)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="attngan.training.loop"):  # the same precision: no word
+        train_gan(gan_config(tmp_path, damsm_dir, 3, ["run.precision=fp32"]), resume=True)
+    assert "goes on in" not in caplog.text
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, damsm_dir: Path) -> None:

@@ -383,6 +383,10 @@ class Trainer:
             reason = " ".join(str(exc).split())[:300]
             raise ckpt.CheckpointError(f"{path} does not fit this run: {reason}") from None
         log.info("resumed from %s at step %d", path, self.step)
+        was = (state.get("config") or {}).get("run", {}).get("precision")
+        if was and was != self.cfg.run.precision:  # run.precision auto, resumed on another kind of machine
+            log.warning("%s was trained in %s; it goes on in %s (run.precision=%s keeps the first)",
+                        path, was, self.cfg.run.precision, was)
 
     def save_checkpoint(self, write: bool = True) -> Path | None:
         """Write the checkpoint of this step; returns its path on the main process, which writes it.
